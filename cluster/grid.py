@@ -1,0 +1,289 @@
+"""The processing grid: one CRS, one pixel size, square tiles with stable ids.
+
+Every stage works tile by tile on this grid. A tile is ``tile_size_px`` pixels on a side;
+tile ``(row, col)`` covers ``x in [x0 + col*E, x0 + (col+1)*E)`` and
+``y in (y0 - (row+1)*E, y0 - row*E]`` where ``E = tile_size_px * pixel_size`` and
+``(x0, y0)`` is the grid origin. Rows grow southwards (raster order); indices may be
+negative, so the same grid covers the globe and tile ids never change when a cube grows.
+
+Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS, Geod
+
+from cluster.errors import GridError
+
+__all__ = ["BBox", "TileIndex", "GridSpec", "CubeExtent"]
+
+
+class BBox(NamedTuple):
+    """An axis-aligned box in some CRS's units: ``(left, bottom, right, top)``."""
+
+    left: float
+    bottom: float
+    right: float
+    top: float
+
+    def intersects(self, other: "BBox") -> bool:
+        """True when the two boxes share interior area.
+
+        >>> BBox(0, 0, 10, 10).intersects(BBox(10, 0, 20, 10))
+        False
+        >>> BBox(0, 0, 10, 10).intersects(BBox(5, 5, 20, 20))
+        True
+        """
+        return (
+            self.left < other.right
+            and other.left < self.right
+            and self.bottom < other.top
+            and other.bottom < self.top
+        )
+
+    def union(self, other: "BBox") -> "BBox":
+        return BBox(
+            min(self.left, other.left),
+            min(self.bottom, other.bottom),
+            max(self.right, other.right),
+            max(self.top, other.top),
+        )
+
+
+class TileIndex(NamedTuple):
+    """A tile's position on the grid: ``row`` grows southwards, ``col`` eastwards."""
+
+    row: int
+    col: int
+
+    @property
+    def id(self) -> str:
+        """A stable, filesystem-safe id.
+
+        >>> TileIndex(-3, 12).id
+        'r-3_c12'
+        """
+        return f"r{self.row}_c{self.col}"
+
+    @classmethod
+    def from_id(cls, tile_id: str) -> "TileIndex":
+        """Parse an id made by :attr:`id`.
+
+        >>> TileIndex.from_id('r-3_c12')
+        TileIndex(row=-3, col=12)
+        """
+        try:
+            r, c = tile_id.split("_")
+            if not (r.startswith("r") and c.startswith("c")):
+                raise ValueError
+            return cls(int(r[1:]), int(c[1:]))
+        except ValueError:
+            raise GridError(
+                f"bad tile id {tile_id!r}; expected 'r<row>_c<col>', e.g. 'r-3_c12'"
+            ) from None
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A tiling grid: CRS, pixel size and tile size.
+
+    Example:
+        >>> g = GridSpec("EPSG:6933", pixel_size=10.0, tile_size_px=512)
+        >>> g.tile_bounds(TileIndex(0, 0))
+        BBox(left=0.0, bottom=-5120.0, right=5120.0, top=0.0)
+        >>> g.tile_of(5119.0, -1.0)
+        TileIndex(row=0, col=0)
+    """
+
+    crs: str = "EPSG:6933"
+    """Any CRS pyproj understands. The default, EASE-Grid 2.0 global, is equal-area, so
+    pixel area (and so crop area) is exact everywhere."""
+    pixel_size: float = 10.0
+    """Pixel side in CRS units (metres for projected CRSs, degrees for geographic)."""
+    tile_size_px: int = 512
+    """Tile side in pixels; one tile is the unit of work and one Zarr shard footprint."""
+    origin_x: float = 0.0
+    origin_y: float = 0.0
+    """Grid origin (top-left corner of tile (0, 0)). Zero keeps pixel edges on whole
+    multiples of the pixel size, which is where UTM products put theirs."""
+
+    def __post_init__(self) -> None:
+        try:
+            crs = CRS.from_user_input(self.crs)
+        except Exception as e:  # pyproj raises CRSError, a plain Exception subclass
+            raise GridError(
+                f"grid crs {self.crs!r} is not a CRS pyproj understands ({e}); "
+                "use an EPSG code such as 'EPSG:6933' or a WKT string"
+            ) from None
+        if not (self.pixel_size > 0 and math.isfinite(self.pixel_size)):
+            raise GridError(f"grid pixel_size must be a positive number, got {self.pixel_size!r}")
+        if int(self.tile_size_px) != self.tile_size_px or self.tile_size_px < 16:
+            raise GridError(
+                f"grid tile_size_px must be an integer >= 16, got {self.tile_size_px!r}"
+            )
+        if crs.is_geographic is False and crs.is_projected is False:
+            raise GridError(f"grid crs {self.crs!r} is neither projected nor geographic")
+
+    @cached_property
+    def pyproj_crs(self) -> CRS:
+        return CRS.from_user_input(self.crs)
+
+    @property
+    def tile_extent(self) -> float:
+        """Tile side in CRS units."""
+        return self.tile_size_px * self.pixel_size
+
+    def tile_bounds(self, tile: TileIndex) -> BBox:
+        e = self.tile_extent
+        left = self.origin_x + tile.col * e
+        top = self.origin_y - tile.row * e
+        return BBox(left, top - e, left + e, top)
+
+    def tile_transform(self, tile: TileIndex) -> Affine:
+        """The affine transform of the tile's pixel array (north-up)."""
+        b = self.tile_bounds(tile)
+        return Affine(self.pixel_size, 0.0, b.left, 0.0, -self.pixel_size, b.top)
+
+    def tile_of(self, x: float, y: float) -> TileIndex:
+        """The tile that contains the point ``(x, y)``."""
+        e = self.tile_extent
+        return TileIndex(
+            math.floor((self.origin_y - y) / e), math.floor((x - self.origin_x) / e)
+        )
+
+    def tiles_for_bounds(self, bbox: BBox) -> list[TileIndex]:
+        """Every tile that shares area with ``bbox``, in row-major order.
+
+        >>> g = GridSpec("EPSG:6933", pixel_size=10.0, tile_size_px=100)
+        >>> g.tiles_for_bounds(BBox(0, -1000, 2000, 0))
+        [TileIndex(row=0, col=0), TileIndex(row=0, col=1)]
+        """
+        e = self.tile_extent
+        eps = self.pixel_size * 1e-6  # a box ending exactly on a tile edge stays out of it
+        c0 = math.floor((bbox.left - self.origin_x) / e)
+        c1 = math.floor((bbox.right - eps - self.origin_x) / e)
+        r0 = math.floor((self.origin_y - bbox.top) / e)
+        r1 = math.floor((self.origin_y - bbox.bottom - eps) / e)
+        return [TileIndex(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+
+    def pixel_area_m2(self, tile: TileIndex) -> np.ndarray:
+        """Area of each pixel row of a tile in square metres, shape ``(tile_size_px,)``.
+
+        Exact on equal-area and geographic grids (geodesic area of each row's cell on the
+        CRS's ellipsoid). On other projected CRSs (UTM, ...) it is the nominal pixel area,
+        whose error is the projection's area distortion (under 0.2 % inside a UTM zone).
+        """
+        n = self.tile_size_px
+        crs = self.pyproj_crs
+        if crs.is_geographic:
+            geod = Geod(ellps=crs.ellipsoid.name) if crs.ellipsoid else Geod(ellps="WGS84")
+            try:
+                geod = crs.get_geod() or geod
+            except Exception:  # noqa: BLE001 — older CRSs without geod info: keep the ellipsoid
+                pass
+            b = self.tile_bounds(tile)
+            edges = b.top - np.arange(n + 1) * self.pixel_size
+            lons = [b.left, b.left + self.pixel_size, b.left + self.pixel_size, b.left]
+            out = np.empty(n)
+            for i in range(n):
+                lats = [edges[i + 1], edges[i + 1], edges[i], edges[i]]
+                out[i] = abs(geod.polygon_area_perimeter(lons, lats)[0])
+            return out
+        unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+        return np.full(n, (self.pixel_size * unit) ** 2)
+
+    @property
+    def is_equal_area(self) -> bool:
+        """True when the CRS's projection preserves area (so pixel area is exact)."""
+        crs = self.pyproj_crs
+        if crs.is_geographic:
+            return False
+        method = (crs.coordinate_operation.method_name if crs.coordinate_operation else "").lower()
+        return "equal area" in method or "equal-area" in method
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "crs": self.crs,
+            "pixel_size": self.pixel_size,
+            "tile_size_px": self.tile_size_px,
+            "origin_x": self.origin_x,
+            "origin_y": self.origin_y,
+        }
+
+
+@dataclass(frozen=True)
+class CubeExtent:
+    """A rectangle of whole tiles on a grid: what one cube covers.
+
+    ``row0, col0`` is the top-left tile; the cube's arrays are
+    ``(nrows * tile_size_px, ncols * tile_size_px)`` pixels.
+    """
+
+    grid: GridSpec
+    row0: int
+    col0: int
+    nrows: int
+    ncols: int
+
+    @classmethod
+    def from_tiles(cls, grid: GridSpec, tiles: Sequence[TileIndex]) -> "CubeExtent":
+        if not tiles:
+            raise GridError("no tiles: the inputs do not overlap the grid anywhere")
+        rows = [t.row for t in tiles]
+        cols = [t.col for t in tiles]
+        return cls(grid, min(rows), min(cols), max(rows) - min(rows) + 1, max(cols) - min(cols) + 1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(ny, nx)`` in pixels."""
+        n = self.grid.tile_size_px
+        return (self.nrows * n, self.ncols * n)
+
+    @property
+    def transform(self) -> Affine:
+        return self.grid.tile_transform(TileIndex(self.row0, self.col0))
+
+    @property
+    def bounds(self) -> BBox:
+        a = self.grid.tile_bounds(TileIndex(self.row0, self.col0))
+        b = self.grid.tile_bounds(TileIndex(self.row0 + self.nrows - 1, self.col0 + self.ncols - 1))
+        return a.union(b)
+
+    def x_coords(self) -> np.ndarray:
+        """Pixel-centre x coordinates, west to east."""
+        t = self.transform
+        return t.c + (np.arange(self.shape[1]) + 0.5) * t.a
+
+    def y_coords(self) -> np.ndarray:
+        """Pixel-centre y coordinates, north to south."""
+        t = self.transform
+        return t.f + (np.arange(self.shape[0]) + 0.5) * t.e
+
+    def iter_tiles(self) -> Iterator[TileIndex]:
+        for r in range(self.row0, self.row0 + self.nrows):
+            for c in range(self.col0, self.col0 + self.ncols):
+                yield TileIndex(r, c)
+
+    def tile_slices(self, tile: TileIndex) -> tuple[slice, slice]:
+        """The ``(y, x)`` pixel slices of ``tile`` inside the cube's arrays."""
+        n = self.grid.tile_size_px
+        r, c = tile.row - self.row0, tile.col - self.col0
+        if not (0 <= r < self.nrows and 0 <= c < self.ncols):
+            raise GridError(f"tile {tile.id!r} is outside this cube's {self.nrows}x{self.ncols} tiles")
+        return slice(r * n, (r + 1) * n), slice(c * n, (c + 1) * n)
+
+    def tile_at(self, y0: int, x0: int) -> TileIndex:
+        """The tile whose top-left pixel is at cube offsets ``(y0, x0)``."""
+        n = self.grid.tile_size_px
+        return TileIndex(self.row0 + y0 // n, self.col0 + x0 // n)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"grid": self.grid.to_dict(), "row0": self.row0, "col0": self.col0,
+                "nrows": self.nrows, "ncols": self.ncols}
