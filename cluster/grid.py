@@ -106,13 +106,16 @@ class GridSpec:
     """Any CRS pyproj understands. The default, EASE-Grid 2.0 global, is equal-area, so
     pixel area (and so crop area) is exact everywhere."""
     pixel_size: float = 10.0
-    """Pixel side in CRS units (metres for projected CRSs, degrees for geographic)."""
+    """Pixel width in CRS units (metres for projected CRSs, degrees for geographic)."""
     tile_size_px: int = 512
     """Tile side in pixels; one tile is the unit of work and one Zarr shard footprint."""
     origin_x: float = 0.0
     origin_y: float = 0.0
     """Grid origin (top-left corner of tile (0, 0)). Zero keeps pixel edges on whole
     multiples of the pixel size, which is where UTM products put theirs."""
+    pixel_size_y: float | None = None
+    """Pixel height, when it differs from the width (some products' pixels are not
+    square, e.g. 9.9948 x 9.9974 m); default: square pixels."""
 
     def __post_init__(self) -> None:
         try:
@@ -124,6 +127,8 @@ class GridSpec:
             ) from None
         if not (self.pixel_size > 0 and math.isfinite(self.pixel_size)):
             raise GridError(f"grid pixel_size must be a positive number, got {self.pixel_size!r}")
+        if self.pixel_size_y is not None and not (self.pixel_size_y > 0 and math.isfinite(self.pixel_size_y)):
+            raise GridError(f"grid pixel_size_y must be a positive number, got {self.pixel_size_y!r}")
         if int(self.tile_size_px) != self.tile_size_px or self.tile_size_px < 16:
             raise GridError(
                 f"grid tile_size_px must be an integer >= 16, got {self.tile_size_px!r}"
@@ -136,26 +141,36 @@ class GridSpec:
         return CRS.from_user_input(self.crs)
 
     @property
+    def res_y(self) -> float:
+        """Pixel height in CRS units."""
+        return self.pixel_size if self.pixel_size_y is None else self.pixel_size_y
+
+    @property
     def tile_extent(self) -> float:
-        """Tile side in CRS units."""
+        """Tile width in CRS units."""
         return self.tile_size_px * self.pixel_size
 
+    @property
+    def tile_extent_y(self) -> float:
+        """Tile height in CRS units."""
+        return self.tile_size_px * self.res_y
+
     def tile_bounds(self, tile: TileIndex) -> BBox:
-        e = self.tile_extent
-        left = self.origin_x + tile.col * e
-        top = self.origin_y - tile.row * e
-        return BBox(left, top - e, left + e, top)
+        ex, ey = self.tile_extent, self.tile_extent_y
+        left = self.origin_x + tile.col * ex
+        top = self.origin_y - tile.row * ey
+        return BBox(left, top - ey, left + ex, top)
 
     def tile_transform(self, tile: TileIndex) -> Affine:
         """The affine transform of the tile's pixel array (north-up)."""
         b = self.tile_bounds(tile)
-        return Affine(self.pixel_size, 0.0, b.left, 0.0, -self.pixel_size, b.top)
+        return Affine(self.pixel_size, 0.0, b.left, 0.0, -self.res_y, b.top)
 
     def tile_of(self, x: float, y: float) -> TileIndex:
         """The tile that contains the point ``(x, y)``."""
-        e = self.tile_extent
         return TileIndex(
-            math.floor((self.origin_y - y) / e), math.floor((x - self.origin_x) / e)
+            math.floor((self.origin_y - y) / self.tile_extent_y),
+            math.floor((x - self.origin_x) / self.tile_extent),
         )
 
     def tiles_for_bounds(self, bbox: BBox) -> list[TileIndex]:
@@ -165,12 +180,12 @@ class GridSpec:
         >>> g.tiles_for_bounds(BBox(0, -1000, 2000, 0))
         [TileIndex(row=0, col=0), TileIndex(row=0, col=1)]
         """
-        e = self.tile_extent
+        ex, ey = self.tile_extent, self.tile_extent_y
         eps = self.pixel_size * 1e-6  # a box ending exactly on a tile edge stays out of it
-        c0 = math.floor((bbox.left - self.origin_x) / e)
-        c1 = math.floor((bbox.right - eps - self.origin_x) / e)
-        r0 = math.floor((self.origin_y - bbox.top) / e)
-        r1 = math.floor((self.origin_y - bbox.bottom - eps) / e)
+        c0 = math.floor((bbox.left - self.origin_x) / ex)
+        c1 = math.floor((bbox.right - eps - self.origin_x) / ex)
+        r0 = math.floor((self.origin_y - bbox.top) / ey)
+        r1 = math.floor((self.origin_y - bbox.bottom - eps) / ey)
         return [TileIndex(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
 
     def pixel_area_m2(self, tile: TileIndex) -> np.ndarray:
@@ -189,7 +204,7 @@ class GridSpec:
             except Exception:  # noqa: BLE001 — older CRSs without geod info: keep the ellipsoid
                 pass
             b = self.tile_bounds(tile)
-            edges = b.top - np.arange(n + 1) * self.pixel_size
+            edges = b.top - np.arange(n + 1) * self.res_y
             lons = [b.left, b.left + self.pixel_size, b.left + self.pixel_size, b.left]
             out = np.empty(n)
             for i in range(n):
@@ -197,7 +212,7 @@ class GridSpec:
                 out[i] = abs(geod.polygon_area_perimeter(lons, lats)[0])
             return out
         unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-        return np.full(n, (self.pixel_size * unit) ** 2)
+        return np.full(n, self.pixel_size * self.res_y * unit**2)
 
     @property
     def is_equal_area(self) -> bool:
@@ -215,6 +230,7 @@ class GridSpec:
             "tile_size_px": self.tile_size_px,
             "origin_x": self.origin_x,
             "origin_y": self.origin_y,
+            "pixel_size_y": self.pixel_size_y,
         }
 
 

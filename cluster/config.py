@@ -1,0 +1,215 @@
+"""Defaults, config validation helpers and environment overrides shared by every job.
+
+Each default carries the reason for its number. Environment variables use one prefix,
+``HARVEST_``, with ``__`` for nesting (``HARVEST_STORAGE__ENDPOINT_URL``); they are read
+once, at a job's entry point, never deep inside ``cluster``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Mapping, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from cluster.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "DEFAULT_TILE_SIZE_PX",
+    "DEFAULT_MAX_ACTORS",
+    "StrictModel",
+    "StorageOptions",
+    "load_config",
+    "env_overrides",
+    "mask_secrets",
+    "set_options",
+    "options",
+]
+
+ENV_PREFIX = "HARVEST_"
+
+DEFAULT_TILE_SIZE_PX = 512
+"""512 x 512 x 2 bytes x 30 dates ~ 16 MB per band per tile: big enough that per-tile
+overheads (task round trip ~1 ms, S3 request latency) are amortised, small enough that an
+actor holds a few tiles of a dozen bands in a few hundred MB."""
+
+DEFAULT_MAX_ACTORS = max(1, (os.cpu_count() or 2))
+"""One actor per CPU: warping and decoding are CPU-bound, and GDAL releases the GIL."""
+
+_T = TypeVar("_T", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """A config model: frozen, unknown keys rejected, field docstrings as descriptions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class StorageOptions(StrictModel):
+    """How to reach object storage. Unset fields fall back to the standard AWS chain
+    (environment, profile, instance role). Secrets are never printed or written out."""
+
+    endpoint_url: str | None = None
+    """S3-compatible endpoint, e.g. ``http://127.0.0.1:9000`` for MinIO or moto."""
+    region: str | None = None
+    profile: str | None = None
+    key: SecretStr | None = None
+    secret: SecretStr | None = None
+    anon: bool = False
+    """Unsigned requests, for public buckets."""
+
+    def to_fsspec(self) -> dict[str, Any]:
+        """Keyword arguments for ``s3fs.S3FileSystem`` (secrets revealed: in memory only)."""
+        out: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        if self.endpoint_url:
+            client["endpoint_url"] = self.endpoint_url
+        if self.region:
+            client["region_name"] = self.region
+        if client:
+            out["client_kwargs"] = client
+        if self.profile:
+            out["profile"] = self.profile
+        if self.key is not None:
+            out["key"] = self.key.get_secret_value()
+        if self.secret is not None:
+            out["secret"] = self.secret.get_secret_value()
+        if self.anon:
+            out["anon"] = True
+        return out
+
+
+def _format_validation_error(name: str, err: ValidationError) -> str:
+    lines = [f"invalid {name} config:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        value = e.get("input")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key; remove it or check its spelling")
+        elif e["type"] == "missing":
+            lines.append(f"  {loc}: required key is missing; add it")
+        else:
+            shown = "<secret>" if any(s in loc for s in ("key", "secret", "token")) else repr(value)
+            lines.append(f"  {loc}: {e['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+def parse_config(model: type[_T], data: Mapping[str, Any], name: str | None = None) -> _T:
+    """Validate ``data`` into ``model``; errors become one ConfigError naming every bad key."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(name or model.__name__, e)) from None
+
+
+def load_config(
+    model: type[_T], path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> _T:
+    """Read a YAML config, apply overrides (CLI, environment), validate.
+
+    Relative paths inside the file stay relative to the current directory, as on the
+    command line; the README's examples run from the repository root.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {str(p)!r} does not exist; pass an existing YAML file")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {str(p)!r} must hold a mapping of keys, got {type(loaded).__name__}"
+            )
+        data = loaded
+    for key, value in (overrides or {}).items():
+        _set_nested(data, key.split("."), value)
+    return parse_config(model, data, name=str(path) if path else None)
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for k in keys[:-1]:
+        data = data.setdefault(k, {})
+    data[keys[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Config overrides from ``HARVEST_*`` variables: ``HARVEST_GRID__PIXEL_SIZE=20`` ->
+    ``{"grid.pixel_size": "20"}`` (pydantic converts the string).
+
+    >>> env_overrides({"HARVEST_STORE": "s3://b/c.zarr", "HARVEST_GRID__PIXEL_SIZE": "20", "HOME": "/"})
+    {'store': 's3://b/c.zarr', 'grid.pixel_size': '20'}
+    """
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and name != ENV_PREFIX:
+            out[name[len(ENV_PREFIX):].lower().replace("__", ".")] = value
+    return out
+
+
+_SECRET_WORDS = ("secret", "password", "token", "key", "credential")
+
+
+def mask_secrets(obj: Any) -> Any:
+    """A copy of ``obj`` with secret-looking values replaced by ``'***'``.
+
+    >>> mask_secrets({"storage": {"key": "AKIA...", "endpoint_url": "http://x"}, "bands": {"red": 1}})
+    {'storage': {'key': '***', 'endpoint_url': 'http://x'}, 'bands': {'red': 1}}
+    """
+    if isinstance(obj, SecretStr):
+        return "***"
+    if isinstance(obj, Mapping):
+        return {
+            k: ("***" if v is not None and isinstance(k, str) and k.lower() in _SECRET_NAMES else mask_secrets(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(mask_secrets(v) for v in obj)
+    return obj
+
+
+_SECRET_NAMES = {"key", "secret", "token", "password", "aws_secret_access_key", "aws_access_key_id",
+                 "aws_session_token", "ray_auth_token", "credentials"}
+
+
+# --- runtime options, overridable in tests (rioxarray ``set_options`` style) -------------
+
+_OPTIONS: dict[str, Any] = {
+    "write_threads": 8,
+    # zarr's async concurrency inside one region write; chunks are encoded in threads.
+    "scene_cache_size": 512,
+    # open datasets an actor keeps (~100 kB each): a season of one-file-per-band scenes
+    # touching one tile (30 dates x 5 files) must fit, or every tile re-opens them all.
+}
+
+
+def options() -> dict[str, Any]:
+    """The current runtime options (a copy)."""
+    return dict(_OPTIONS)
+
+
+@contextlib.contextmanager
+def set_options(**kwargs: Any) -> Iterator[None]:
+    """Temporarily change runtime options; unknown names are rejected and named.
+
+    >>> with set_options(scene_cache_size=2):
+    ...     options()["scene_cache_size"]
+    2
+    """
+    unknown = sorted(set(kwargs) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown!r}; known: {sorted(_OPTIONS)}")
+    old = dict(_OPTIONS)
+    _OPTIONS.update(kwargs)
+    try:
+        yield
+    finally:
+        _OPTIONS.clear()
+        _OPTIONS.update(old)

@@ -1,0 +1,110 @@
+"""Job reports: counters, timings, what was rejected and why. JSON beside the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping
+
+import cluster
+from cluster.config import mask_secrets
+from cluster.tasks import TileResult
+
+__all__ = ["JobReport"]
+
+
+@dataclass
+class JobReport:
+    """What a tile job did. ``ok`` is False when any tile failed."""
+
+    job: str
+    store: str
+    plan_hash: str = ""
+    version: str = cluster.__version__
+    started_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    wall_s: float = 0.0
+    tiles_total: int = 0
+    tiles_done: int = 0
+    tiles_empty: int = 0
+    tiles_skipped: int = 0
+    tiles_failed: int = 0
+    inputs_used: int = 0
+    inputs_rejected: list[dict[str, str]] = field(default_factory=list)
+    bytes_written: int = 0
+    store_bytes: int = 0
+    pixels: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tiles_per_node: dict[str, int] = field(default_factory=dict)
+    tiles: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.tiles_failed == 0
+
+    @property
+    def mpix_per_s(self) -> float:
+        return self.pixels / 1e6 / self.wall_s if self.wall_s > 0 else 0.0
+
+    def add_results(self, results: Iterable[TileResult]) -> None:
+        for r in results:
+            if r.status == "done":
+                self.tiles_done += 1
+            elif r.status == "empty":
+                self.tiles_empty += 1
+            else:
+                self.tiles_failed += 1
+                self.failures.append({"tile": r.tile_id, "error": r.error or "unknown error",
+                                      "fix": "see the error; rerun the job to retry failed tiles"})
+            self.bytes_written += r.bytes_written
+            self.pixels += r.pixels
+            for k, v in r.timings_s.items():
+                self.timings_s[k] = self.timings_s.get(k, 0.0) + v
+            self.warnings.extend(r.warnings)
+            if r.node_id:
+                self.tiles_per_node[r.node_id] = self.tiles_per_node.get(r.node_id, 0) + 1
+            self.tiles.append({"tile": r.tile_id, "status": r.status, "seconds": round(r.seconds, 4),
+                               "node_id": r.node_id, "pid": r.pid, "bytes_written": r.bytes_written,
+                               **({"extra": r.extra} if r.extra else {})})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["mpix_per_s"] = round(self.mpix_per_s, 3)
+        d["config"] = mask_secrets(self.config)
+        return d
+
+    def summary(self) -> str:
+        lines = [
+            f"harvest {self.job}: {'OK' if self.ok else 'FAILED'} in {self.wall_s:.1f} s -> {self.store}",
+            f"  tiles: {self.tiles_done} done, {self.tiles_empty} empty, {self.tiles_skipped} skipped "
+            f"(already done), {self.tiles_failed} failed, of {self.tiles_total}",
+            f"  inputs: {self.inputs_used} used, {len(self.inputs_rejected)} rejected",
+            f"  written: {self.bytes_written / 1e6:.1f} MB raw, {self.store_bytes / 1e6:.1f} MB stored; "
+            f"{self.mpix_per_s:.1f} Mpx/s",
+        ]
+        if self.timings_s:
+            total = sum(self.timings_s.values()) or 1.0
+            parts = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in
+                              sorted(self.timings_s.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  worker time: {parts}")
+        if len(self.tiles_per_node) > 1:
+            lines.append(f"  nodes: {len(self.tiles_per_node)} ({', '.join(f'{v} tiles' for v in self.tiles_per_node.values())})")
+        for r in self.inputs_rejected[:10]:
+            lines.append(f"  rejected {r['item']}: {r['reason']} ({r['fix']})")
+        if len(self.inputs_rejected) > 10:
+            lines.append(f"  ... and {len(self.inputs_rejected) - 10} more rejected (see the JSON report)")
+        for f in self.failures[:10]:
+            lines.append(f"  failed tile {f['tile']}: {f['error']}")
+        for w in self.warnings[:5]:
+            lines.append(f"  warning: {w}")
+        for k, v in self.outputs.items():
+            lines.append(f"  {k}: {v}")
+        return "\n".join(lines)
+
+
+def merge_timings(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in set(a) | set(b)}

@@ -1,0 +1,385 @@
+"""The cube on object storage: create the template, write one tile, open it in xarray.
+
+Layout of a cube at ``URL`` (a Zarr v3 group, readable by ``xarray.open_zarr``):
+
+* one array per band and per derived product, dims ``(time, y, x)``, integer DN with CF
+  ``scale_factor`` / ``add_offset`` / ``_FillValue`` (or float32 with NaN);
+* coordinates ``time``, ``y``, ``x`` (pixel centres) and a scalar ``spatial_ref`` with
+  ``crs_wkt`` and ``GeoTransform``, so rioxarray finds the CRS;
+* chunks ``(1, chunk, chunk)`` inside shards ``(n_time, tile, tile)``: one shard is one
+  grid tile across all dates, written whole by exactly one worker.
+
+Bookkeeping lives beside the group, at ``URL.harvest/``: ``manifest/<job>/<tile>.json``
+marks a tile done *after* its data is written, and ``<job>-report.json`` is the report.
+Zarr never sees these files, so the group stays a clean Zarr hierarchy.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import fsspec
+import numpy as np
+import xarray as xr
+import zarr
+import zarr.storage
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from cluster.errors import AlignmentError, StoreError, TileWriteError
+from cluster.grid import CubeExtent, TileIndex
+
+__all__ = [
+    "ArraySpec",
+    "Manifest",
+    "open_store",
+    "open_group",
+    "open_cube",
+    "create_cube",
+    "add_arrays",
+    "check_aligned",
+    "write_tile",
+    "read_tile",
+    "meta_url",
+    "write_json",
+    "read_json",
+]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One ``(time, y, x)`` array of the cube."""
+
+    name: str
+    dtype: str
+    fill_value: float | int
+    scale_factor: float | None = None
+    add_offset: float | None = None
+    attrs: Mapping[str, Any] | None = None
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _strip_file(url: str) -> str:
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
+def open_store(url: str, storage_options: Mapping[str, Any] | None = None,
+               read_only: bool = False) -> zarr.storage.StoreLike:
+    """A Zarr store for a URL: local path / ``file://`` or any fsspec URL (``s3://``...)."""
+    if _is_local(url):
+        return zarr.storage.LocalStore(_strip_file(url), read_only=read_only)
+    try:
+        return zarr.storage.FsspecStore.from_url(
+            url, storage_options=dict(storage_options or {}), read_only=read_only
+        )
+    except Exception as e:  # noqa: BLE001 — fsspec raises many types; name the URL
+        raise StoreError(f"cannot open store {url!r}: {type(e).__name__}: {e}") from None
+
+
+def open_group(url: str, storage_options: Mapping[str, Any] | None = None,
+               mode: str = "r+") -> zarr.Group:
+    try:
+        return zarr.open_group(open_store(url, storage_options, read_only=mode == "r"),
+                               mode=mode, zarr_format=3)
+    except FileNotFoundError:
+        raise StoreError(f"no Zarr group at {url!r}; run 'harvest ingest' first") from None
+
+
+def open_cube(url: str, storage_options: Mapping[str, Any] | None = None,
+              chunks: Any = "auto") -> xr.Dataset:
+    """Open a cube as an ``xarray.Dataset`` whose ``.rio.crs`` is the grid CRS.
+
+    ``decode_coords="all"`` turns ``spatial_ref`` back into a coordinate; without it,
+    plain ``xr.open_zarr`` returns it as a data variable and ``.rio.crs`` is None.
+
+    Example:
+        >>> ds = open_cube("s3://bucket/cubes/kz-2025.zarr")  # doctest: +SKIP
+        >>> ds.rio.crs  # doctest: +SKIP
+        CRS.from_epsg(6933)
+    """
+    import rioxarray  # noqa: F401 — registers the .rio accessor
+
+    store = open_store(url, storage_options, read_only=True)
+    try:
+        return xr.open_zarr(store, consolidated=False, decode_coords="all", zarr_format=3,
+                            chunks=chunks)
+    except FileNotFoundError:
+        raise StoreError(f"no cube at {url!r}; run 'harvest ingest' first") from None
+
+
+def _compressors(compression: str, level: int) -> list[Any]:
+    if compression == "none":
+        return []
+    if compression == "zstd":
+        return [ZstdCodec(level=level)]
+    if compression == "lz4":
+        # byte shuffle groups the high and low bytes of uint16 DN: ~2x better ratio
+        return [BloscCodec(cname="lz4", clevel=level, shuffle="shuffle")]
+    raise StoreError(f"unknown compression {compression!r}; use 'lz4', 'zstd' or 'none'")
+
+
+def _array_encoding(spec: ArraySpec, n_time: int, tile: int, chunk: int,
+                    compressors: list[Any]) -> dict[str, Any]:
+    enc: dict[str, Any] = {
+        "dtype": spec.dtype,
+        "_FillValue": spec.fill_value,
+        "chunks": (1, chunk, chunk),
+        "compressors": compressors,
+    }
+    if (n_time, tile, tile) != (1, chunk, chunk):
+        enc["shards"] = (n_time, tile, tile)
+    if spec.scale_factor is not None:
+        enc["scale_factor"] = spec.scale_factor
+    if spec.add_offset is not None:
+        enc["add_offset"] = spec.add_offset
+    return enc
+
+
+def _template(extent: CubeExtent, times: Sequence[np.datetime64], specs: Sequence[ArraySpec],
+              chunk: int, compressors: list[Any]) -> tuple[xr.Dataset, dict[str, Any]]:
+    import dask.array as da
+    import rioxarray  # noqa: F401
+
+    ny, nx = extent.shape
+    tile = extent.grid.tile_size_px
+    n_time = len(times)
+    coords = {
+        "time": np.asarray(times, dtype="datetime64[ns]"),
+        "y": extent.y_coords(),
+        "x": extent.x_coords(),
+    }
+    data_vars = {}
+    encoding: dict[str, Any] = {}
+    for spec in specs:
+        decoded = "float32"
+        lazy = da.zeros((n_time, ny, nx), dtype=decoded, chunks=(n_time, tile, tile))
+        attrs = dict(spec.attrs or {})
+        data_vars[spec.name] = xr.DataArray(lazy, dims=("time", "y", "x"), attrs=attrs)
+        encoding[spec.name] = _array_encoding(spec, n_time, tile, chunk, compressors)
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds = ds.rio.write_crs(extent.grid.pyproj_crs.to_wkt()).rio.write_transform(extent.transform)
+    ds["x"].attrs.update(units="m" if extent.grid.pyproj_crs.is_projected else "degrees_east",
+                         standard_name="projection_x_coordinate", axis="X")
+    ds["y"].attrs.update(units="m" if extent.grid.pyproj_crs.is_projected else "degrees_north",
+                         standard_name="projection_y_coordinate", axis="Y")
+    for name in data_vars:
+        # an attribute, not encoding: the explicit to_zarr encoding would drop it
+        ds[name].attrs["grid_mapping"] = "spatial_ref"
+    return ds, encoding
+
+
+def create_cube(url: str, extent: CubeExtent, times: Sequence[np.datetime64],
+                specs: Sequence[ArraySpec], attrs: Mapping[str, Any], *,
+                chunk_size_px: int, compression: str = "lz4", compression_level: int = 5,
+                storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write the cube's metadata and coordinates (no pixel data): the template.
+
+    Every array reads as its fill value until a tile is written, so the store can be opened
+    at any moment, even while (or after) a job dies half-way.
+    """
+    tile = extent.grid.tile_size_px
+    if tile % chunk_size_px:
+        raise StoreError(
+            f"chunk_size_px {chunk_size_px} must divide the grid's tile_size_px {tile}"
+        )
+    ds, encoding = _template(extent, times, specs, chunk_size_px,
+                             _compressors(compression, compression_level))
+    ds.attrs.update(_jsonable(attrs))
+    store = open_store(url, storage_options)
+    ds.to_zarr(store, mode="w", compute=False, zarr_format=3, consolidated=False,
+               encoding=encoding)
+
+
+def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
+               storage_options: Mapping[str, Any] | None = None,
+               compression: str = "lz4", compression_level: int = 5,
+               overwrite: bool = False) -> list[str]:
+    """Add ``(time, y, x)`` arrays shaped and chunked like existing array ``like``.
+
+    Used by jobs that derive products (indices, crop maps) into an existing cube.
+    Returns the names that were created (existing ones are kept unless ``overwrite``).
+    """
+    group = open_group(url, storage_options)
+    ref = group[like]
+    assert isinstance(ref, zarr.Array)
+    made = []
+    for spec in specs:
+        if spec.name in group and not overwrite:
+            continue
+        attrs: dict[str, Any] = dict(spec.attrs or {})
+        attrs["_FillValue"] = _json_fill(spec.fill_value)
+        if spec.scale_factor is not None:
+            attrs["scale_factor"] = spec.scale_factor
+        if spec.add_offset is not None:
+            attrs["add_offset"] = spec.add_offset
+        attrs["grid_mapping"] = "spatial_ref"
+        group.create_array(
+            spec.name, shape=ref.shape, dtype=spec.dtype, chunks=ref.chunks, shards=ref.shards,
+            fill_value=spec.fill_value, compressors=_compressors(compression, compression_level),
+            dimension_names=("time", "y", "x"), attributes=_jsonable(attrs), overwrite=True,
+        )
+        made.append(spec.name)
+    return made
+
+
+def _json_fill(value: float | int) -> Any:
+    if isinstance(value, float) and np.isnan(value):
+        return "NaN"
+    return value
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def check_aligned(array: zarr.Array, region: tuple[slice, ...]) -> None:
+    """Refuse a region write that does not cover whole shards (or chunks, unsharded).
+
+    xarray checks alignment only for dask arrays; workers hold NumPy, so a misaligned
+    write would silently read-modify-write a shard another worker owns.
+    """
+    unit = array.shards or array.chunks
+    for axis, (sl, u, n) in enumerate(zip(region, unit, array.shape)):
+        start = sl.start or 0
+        stop = n if sl.stop is None else sl.stop
+        if start % u or (stop % u and stop != n):
+            raise AlignmentError(
+                f"region {region!r} of array {array.path!r} is not aligned to its "
+                f"{'shards' if array.shards else 'chunks'} {unit!r} on axis {axis} "
+                f"(shape {array.shape!r}); write whole shards only"
+            )
+
+
+def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex,
+               block: np.ndarray, url: str = "?") -> int:
+    """Write one tile (all dates) of one array; returns the raw bytes written."""
+    ys, xs = extent.tile_slices(tile)
+    array = group[name]
+    assert isinstance(array, zarr.Array)
+    region = (slice(0, array.shape[0]), ys, xs)
+    check_aligned(array, region)
+    if block.shape != (array.shape[0], ys.stop - ys.start, xs.stop - xs.start):
+        raise TileWriteError(
+            f"tile={tile.id} array={name!r} path={url!r}: block shape {block.shape} does not "
+            f"match the region {(array.shape[0], ys.stop - ys.start, xs.stop - xs.start)}"
+        )
+    try:
+        array[region] = block.astype(array.dtype, copy=False)
+    except Exception as e:  # noqa: BLE001 — re-raised with the tile and the path
+        raise TileWriteError(f"writing tile={tile.id} array={name!r} path={url!r} failed: "
+                             f"{type(e).__name__}: {e}") from e
+    return int(block.size * array.dtype.itemsize)
+
+
+def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:
+    """Read one tile (all dates) of one array, raw (undecoded DN)."""
+    ys, xs = extent.tile_slices(tile)
+    array = group[name]
+    assert isinstance(array, zarr.Array)
+    return np.asarray(array[:, ys, xs])
+
+
+# --- bookkeeping beside the group -----------------------------------------------------
+
+
+def meta_url(url: str) -> str:
+    """Where a cube's manifests and reports live: ``<url>.harvest``."""
+    return url.rstrip("/") + ".harvest"
+
+
+def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
+    if _is_local(url):
+        return fsspec.filesystem("file"), _strip_file(url)
+    return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+
+
+def write_json(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write JSON atomically where the filesystem allows (local: temp file + rename)."""
+    fs, path = _fs(url, storage_options)
+    text = json.dumps(obj, indent=2, default=str)
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if _is_local(url):
+        tmp = f"{path}.tmp"
+        with fs.open(tmp, "w") as f:
+            f.write(text)
+        fs.mv(tmp, path)
+    else:  # an S3 PUT is atomic already
+        with fs.open(path, "w") as f:
+            f.write(text)
+
+
+def read_json(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
+    fs, path = _fs(url, storage_options)
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
+class Manifest:
+    """Which tiles of a job are done, keyed by the plan's hash.
+
+    A tile's record is written only after all of its arrays are written, so a record
+    means "complete"; a killed worker leaves no record and its tile is redone.
+    """
+
+    def __init__(self, url: str, job: str, plan_hash: str,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.job = job
+        self.plan_hash = plan_hash
+        self.storage_options = dict(storage_options or {})
+        self.root = f"{meta_url(url)}/manifest/{job}"
+
+    def _record_url(self, tile_id: str) -> str:
+        return f"{self.root}/{tile_id}.json"
+
+    def done(self) -> set[str]:
+        fs, path = _fs(self.root, self.storage_options)
+        try:
+            names = fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return set()
+        done = set()
+        for name in names:
+            base = posixpath.basename(name)
+            if not base.endswith(".json"):
+                continue
+            try:
+                rec = read_json(self._record_url(base[:-5]), self.storage_options)
+            except (OSError, json.JSONDecodeError):
+                continue  # a torn record (local disk full, ...) counts as not done
+            if rec.get("plan_hash") == self.plan_hash:
+                done.add(base[:-5])
+        return done
+
+    def mark(self, tile_id: str, record: Mapping[str, Any]) -> None:
+        write_json(self._record_url(tile_id), {**record, "plan_hash": self.plan_hash},
+                   self.storage_options)
+
+    def clear(self) -> None:
+        fs, path = _fs(self.root, self.storage_options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete a cube and its bookkeeping (``overwrite: true``)."""
+    for u in (url, meta_url(url)):
+        fs, path = _fs(u, storage_options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+def store_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Bytes the cube occupies on its storage (after compression)."""
+    fs, path = _fs(url, storage_options)
+    try:
+        return int(fs.du(path))
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,36 @@
+"""Argument parsing shared by the job entry points (no numerics here)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Sequence
+
+import yaml
+
+from cluster.config import env_overrides
+
+
+def job_parser(verb: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"harvest {verb}", description=description)
+    parser.add_argument("--config", "-c", required=True, help="YAML config file")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join (ray://host:10001 or host:6379); default: "
+                             "RAY_ADDRESS, else a local Ray on 127.0.0.1")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set grid.pixel_size=20 (repeatable)")
+    return parser
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``HARVEST_*`` environment first, then ``--set`` (the command line wins)."""
+    out = {k: yaml.safe_load(v) for k, v in env_overrides().items()}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)  # '20' -> 20, '[a, b]' -> a list
+    return out
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser.parse_args(list(argv) if argv is not None else None)
