@@ -42,6 +42,7 @@ __all__ = [
     "check_aligned",
     "write_tile",
     "read_tile",
+    "extent_of",
     "meta_url",
     "write_json",
     "read_json",
@@ -128,6 +129,9 @@ def _array_encoding(spec: ArraySpec, n_time: int, tile: int, chunk: int,
     enc: dict[str, Any] = {
         "dtype": spec.dtype,
         "_FillValue": spec.fill_value,
+        # zarr's own fill_value too: chunks never written (tiles no scene covers, or not yet
+        # written) must read as nodata, not as zarr's default 0
+        "fill_value": spec.fill_value,
         "chunks": (1, chunk, chunk),
         "compressors": compressors,
     }
@@ -212,7 +216,10 @@ def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
         if spec.name in group and not overwrite:
             continue
         attrs: dict[str, Any] = dict(spec.attrs or {})
-        attrs["_FillValue"] = _json_fill(spec.fill_value)
+        # xarray's own encoding of the attribute (base64 for floats), so open_zarr decodes it
+        from xarray.backends.zarr import FillValueCoder
+
+        attrs["_FillValue"] = FillValueCoder.encode(spec.fill_value, np.dtype(spec.dtype))
         if spec.scale_factor is not None:
             attrs["scale_factor"] = spec.scale_factor
         if spec.add_offset is not None:
@@ -225,12 +232,6 @@ def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
         )
         made.append(spec.name)
     return made
-
-
-def _json_fill(value: float | int) -> Any:
-    if isinstance(value, float) and np.isnan(value):
-        return "NaN"
-    return value
 
 
 def _jsonable(obj: Any) -> Any:
@@ -274,6 +275,18 @@ def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex
         raise TileWriteError(f"writing tile={tile.id} array={name!r} path={url!r} failed: "
                              f"{type(e).__name__}: {e}") from e
     return int(block.size * array.dtype.itemsize)
+
+
+def extent_of(group: zarr.Group) -> CubeExtent:
+    """The cube's grid and tile extent, from the attributes ingest wrote."""
+    from cluster.grid import GridSpec
+
+    meta = group.attrs.get("harvest")
+    if not isinstance(meta, dict) or "grid" not in meta:
+        raise StoreError("the store has no harvest grid attributes; was it made by 'harvest ingest'?")
+    g = dict(meta["grid"])
+    grid = GridSpec(**g["grid"])
+    return CubeExtent(grid, g["row0"], g["col0"], g["nrows"], g["ncols"])
 
 
 def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:

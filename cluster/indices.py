@@ -1,0 +1,202 @@
+"""Spectral indices for every tile of a cube, written back into the same cube.
+
+Reads the cube's band arrays (integer DN with CF scale/offset/fill) tile by tile and runs
+the fused kernels of :mod:`cluster.kernels` on them, on CPU or GPU; writes one
+``(time, y, x)`` array per index on the same grid, chunks and time axis, with the kernel's
+name, formula and version in its attributes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import zarr
+from pydantic import Field
+
+from cluster import store as cstore
+from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel
+from cluster.errors import ConfigError, MissingBandError
+from cluster.grid import CubeExtent
+from cluster.kernels import BandInfo, OutputSpec, compute, get_kernel
+from cluster.tasks import TileResult, TileTask
+
+__all__ = ["IndicesConfig", "IndicesPlan", "IndicesWorker", "plan_indices", "prepare_indices"]
+
+
+class IndicesConfig(StrictModel):
+    """Everything ``harvest indices`` needs."""
+
+    store: str
+    """The cube made by ``harvest ingest``."""
+    kernels: list[str] = Field(default_factory=lambda: ["ndvi"], min_length=1)
+    """Index names (``harvest indices --list`` prints the catalogue)."""
+    output: Literal["float32", "int16"] = "float32"
+    """float32 with NaN for missing, or int16 scaled by 1e-4 with fill -32768 (half the bytes)."""
+    device: Literal["cpu", "gpu", "auto"] = "auto"
+    """auto: the GPU kernels when the actor was given a GPU (num_gpus_per_actor > 0)."""
+    band_names: dict[str, str] = Field(default_factory=dict)
+    """Canonical band name -> cube array name, when the cube's names differ (e.g. nir: B08)."""
+    storage: StorageOptions = Field(default_factory=StorageOptions)
+    max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
+    num_cpus_per_actor: float = Field(default=1.0, gt=0)
+    num_gpus_per_actor: float = Field(default=0.0, ge=0)
+    """GPUs per actor (1/n fractions share a GPU); 0 runs on CPU."""
+    memory_mib_per_actor: int | None = Field(default=None, ge=64)
+    overwrite: bool = False
+    """Recompute indices that already exist (otherwise finished tiles are skipped)."""
+    strict: bool = False
+
+    def public_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"storage"})
+
+
+@dataclass(frozen=True)
+class IndicesPlan:
+    store: str
+    extent: CubeExtent
+    kernels: tuple[str, ...]
+    bands: dict[str, str]
+    """Canonical band name -> cube array name, for every band the kernels need."""
+    band_info: dict[str, BandInfo]
+    output: OutputSpec
+    n_time: int
+    tiles: tuple[TileTask, ...]
+    hash: str
+    device: str
+
+
+def plan_indices(config: IndicesConfig) -> IndicesPlan:
+    """Check the kernels against the cube's bands and list the tiles. Reads metadata only."""
+    kernels = [get_kernel(name) for name in config.kernels]  # unknown names fail here
+    group = cstore.open_group(config.store, config.storage.to_fsspec(), mode="r")
+    extent = cstore.extent_of(group)
+    arrays = set(group.array_keys())
+    needed = sorted({b for k in kernels for b in k.bands})
+    mapping = {b: config.band_names.get(b, b) for b in needed}
+    missing = {b: a for b, a in mapping.items() if a not in arrays}
+    if missing:
+        by_kernel = {k.name: [b for b in k.bands if b in missing] for k in kernels}
+        detail = "; ".join(f"{k} needs {v}" for k, v in by_kernel.items() if v)
+        raise MissingBandError(
+            f"the cube {config.store!r} lacks band(s) {sorted(missing.values())!r} ({detail}); "
+            f"it has {sorted(arrays)!r}. Ingest those bands, map them with band_names, or drop those indices"
+        )
+    info: dict[str, BandInfo] = {}
+    for band, name in mapping.items():
+        arr = group[name]
+        assert isinstance(arr, zarr.Array)
+        attrs = arr.attrs
+        fill = arr.fill_value
+        nodata = None if fill is None or (isinstance(fill, float) and math.isnan(fill)) else float(fill)
+        info[band] = BandInfo(scale=float(attrs.get("scale_factor", 1.0)),
+                              offset=float(attrs.get("add_offset", 0.0)), nodata=nodata)
+    n_time = group[mapping[needed[0]]].shape[0]
+    output = OutputSpec.int16() if config.output == "int16" else OutputSpec()
+    ingest_hash = str(group.attrs.get("harvest", {}).get("plan_hash", ""))
+    h = hashlib.sha256(json.dumps({
+        "ingest": ingest_hash,
+        "kernels": [k.spec() for k in kernels],
+        "bands": mapping,
+        "output": config.output,
+    }, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    tiles = tuple(TileTask(t) for t in extent.iter_tiles())
+    return IndicesPlan(config.store, extent, tuple(k.name for k in kernels), mapping, info,
+                       output, n_time, tiles, h, config.device)
+
+
+def prepare_indices(plan: IndicesPlan, config: IndicesConfig) -> cstore.Manifest:
+    """Create the index arrays (kept if they exist) and return the job's manifest."""
+    so = config.storage.to_fsspec()
+    manifest = cstore.Manifest(plan.store, "indices", plan.hash, so)
+    if config.overwrite:
+        manifest.clear()
+    specs = []
+    for name in plan.kernels:
+        k = get_kernel(name)
+        attrs = {"long_name": name, "harvest_kernel": k.spec(), "units": "1"}
+        o = plan.output
+        specs.append(cstore.ArraySpec(
+            name, o.dtype, o.fill_value,
+            o.scale_factor if o.dtype != "float32" else None,
+            o.add_offset if o.dtype != "float32" else None, attrs))
+    group = cstore.open_group(plan.store, so, mode="r")
+    first_band = next(iter(plan.bands.values()))
+    existing = set(group.array_keys())
+    stale = [s.name for s in specs if s.name in existing]
+    # an index array made by another plan (other kernel version, output type): replace it
+    done = manifest.done()
+    cstore.add_arrays(plan.store, specs, like=first_band, storage_options=so,
+                      overwrite=config.overwrite or (bool(stale) and not done))
+    return manifest
+
+
+class IndicesWorker:
+    """Reads a tile's bands, computes every index in one fused pass, writes them.
+
+    Output buffers are allocated once per actor and reused: fresh large allocations cost
+    page faults that can exceed the kernel's own time on these machines.
+    """
+
+    def __init__(self, plan: IndicesPlan, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.plan = plan
+        self.so = dict(storage_options or {})
+        self._group: zarr.Group | None = None
+        self._out: dict[str, np.ndarray] | None = None
+        self._manifest = cstore.Manifest(plan.store, "indices", plan.hash, self.so)
+        self.device = self._device(plan.device)
+
+    @staticmethod
+    def _device(requested: str) -> str:
+        if requested != "auto":
+            return requested
+        from cluster.kernels._device import gpu_available
+
+        return "gpu" if gpu_available() else "cpu"
+
+    def process(self, task: TileTask) -> TileResult:
+        t_start = time.perf_counter()
+        plan = self.plan
+        if self._group is None:
+            self._group = cstore.open_group(plan.store, self.so, mode="r+")
+        group = self._group
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        bands = {b: cstore.read_tile(group, name, plan.extent, task.tile) for b, name in plan.bands.items()}
+        timings["read"] = time.perf_counter() - t0
+        result = TileResult(task.tile.id, "done", pid=os.getpid())
+        shape = next(iter(bands.values())).shape
+        empty = all(_all_fill(a, plan.band_info[b]) for b, a in bands.items())
+        if empty:
+            result.status = "empty"  # no data in the tile: the index arrays' fill stands
+        else:
+            if self._out is None or next(iter(self._out.values())).shape != shape:
+                dtype = np.float32 if plan.output.dtype == "float32" else np.int16
+                self._out = {k: np.empty(shape, dtype=dtype) for k in plan.kernels}
+            t0 = time.perf_counter()
+            values = compute(plan.kernels, bands, plan.band_info, output=plan.output,
+                             device=self.device, out=self._out if self.device == "cpu" else None)
+            timings["kernel"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for name, arr in values.items():
+                arr = np.asarray(arr.copy_to_host() if hasattr(arr, "copy_to_host") else arr)
+                result.bytes_written += cstore.write_tile(group, name, plan.extent, task.tile, arr, plan.store)
+            timings["encode_write"] = time.perf_counter() - t0
+        result.pixels = int(np.prod(shape))
+        result.timings_s = timings
+        result.extra = {"device": self.device}
+        result.seconds = time.perf_counter() - t_start
+        self._manifest.mark(task.tile.id, {"tile": task.tile.id, "status": result.status})
+        return result
+
+
+def _all_fill(a: np.ndarray, info: BandInfo) -> bool:
+    if info.nodata is None:
+        return bool(np.issubdtype(a.dtype, np.floating) and np.isnan(a).all())
+    return bool((a == info.nodata).all())

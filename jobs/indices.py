@@ -1,0 +1,81 @@
+"""Compute spectral indices for every tile of a cube.
+
+Reads ``<store>/<band>`` (integer DN with CF scale/offset/fill); writes ``<store>/<index>``
+(one ``(time, y, x)`` array per index, float32 or scaled int16) and
+``<store>.harvest/indices-report.json``.
+
+    harvest indices --config indices.yaml
+    harvest indices --list                    # the index catalogue
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from typing import Sequence
+
+from cluster import store as cstore
+from cluster.errors import ClusterError
+from cluster.indices import IndicesConfig, IndicesPlan, IndicesWorker, plan_indices, prepare_indices
+from cluster.report import JobReport
+from jobs._common import job_parser, overrides, parse
+
+__all__ = ["IndicesConfig", "plan", "run", "main"]
+
+
+def plan(config: IndicesConfig) -> IndicesPlan:
+    """Check kernels and bands, list the tiles; reads metadata only, never starts Ray."""
+    return plan_indices(config)
+
+
+def run(config: IndicesConfig, address: str | None = None) -> JobReport:
+    from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
+
+    t0 = time.perf_counter()
+    p = plan(config)
+    manifest = prepare_indices(p, config)
+    done = manifest.done()
+    todo = [t for t in p.tiles if t.tile.id not in done]
+    report = JobReport(job="indices", store=config.store, plan_hash=p.hash, config=config.public_dict())
+    report.tiles_total = len(p.tiles)
+    report.tiles_skipped = len(p.tiles) - len(todo)
+    if todo:
+        ensure_ray(address)
+        factory = functools.partial(IndicesWorker, p, config.storage.to_fsspec())
+        opts = PoolOptions(config.max_actors, config.num_cpus_per_actor, config.num_gpus_per_actor,
+                           config.memory_mib_per_actor)
+        report.add_results(run_tile_tasks(factory, todo, opts, strict=config.strict))
+    report.wall_s = time.perf_counter() - t0
+    so = config.storage.to_fsspec()
+    report_url = f"{cstore.meta_url(config.store)}/indices-report.json"
+    report.outputs = {"cube": config.store, "indices": ", ".join(p.kernels), "report": report_url}
+    cstore.write_json(report_url, report.to_dict(), so)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if "--list" in args_list:
+        from cluster.kernels import get_kernel, list_kernels
+
+        for name in list_kernels():
+            k = get_kernel(name)
+            print(f"{name:10s} {', '.join(k.bands):30s} {getattr(k, 'formula', '')}")
+        return 0
+    parser = job_parser("indices", __doc__.splitlines()[0])
+    args = parse(parser, args_list)
+    try:
+        from cluster.config import load_config
+
+        config = load_config(IndicesConfig, args.config, overrides(args))
+        report = run(config, address=args.address)
+    except ClusterError as e:
+        print(f"harvest indices: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
