@@ -82,7 +82,10 @@ class JobReport:
             f"harvest {self.job}: {'OK' if self.ok else 'FAILED'} in {self.wall_s:.1f} s -> {self.store}",
             f"  tiles: {self.tiles_done} done, {self.tiles_empty} empty, {self.tiles_skipped} skipped "
             f"(already done), {self.tiles_failed} failed, of {self.tiles_total}",
-            f"  inputs: {self.inputs_used} used, {len(self.inputs_rejected)} rejected",
+        ]
+        if self.inputs_used or self.inputs_rejected:
+            lines.append(f"  inputs: {self.inputs_used} used, {len(self.inputs_rejected)} rejected")
+        lines += [
             f"  written: {self.bytes_written / 1e6:.1f} MB raw, {self.store_bytes / 1e6:.1f} MB stored; "
             f"{self.mpix_per_s:.1f} Mpx/s",
         ]

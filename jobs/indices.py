@@ -48,6 +48,7 @@ def run(config: IndicesConfig, address: str | None = None) -> JobReport:
         report.add_results(run_tile_tasks(factory, todo, opts, strict=config.strict))
     report.wall_s = time.perf_counter() - t0
     so = config.storage.to_fsspec()
+    report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{k}", so) for k in p.kernels)
     report_url = f"{cstore.meta_url(config.store)}/indices-report.json"
     report.outputs = {"cube": config.store, "indices": ", ".join(p.kernels), "report": report_url}
     cstore.write_json(report_url, report.to_dict(), so)
