@@ -1,0 +1,68 @@
+"""The actor pool under faults: killed workers, failing tiles, impossible resource asks."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster.errors import ClusterError, ResourceError
+from cluster.ingest import IngestWorker, plan_ingest, prepare_store
+from cluster.runtime import PoolOptions, run_tile_tasks
+from cluster.testing import FailOnWorker, KillOnceWorker
+from tests.jobs.test_ingest import cbers_config
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+
+def _chunks(store: str) -> dict[str, bytes]:
+    return {os.path.relpath(p, store): Path(p).read_bytes()
+            for p in glob.glob(f"{store}/**/c/**", recursive=True) if os.path.isfile(p)}
+
+
+def _prepared(store: str):  # noqa: ANN202
+    cfg = cbers_config(store, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16})
+    plan = plan_ingest(cfg)
+    prepare_store(plan, cfg)
+    return plan, functools.partial(IngestWorker, plan, {})
+
+
+def test_runtime__killed_worker_costs_a_retry_not_a_tile(tmp_path: Path) -> None:
+    clean_plan, clean = _prepared(str(tmp_path / "clean.zarr"))
+    assert all(r.status != "failed" for r in run_tile_tasks(clean, clean_plan.tiles, PoolOptions(2)))
+
+    plan, inner = _prepared(str(tmp_path / "chaos.zarr"))
+    victim = plan.tiles[len(plan.tiles) // 2].tile.id
+    factory = functools.partial(KillOnceWorker, inner, victim, str(tmp_path), 0.05)
+    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2, max_restarts=2, max_task_retries=2))
+    killed_pid = int((tmp_path / f"killed-{victim}").read_text())
+    by_tile = {r.tile_id: r for r in results}
+    assert by_tile[victim].status in ("done", "empty")
+    assert by_tile[victim].pid != killed_pid  # it ran again, in a restarted actor process
+    assert not [r for r in results if r.status == "failed"]
+    assert _chunks(str(tmp_path / "chaos.zarr")) == _chunks(str(tmp_path / "clean.zarr"))
+
+
+def test_runtime__failing_tile_is_reported_and_the_rest_goes_on(tmp_path: Path) -> None:
+    plan, inner = _prepared(str(tmp_path / "c.zarr"))
+    bad = plan.tiles[0].tile.id
+    factory = functools.partial(FailOnWorker, inner, (bad,))
+    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2))
+    failed = [r for r in results if r.status == "failed"]
+    assert [r.tile_id for r in failed] == [bad]
+    assert "simulated read failure on tile" in failed[0].error
+    assert len(results) == len(plan.tiles)
+    with pytest.raises(ClusterError, match=f"strict mode: tile {bad} failed"):
+        run_tile_tasks(factory, plan.tiles, PoolOptions(1), strict=True)
+
+
+def test_runtime__gpu_request_without_gpu_fails_fast(tmp_path: Path) -> None:
+    plan, inner = _prepared(str(tmp_path / "c.zarr"))
+    t0 = time.monotonic()
+    with pytest.raises(ResourceError, match=r"num_gpus=1 per actor but the cluster has 0 GPU\(s\); set num_gpus: 0"):
+        run_tile_tasks(inner, plan.tiles, PoolOptions(2, num_gpus=1))
+    assert time.monotonic() - t0 < 10
