@@ -354,6 +354,7 @@ class Manifest:
 
     def done(self) -> set[str]:
         fs, path = _fs(self.root, self.storage_options)
+        fs.invalidate_cache(path)  # s3fs caches listings; other workers wrote since
         try:
             names = fs.ls(path, detail=False)
         except FileNotFoundError:
