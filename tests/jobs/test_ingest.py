@@ -340,3 +340,39 @@ def test_ingest__other_config_on_same_store_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreMismatchError, match="overwrite: true"):
         ingest_job.run(two)
     assert ingest_job.run(two.model_copy(update={"overwrite": True})).ok
+
+
+def test_ingest__time_bins_composite_first_clear_date(tmp_path: Path) -> None:
+    """32-day bins: each bin takes, per pixel, its earliest clear scene (the mosaic rule)."""
+    root = shared_data("cbers4_awfi_cerrado_timeseries")
+    per_date = str(tmp_path / "dates.zarr")
+    binned = str(tmp_path / "bins.zarr")
+    assert ingest_job.run(cbers_config(per_date, select=["red"])).ok
+    assert ingest_job.run(cbers_config(binned, select=["red"], time_bin_days=32)).ok
+    a = xr.open_zarr(per_date, mask_and_scale=False, consolidated=False)
+    b = xr.open_zarr(binned, mask_and_scale=False, consolidated=False)
+    epoch = np.datetime64("1970-01-01")
+    bins = ((a.time.values - epoch) // np.timedelta64(32, "D")).astype(int)
+    assert b.sizes["time"] == len(set(bins)) < a.sizes["time"]
+    red = a.red.values
+    for k, label in enumerate(b.time.values):
+        members = np.flatnonzero(bins == (label - epoch) // np.timedelta64(32, "D"))
+        expected = np.full(red.shape[1:], -9999, dtype=red.dtype)
+        for m in members[::-1]:  # the earliest valid pixel wins: fill from the latest back
+            ok = red[m] != -9999
+            expected[ok] = red[m][ok]
+        np.testing.assert_array_equal(b.red.values[k], expected)
+
+
+def test_ingest__landsat_warped_to_equal_area_matches_rioxarray(tmp_path: Path) -> None:
+    l7 = shared_data("landsat7_etm_olinda", "L7_ETMs.tif")
+    store = str(tmp_path / "l7-6933.zarr")
+    cfg = IngestConfig(store=f"file://{store}", scenes=[str(l7)],
+                       grid={"crs": "EPSG:6933", "pixel_size": 30, "tile_size_px": 64},
+                       bands={"red": {"index": 3, "nodata": 0}, "nir": {"index": 4, "nodata": 0}},
+                       date={"source": "fixed", "value": "2001-08-01"}, max_actors=2)
+    assert ingest_job.run(cfg).ok
+    raw = xr.open_zarr(store, mask_and_scale=False, consolidated=False, decode_coords="all")
+    like = raw.nir.isel(time=0).rio.write_crs(raw.rio.crs)
+    TILE_PX[0] = 64
+    np.testing.assert_array_equal(raw.nir.isel(time=0).values, reproject_reference(l7, 4, like, 0))
