@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from cluster.errors import ConfigError
 
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_ACTORS",
     "StrictModel",
     "StorageOptions",
+    "WorkerResources",
     "load_config",
     "env_overrides",
     "mask_secrets",
@@ -81,6 +82,23 @@ class StorageOptions(StrictModel):
         if self.anon:
             out["anon"] = True
         return out
+
+
+class WorkerResources(StrictModel):
+    """What one tile actor asks from Ray (the ``resources`` block of a job config).
+
+    ``harvest submit`` reads the same block to refuse, before submitting, a request no
+    node of the cluster can satisfy (a GPU on a CPU-only cluster, ...).
+    """
+
+    num_cpus: float = Field(default=1.0, gt=0)
+    """CPUs per actor; warping and decoding are CPU-bound, so 1."""
+    num_gpus: float = Field(default=0.0, ge=0)
+    """GPUs per actor; use 1/n fractions to share a device. 0 runs on CPU."""
+    memory_mib: int | None = Field(default=None, ge=64)
+    """Ray logical memory per actor (scheduling only; not a hard limit)."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources, e.g. ``{gpu_worker: 1}`` to pin actors to a node group."""
 
 
 def _format_validation_error(name: str, err: ValidationError) -> str:

@@ -21,7 +21,7 @@ import zarr
 from pydantic import Field
 
 from cluster import store as cstore
-from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel
+from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources
 from cluster.errors import ConfigError, MissingBandError
 from cluster.grid import CubeExtent
 from cluster.kernels import BandInfo, OutputSpec, compute, get_kernel
@@ -40,15 +40,13 @@ class IndicesConfig(StrictModel):
     output: Literal["float32", "int16"] = "float32"
     """float32 with NaN for missing, or int16 scaled by 1e-4 with fill -32768 (half the bytes)."""
     device: Literal["cpu", "gpu", "auto"] = "auto"
-    """auto: the GPU kernels when the actor was given a GPU (num_gpus_per_actor > 0)."""
+    """auto: the GPU kernels when the actor was given a GPU (resources.num_gpus > 0)."""
     band_names: dict[str, str] = Field(default_factory=dict)
     """Canonical band name -> cube array name, when the cube's names differ (e.g. nir: B08)."""
     storage: StorageOptions = Field(default_factory=StorageOptions)
     max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
-    num_cpus_per_actor: float = Field(default=1.0, gt=0)
-    num_gpus_per_actor: float = Field(default=0.0, ge=0)
-    """GPUs per actor (1/n fractions share a GPU); 0 runs on CPU."""
-    memory_mib_per_actor: int | None = Field(default=None, ge=64)
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+    """Per actor: num_cpus, num_gpus (1/n fractions share a GPU; 0 runs on CPU), memory_mib."""
     overwrite: bool = False
     """Recompute indices that already exist (otherwise finished tiles are skipped)."""
     strict: bool = False
@@ -151,6 +149,13 @@ class IndicesWorker:
         self._out: dict[str, np.ndarray] | None = None
         self._manifest = cstore.Manifest(plan.store, "indices", plan.hash, self.so)
         self.device = self._device(plan.device)
+        # Ray sets OMP_NUM_THREADS to the actor's num_cpus; numba's pool would otherwise use
+        # every core of the node and actors would fight over them
+        threads = os.environ.get("OMP_NUM_THREADS")
+        if threads and threads.isdigit():
+            import numba
+
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
     @staticmethod
     def _device(requested: str) -> str:

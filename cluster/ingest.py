@@ -34,7 +34,13 @@ from rasterio.windows import Window, from_bounds
 
 import cluster
 from cluster import store as cstore
-from cluster.config import DEFAULT_MAX_ACTORS, DEFAULT_TILE_SIZE_PX, StorageOptions, StrictModel
+from cluster.config import (
+    DEFAULT_MAX_ACTORS,
+    DEFAULT_TILE_SIZE_PX,
+    StorageOptions,
+    StrictModel,
+    WorkerResources,
+)
 from cluster.errors import ConfigError, GridError, SceneError
 from cluster.grid import BBox, CubeExtent, GridSpec, TileIndex
 from cluster.scenes import (
@@ -123,8 +129,8 @@ class IngestConfig(StrictModel):
     compression_level: int = Field(default=5, ge=0, le=22)
     max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
     """Upper bound on concurrent tile actors; one tile in flight per actor."""
-    num_cpus_per_actor: float = Field(default=1.0, gt=0)
-    memory_mib_per_actor: int | None = Field(default=None, ge=64)
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+    """Per actor: num_cpus, num_gpus, memory_mib, custom resources."""
     overwrite: bool = False
     """Replace an existing cube made by a different config (otherwise that is an error)."""
     strict: bool = False
@@ -334,8 +340,8 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
 
     h = hashlib.sha256()
     h.update(json.dumps({
-        "config": config.model_dump(mode="json", exclude={"storage", "max_actors", "num_cpus_per_actor",
-                                                          "memory_mib_per_actor", "overwrite", "strict"}),
+        "config": config.model_dump(mode="json", exclude={"storage", "max_actors", "resources",
+                                                          "overwrite", "strict"}),
         "grid": extent.to_dict(),
         "times": [str(t) for t in labels],
         "scenes": [(s.id, s.date.isoformat()) for s in kept],

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ray
 
+from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ResourceError
 from cluster.tasks import TileResult, TileTask, TileWorker
 
@@ -45,13 +46,20 @@ class PoolOptions:
     """Resources per actor and pool size, straight from a job's config."""
 
     def __init__(self, max_actors: int, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 memory_mib: int | None = None, max_restarts: int = 2, max_task_retries: int = 2):
+                 memory_mib: int | None = None, max_restarts: int = 2, max_task_retries: int = 2,
+                 custom: Mapping[str, float] | None = None):
         self.max_actors = max_actors
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.memory_mib = memory_mib
         self.max_restarts = max_restarts
         self.max_task_retries = max_task_retries
+        self.custom = dict(custom or {})
+
+    @classmethod
+    def from_config(cls, max_actors: int, resources: WorkerResources) -> "PoolOptions":
+        return cls(max_actors, resources.num_cpus, resources.num_gpus, resources.memory_mib,
+                   custom=resources.resources)
 
 
 def _check_resources(opts: PoolOptions) -> int:
@@ -67,8 +75,15 @@ def _check_resources(opts: PoolOptions) -> int:
     if opts.num_cpus > cpus:
         raise ResourceError(
             f"the job asks for num_cpus={opts.num_cpus} per actor but the cluster has {cpus:g} CPU(s); "
-            "lower num_cpus_per_actor"
+            "lower resources.num_cpus"
         )
+    for name, amount in opts.custom.items():
+        have = float(total.get(name, 0))
+        if have < amount:
+            raise ResourceError(
+                f"the job asks for resource {name}={amount:g} per actor but the cluster has {have:g}; "
+                "fix resources.resources or start nodes that offer it"
+            )
     fit = int(cpus // opts.num_cpus) if opts.num_cpus else opts.max_actors
     if opts.num_gpus:
         fit = min(fit, int(gpus // opts.num_gpus))
@@ -102,6 +117,8 @@ def run_tile_tasks(
     }
     if opts.memory_mib:
         options["memory"] = opts.memory_mib * 1024 * 1024
+    if opts.custom:
+        options["resources"] = dict(opts.custom)
     actors = [TileActor.options(**options).remote(factory) for _ in range(n_actors)]
     # A hand-rolled version of ray.util.ActorPool's loop: the same one-task-per-actor
     # backpressure, but it knows which tile a failed future belonged to.

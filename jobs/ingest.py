@@ -47,8 +47,7 @@ def run(config: IngestConfig, address: str | None = None) -> JobReport:
     if todo:
         ensure_ray(address)
         factory = functools.partial(IngestWorker, p, config.storage.to_fsspec())
-        opts = PoolOptions(config.max_actors, config.num_cpus_per_actor,
-                           memory_mib=config.memory_mib_per_actor)
+        opts = PoolOptions.from_config(config.max_actors, config.resources)
         report.add_results(run_tile_tasks(factory, todo, opts, strict=config.strict))
     report.wall_s = time.perf_counter() - t0
     so = config.storage.to_fsspec()
