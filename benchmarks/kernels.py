@@ -1,0 +1,291 @@
+"""Spectral-index kernels against the tools a user would reach for, and against memory bandwidth.
+
+Every tool does the same job on the same data: uint16 DN bands (Sentinel-2 L2A style: reflectance
+= DN * 1e-4 - 0.1, DN 0 = nodata, sprinkled in), to float32 indices with NaN where a band is
+nodata. Cases: NDVI (2 bands in), EVI (3 bands), and a five-index pass (NDVI, EVI, SAVI, NDMI,
+NBR over 5 bands: the set xarray-spatial also has).
+
+Tools:
+  * ``numpy``: plain NumPy expressions (reflectance arrays, mask, formula; NumPy's own x/0).
+  * ``numexpr``: one ``numexpr.evaluate`` per index doing scale, mask and formula.
+  * ``xarray-spatial``: xarray for scale and mask, then ``xrspatial.multispectral.<index>``.
+  * ``harvest-cluster``: ``cluster.kernels.compute`` reusing its output buffers (``out=``), as the
+    ``indices`` job does per tile; ``harvest-cluster (fresh out)`` allocates new outputs each call.
+  * ``harvest-cluster (5 calls)``: the five indices as five single-index calls (buffers reused).
+
+The physical limit is the faster of two copies moving the same bytes as NDVI (4 B read + 4 B
+written per pixel): one split over the same threads as ours, and ``np.copyto``. ``GB/s`` counts
+input + output bytes, ``%bw`` divides it by that limit. With ``--quick`` the arrays (16 MB per
+band) partly fit in cache, so ``%bw`` can pass 100%; the full 10980 x 10980 run is the real test.
+
+Run: ``.venv/bin/python -m benchmarks.kernels [--quick] [--json PATH] [--threads N]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Thread counts must be fixed before numba / numexpr start their pools.
+_THREADS = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--threads=")), None)
+if _THREADS is None and "--threads" in sys.argv:
+    _THREADS = int(sys.argv[sys.argv.index("--threads") + 1])
+if _THREADS is None:
+    _THREADS = len(os.sched_getaffinity(0))
+os.environ["NUMBA_NUM_THREADS"] = str(_THREADS)
+os.environ["NUMEXPR_MAX_THREADS"] = str(_THREADS)
+os.environ["NUMEXPR_NUM_THREADS"] = str(_THREADS)
+
+import time  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numba  # noqa: E402
+import numexpr  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+import xrspatial.multispectral as xrs  # noqa: E402
+
+from benchmarks._report import OURS, Record, best_of, emit, parse_args  # noqa: E402
+from cluster.kernels import BandInfo, compute  # noqa: E402
+
+SCALE = np.float32(1e-4)
+OFFSET = np.float32(-0.1)
+NODATA = 0
+INFO = {b: BandInfo(scale=1e-4, offset=-0.1, nodata=NODATA)
+        for b in ("blue", "red", "nir", "swir16", "swir22")}
+CASES: dict[str, tuple[str, ...]] = {
+    "ndvi": ("ndvi",),
+    "evi": ("evi",),
+    "five (ndvi evi savi ndmi nbr)": ("ndvi", "evi", "savi", "ndmi", "nbr"),
+}
+BANDS_OF = {"ndvi": ("nir", "red"), "evi": ("nir", "red", "blue"), "savi": ("nir", "red"),
+            "ndmi": ("nir", "swir16"), "nbr": ("nir", "swir22")}
+
+
+def make_bands(size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """uint16 DN like Sentinel-2 L2A over farmland, ~0.5% nodata pixels in each band.
+
+    Bands follow a per-pixel vegetation fraction (bare soil to dense crop) plus noise, so every
+    index stays in its usual range and no denominator is near zero.
+    """
+    rng = np.random.default_rng(seed)
+    veg = rng.random((size, size), dtype=np.float32)
+    base = {  # (DN at bare soil, DN change towards dense vegetation)
+        "blue": (1700, -500), "red": (2300, -1100), "nir": (3300, 2500),
+        "swir16": (3200, -1200), "swir22": (2700, -1400),
+    }
+    bands = {}
+    for band, (soil, slope) in base.items():
+        dn = veg * np.float32(slope)
+        dn += np.float32(soil)
+        dn += rng.normal(0, 60, (size, size)).astype(np.float32)
+        dn = dn.astype(np.uint16)
+        holes = rng.integers(0, dn.size, dn.size // 200)
+        dn.reshape(-1)[holes] = NODATA
+        bands[band] = dn
+    return bands
+
+
+# -- the physical limit ------------------------------------------------------------------------
+
+@numba.njit(nogil=True, cache=True)
+def _copy(n: int, src: np.ndarray, dst: np.ndarray) -> None:
+    for i in range(n):
+        dst[i] = src[i]
+
+
+def copy_bandwidth(npx: int, repeat: int) -> list[tuple[str, float, float]]:
+    """(how, seconds, GB/s) for copying 4 B/px: the same bytes NDVI reads and writes.
+
+    Two ways, the faster one is the limit: a vectorised copy split over the same threads as
+    ours (``cluster.kernels._cpu.run_cpu``), and ``np.copyto`` (one thread; one core can already
+    saturate memory on small VMs). A numba ``prange`` copy measured slower than both here.
+    """
+    from cluster.kernels._cpu import run_cpu
+
+    src = np.ones(npx, dtype=np.uint32)
+    dst = np.zeros(npx, dtype=np.uint32)  # faulted in by the warm-up calls
+    results = []
+    for how, fn in ((f"copy, {_THREADS} threads", lambda: run_cpu(_copy, npx, [(src, [])], [dst], [])),
+                    ("np.copyto, 1 thread", lambda: np.copyto(dst, src))):
+        seconds = _time(fn, repeat)
+        results.append((how, seconds, 2 * src.nbytes / seconds / 1e9))
+    return results
+
+
+# -- the competitors ---------------------------------------------------------------------------
+
+def _numpy_refl(dn: np.ndarray) -> np.ndarray:
+    refl = dn.astype(np.float32) * SCALE + OFFSET
+    refl[dn == NODATA] = np.nan
+    return refl
+
+
+def numpy_indices(bands: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    needed = sorted({b for n in names for b in BANDS_OF[n]})
+    r = {b: _numpy_refl(bands[b]) for b in needed}
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in names:
+            if name == "ndvi":
+                out[name] = (r["nir"] - r["red"]) / (r["nir"] + r["red"])
+            elif name == "evi":
+                out[name] = np.float32(2.5) * (r["nir"] - r["red"]) / (
+                    r["nir"] + np.float32(6) * r["red"] - np.float32(7.5) * r["blue"] + np.float32(1))
+            elif name == "savi":
+                out[name] = np.float32(1.5) * (r["nir"] - r["red"]) / (
+                    r["nir"] + r["red"] + np.float32(0.5))
+            elif name == "ndmi":
+                out[name] = (r["nir"] - r["swir16"]) / (r["nir"] + r["swir16"])
+            elif name == "nbr":
+                out[name] = (r["nir"] - r["swir22"]) / (r["nir"] + r["swir22"])
+    return out
+
+
+_NE = {
+    "ndvi": "where((nir == 0) | (red == 0), nan, (N - R) / (N + R))",
+    "evi": "where((nir == 0) | (red == 0) | (blue == 0), nan, 2.5 * (N - R) / (N + 6 * R - 7.5 * B + 1))",
+    "savi": "where((nir == 0) | (red == 0), nan, 1.5 * (N - R) / (N + R + 0.5))",
+    "ndmi": "where((nir == 0) | (swir16 == 0), nan, (N - S1) / (N + S1))",
+    "nbr": "where((nir == 0) | (swir22 == 0), nan, (N - S2) / (N + S2))",
+}
+_NE_REFL = {"N": "nir", "R": "red", "B": "blue", "S1": "swir16", "S2": "swir22"}
+
+
+def numexpr_indices(bands: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        expr = _NE[name]
+        for short, band in _NE_REFL.items():  # inline DN -> reflectance (no temporaries)
+            expr = expr.replace(f"{short})", f"({band} * s + o))").replace(f"{short} ", f"({band} * s + o) ")
+        out[name] = numexpr.evaluate(expr, local_dict={**bands, "s": SCALE, "o": OFFSET,
+                                                       "nan": np.float32(np.nan)})
+    return out
+
+
+def xrspatial_indices(arrays: dict[str, xr.DataArray], names: tuple[str, ...]) -> dict[str, xr.DataArray]:
+    needed = sorted({b for n in names for b in BANDS_OF[n]})
+    r = {b: xr.where(arrays[b] == NODATA, np.float32(np.nan), arrays[b].astype(np.float32) * SCALE + OFFSET)
+         for b in needed}
+    out = {}
+    for name in names:
+        if name == "ndvi":
+            out[name] = xrs.ndvi(r["nir"], r["red"])
+        elif name == "evi":
+            out[name] = xrs.evi(r["nir"], r["red"], r["blue"])
+        elif name == "savi":
+            out[name] = xrs.savi(r["nir"], r["red"], soil_factor=0.5)
+        elif name == "ndmi":
+            out[name] = xrs.ndmi(r["nir"], r["swir16"])
+        elif name == "nbr":
+            out[name] = xrs.nbr(r["nir"], r["swir22"])
+    return out
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+def _time(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up: JIT compilation, first-touch of reused buffers
+    return best_of(fn, repeat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__.splitlines()[0], argv,
+                      extra=lambda p: p.add_argument("--threads", type=int, default=_THREADS,
+                                                     help="threads for numba and numexpr"))
+    size = 2000 if args.quick else 10980
+    repeat = 5 if args.quick else 3
+    numexpr.set_num_threads(_THREADS)
+    print(f"threads: numba={numba.get_num_threads()} numexpr={numexpr.get_num_threads()} "
+          f"(NumPy and xarray-spatial run single-threaded); image {size} x {size} uint16; "
+          f"median of {repeat} after one warm-up")
+    bands = make_bands(size)
+    arrays = {b: xr.DataArray(a, dims=("y", "x")) for b, a in bands.items()}
+    npx = size * size
+    mpix = npx / 1e6
+
+    copies = copy_bandwidth(npx, repeat)
+    copy_gbps = max(gbps for _, _, gbps in copies)
+    records = [Record(tool=how, case="memory copy (the limit)", seconds=seconds,
+                      mpix_per_s=mpix / seconds, gbps=gbps, fraction_of_bandwidth=gbps / copy_gbps)
+               for how, seconds, gbps in copies]
+
+    def record(tool: str, case: str, names: tuple[str, ...], seconds: float) -> Record:
+        in_bytes = 2 * npx * len({b for n in names for b in BANDS_OF[n]})
+        gbps = (in_bytes + 4 * npx * len(names)) / seconds / 1e9
+        rec = Record(tool=tool, case=case, seconds=seconds, mpix_per_s=mpix / seconds, gbps=gbps,
+                     fraction_of_bandwidth=gbps / copy_gbps)
+        records.append(rec)
+        return rec
+
+    for case, names in CASES.items():
+        sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
+        out = {n: np.empty((size, size), np.float32) for n in names}
+        record(OURS, case, names, _time(lambda: compute(names, sub, INFO, out=out), repeat))
+        record(f"{OURS} (fresh out)", case, names,
+               _time(lambda: compute(names, sub, INFO), repeat))
+        if len(names) > 1:
+            def separate() -> None:
+                for n in names:
+                    compute(n, sub, INFO, out=out)
+            rec = record(f"{OURS} (5 calls)", case, names, _time(separate, repeat))
+            rec.extra["note"] = "the same indices as separate single-index calls"
+        record("numpy", case, names, _time(lambda: numpy_indices(sub, names), repeat))
+        record("numexpr", case, names, _time(lambda: numexpr_indices(sub, names), repeat))
+        record("xarray-spatial", case, names, _time(lambda: xrspatial_indices(arrays, names), repeat))
+        del out
+
+    # Packed int16 output (what the cube stores): outputs halve, so fusing saves more.
+    five = CASES["five (ndvi evi savi ndmi nbr)"]
+    sub = {b: bands[b] for b in {b for n in five for b in BANDS_OF[n]}}
+    out16 = {n: np.empty((size, size), np.int16) for n in five}
+    case16 = "five, int16 out"
+
+    def separate16() -> None:
+        for n in five:
+            compute(n, sub, INFO, output="int16", out=out16)
+
+    for tool, fn in ((OURS, lambda: compute(five, sub, INFO, output="int16", out=out16)),
+                     (f"{OURS} (5 calls)", separate16)):
+        seconds = _time(fn, repeat)
+        gbps = (2 * npx * len(sub) + 2 * npx * len(five)) / seconds / 1e9
+        records.append(Record(tool=tool, case=case16, seconds=seconds, mpix_per_s=mpix / seconds,
+                              gbps=gbps, fraction_of_bandwidth=gbps / copy_gbps))
+    del out16
+
+    emit(records, args.json, meta={"threads": _THREADS, "size_px": size, "repeat": repeat,
+                                   "copy_gbps": copy_gbps, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    for case, out_bytes in (("five (ndvi evi savi ndmi nbr)", 4), (case16, 2)):
+        fused = next(r for r in records if r.case == case and r.tool == OURS)
+        calls = next(r for r in records if r.case == case and r.tool == f"{OURS} (5 calls)")
+        in_sep = 2 * sum(len(BANDS_OF[n]) for n in five)
+        bound = (in_sep + out_bytes * 5) / (2 * len(sub) + out_bytes * 5)
+        print(f"{case}: fused pass {calls.seconds / fused.seconds:.2f}x faster than 5 calls; "
+              f"memory-traffic bound {bound:.2f}x ({in_sep} vs {2 * len(sub)} B/px read, "
+              f"{out_bytes * 5} B/px written by both)")
+    _check_correct(bands)
+    return 0
+
+
+def _check_correct(bands: dict[str, np.ndarray]) -> None:
+    """The competitors compute the same numbers (on a corner, to keep it cheap)."""
+    corner = {b: a[:256, :256] for b, a in bands.items()}
+    names = CASES["five (ndvi evi savi ndmi nbr)"]
+    ours = compute(names, corner, INFO)
+    for tool, got in (("numpy", numpy_indices(corner, names)),
+                      ("numexpr", numexpr_indices(corner, names)),
+                      ("xarray-spatial", {k: v.values for k, v in xrspatial_indices(
+                          {b: xr.DataArray(a, dims=("y", "x")) for b, a in corner.items()},
+                          names).items()})):
+        if tool == "xarray-spatial":
+            # xarray-spatial 0.5.3 _savi_cpu divides by (1 + L) where SAVI multiplies by it
+            # (Huete 1988; spyndex), so its SAVI is ours / (1 + L)^2. Same work, wrong constant.
+            got["savi"] = got["savi"] * np.float32(1.5 ** 2)
+        for name in names:
+            np.testing.assert_allclose(got[name], ours[name], rtol=1e-4, atol=1e-5, equal_nan=True,
+                                       err_msg=f"{tool} {name}")
+    print("check: numpy, numexpr and xarray-spatial agree with ours (rtol 1e-4) on a 256 x 256 corner")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Choosing CPU or GPU: per-call argument, then the configured default, then CPU."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from cluster.errors import KernelError, ResourceError
+
+__all__ = ["DEVICES", "gpu_available", "is_device_array", "resolve_device", "set_default_device"]
+
+DEVICES = ("auto", "cpu", "gpu")
+"""``auto`` = the GPU when numba.cuda sees one, else the CPU."""
+
+_default_device = "cpu"
+
+
+def set_default_device(device: str) -> str:
+    """Set the device used when ``compute(device=None)``; returns the previous default.
+
+    Job configs call this once at worker start-up; a per-call ``device=`` still wins.
+
+    >>> previous = set_default_device("cpu")
+    >>> set_default_device(previous)
+    'cpu'
+    """
+    global _default_device
+    previous = _default_device
+    _default_device = _norm_device(device)
+    return previous
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_available() -> bool:
+    """True when numba.cuda finds a usable CUDA device (or its simulator is enabled)."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver install means "no GPU", not a crash
+        return False
+
+
+def is_device_array(value: object) -> bool:
+    """True for arrays in GPU memory: CUDA array interface (CuPy, numba, PyTorch) or numba's
+    device arrays (whose simulator version has no array interface, only ``copy_to_host``)."""
+    if isinstance(value, np.ndarray):
+        return False
+    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
+
+
+def _norm_device(device: str) -> str:
+    value = str(device).lower()
+    if value == "cuda":
+        value = "gpu"
+    if value not in DEVICES:
+        raise KernelError(f"device={device!r} is not understood; expected one of {list(DEVICES)!r}")
+    return value
+
+
+def resolve_device(device: str | None) -> str:
+    """``"cpu"`` or ``"gpu"`` for a requested device (None: the default set by config).
+
+    Raises:
+        ResourceError: ``"gpu"`` was asked for and there is none.
+    """
+    value = _norm_device(_default_device if device is None else device)
+    if value == "cpu":
+        return "cpu"
+    if value == "auto":
+        return "gpu" if gpu_available() else "cpu"
+    if not gpu_available():
+        raise ResourceError(
+            f"device={device!r} was asked for, but numba.cuda finds no CUDA GPU on this machine; "
+            "pass device='cpu' (the same kernels, same results) or device='auto' to use a GPU "
+            "only when one is present"
+        )
+    return "gpu"

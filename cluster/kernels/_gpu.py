@@ -1,0 +1,83 @@
+"""Launching the generated numba.cuda kernels (imported only when a GPU is used)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from cluster.kernels._device import is_device_array as _is_device
+from cluster.kernels._registry import Kernel
+from cluster.kernels._spec import OutputSpec
+
+__all__ = ["run_gpu"]
+
+THREADS_PER_BLOCK = 256
+MAX_BLOCKS = 4096
+"""Grid-stride loop: 4096 x 256 = 1 Mi threads fill a big GPU (H100: 132 SMs x 2048) and keep
+launch cost flat for any tile size."""
+
+
+def _to_device(value: Any) -> Any:
+    """A numba device array viewing ``value`` (already on the GPU)."""
+    from numba import cuda
+
+    if hasattr(value, "copy_to_host"):
+        return value  # numba's own (and the simulator's) device arrays
+    return cuda.as_cuda_array(value)
+
+
+def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
+            scalars: Mapping[str, list[Any]], out_args: list[Any],
+            spec: OutputSpec, shape: tuple[int, ...],
+            out: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Run ``fused`` on the GPU; host inputs give host outputs, device inputs device outputs."""
+    from numba import cuda
+
+    from cluster.kernels._compute import check_out_buffer
+
+    needed = tuple(scalars)
+    n = int(np.prod(shape, dtype=np.int64))
+    on_device = any(_is_device(arrays[b]) for b in needed)
+    cupy_in = any(type(arrays[b]).__module__.split(".")[0] == "cupy" for b in needed)
+    args: list[Any] = [n]
+    for band in needed:
+        arr = arrays[band]
+        d_arr = _to_device(arr) if _is_device(arr) else cuda.to_device(arr.reshape(-1))
+        args.append(d_arr.reshape(n) if d_arr.shape != (n,) else d_arr)
+        args += scalars[band]
+    results: dict[str, Any] = {}
+    copies: list[tuple[Any, np.ndarray]] = []
+    for k in sorted(kernels, key=lambda k: k.name):  # the plan's (generated) order
+        buf = None if out is None else out.get(k.name)
+        if buf is not None:
+            check_out_buffer(k.name, buf, spec, shape)
+        if buf is not None and _is_device(buf):
+            d_out = _to_device(buf).reshape(n)
+            results[k.name] = buf
+        else:
+            d_out = cuda.device_array(n, dtype=spec.np_dtype)
+            if buf is not None:
+                copies.append((d_out, buf))
+                results[k.name] = buf
+            elif on_device:
+                results[k.name] = _wrap(d_out.reshape(shape), cupy_in)
+            else:
+                copies.append((d_out, np.empty(shape, dtype=spec.np_dtype)))
+                results[k.name] = copies[-1][1]
+        args.append(d_out)
+    args += out_args
+    if n:
+        blocks = min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
+        fused[blocks, THREADS_PER_BLOCK](*args)
+    for d_out, host in copies:
+        d_out.copy_to_host(host.reshape(-1))
+    return {k.name: results[k.name] for k in kernels}  # the caller's order, as on the CPU
+
+
+def _wrap(d_arr: Any, cupy_in: bool) -> Any:
+    if not cupy_in:
+        return d_arr
+    import cupy  # only when the caller already uses CuPy
+
+    return cupy.asarray(d_arr)

@@ -1,0 +1,183 @@
+"""compute(): fusing, output buffers, output specs, devices and error messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cluster.errors import KernelError, MissingBandError, ResourceError, UnknownKernelError
+from cluster.kernels import (
+    BandInfo, OutputSpec, compute, compute_reference, get_kernel, gpu_available, list_kernels,
+    set_default_device,
+)
+from tests.cluster.kernels._helpers import DN_INFO, SCENE_SHAPE, make_dn_scene
+
+NDVI_IN = {"nir": np.array([[4000, 0, 3000], [1000, 2000, 65535]], np.uint16),
+           "red": np.array([[1000, 500, 0], [1000, 2000, 1]], np.uint16)}
+NDVI_INFO = {b: BandInfo(scale=1e-4, nodata=0) for b in NDVI_IN}
+
+
+def test_compute__ndvi_by_hand():
+    got = compute("ndvi", NDVI_IN, NDVI_INFO)["ndvi"]
+    expected = np.array([[0.6, np.nan, np.nan], [0.0, 0.0, 65534 / 65536]], np.float32)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
+
+
+def test_compute__several_indices_fused_equal_single_calls(dn_scene, cpu_dn):
+    for name in ("ndvi", "evi"):
+        single = compute(name, dn_scene, DN_INFO)[name]
+        np.testing.assert_array_equal(single, cpu_dn[name])
+
+
+def test_compute__order_and_duplicates_do_not_matter(dn_scene, cpu_dn):
+    names = list_kernels()[::-1] + ["NDVI"]
+    got = compute(names, dn_scene, DN_INFO)
+    assert list(got) == list_kernels()[::-1]
+    for name in got:
+        np.testing.assert_array_equal(got[name], cpu_dn[name])
+
+
+def test_compute__out_buffers_are_filled_in_place_and_reused(dn_scene, cpu_dn):
+    out = {"ndvi": np.full(SCENE_SHAPE, 7.0, np.float32)}
+    for seed in (0, 1):  # two "tiles" through the same buffer
+        scene = make_dn_scene(seed)
+        got = compute("ndvi", scene, DN_INFO, out=out)
+        assert got["ndvi"] is out["ndvi"]
+        np.testing.assert_array_equal(out["ndvi"], compute("ndvi", scene, DN_INFO)["ndvi"])
+
+
+def test_compute__large_tile_runs_in_parallel_slices():
+    rng = np.random.default_rng(3)
+    shape = (3, 300, 400)  # 360 Ki px: several slices per thread
+    bands = {"nir": rng.integers(0, 10000, shape, dtype=np.uint16),
+             "red": rng.integers(0, 10000, shape, dtype=np.uint16)}
+    info = {b: BandInfo(scale=1e-4, nodata=0) for b in bands}
+    ours = compute("ndvi", bands, info)["ndvi"]
+    ref = compute_reference("ndvi", bands, info)["ndvi"]
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_compute__non_contiguous_input_is_accepted():
+    bands = {b: np.asfortranarray(a) for b, a in NDVI_IN.items()}
+    np.testing.assert_array_equal(compute("ndvi", bands, NDVI_INFO)["ndvi"],
+                                  compute("ndvi", NDVI_IN, NDVI_INFO)["ndvi"])
+
+
+def test_compute__nodata_outside_dtype_range_never_matches():
+    info = {b: BandInfo(scale=1e-4, nodata=-9999) for b in NDVI_IN}  # uint16 cannot hold it
+    got = compute("ndvi", NDVI_IN, info)["ndvi"]
+    assert np.isfinite(got[0, 1])  # DN 0 is valid here: nir 0 / red 0.05 -> -1
+    assert got[0, 1] == pytest.approx(-1.0)
+
+
+def test_compute__int16_output_packs_and_records_cf_attrs():
+    spec = OutputSpec.int16()
+    got = compute("ndvi", NDVI_IN, NDVI_INFO, output="int16")["ndvi"]
+    assert got.dtype == np.int16
+    assert got[0, 0] == 6000 and got[0, 1] == -32768 and got[1, 0] == 0
+    assert spec.attrs() == {"scale_factor": 1e-4, "add_offset": 0.0, "_FillValue": -32768}
+    np.testing.assert_allclose(spec.decode(got), compute("ndvi", NDVI_IN, NDVI_INFO)["ndvi"],
+                               atol=5e-5, equal_nan=True)
+
+
+def test_compute__int16_output_clips_out_of_range_values():
+    bands = {"nir": np.array([60000, 1000], np.uint16), "red": np.array([1, 30000], np.uint16)}
+    got = compute("sr", bands, output=OutputSpec.int16(scale_factor=1e-3))["sr"]
+    assert got.tolist() == [32767, 33]  # 60000 clipped; 1/30 = 0.0333 -> 33
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"names": "ndvx"}, r"no kernel named 'ndvx'; known: cigreen, cire, evi, .*ndvi"),
+        ({"names": ["ndvi", "evi"], "bands": {"nir": np.ones(3, np.uint16),
+                                              "red": np.ones(3, np.uint16)}},
+         r"'evi' needs \['blue'\].*the input has \['nir', 'red'\]"),
+        ({"names": []}, r"names=\[\] asks for no index"),
+        ({"bands": {"nir": np.ones(3, np.uint16), "red": np.ones(4, np.uint16)}},
+         r"bands have different shapes"),
+        ({"bands": {"nir": np.ones(3, bool), "red": np.ones(3, bool)}},
+         r"band 'red' has dtype 'bool'; expected integer DN or float32/float64"),
+        ({"output": "uint8"}, r"output='uint8' is not understood"),
+        ({"device": "tpu"}, r"device='tpu' is not understood; expected one of"),
+        ({"out": {"ndvi": np.empty((2, 3), np.float64)}},
+         r"out\['ndvi'\] cannot take the result: dtype 'float64' != 'float32'"),
+        ({"out": {"ndvi": np.empty((3, 2), np.float32)}},
+         r"out\['ndvi'\] cannot take the result: shape \(3, 2\) != \(2, 3\)"),
+    ],
+    ids=["unknown-kernel", "missing-band", "no-names", "shape-mismatch", "bool-dtype",
+         "bad-output", "bad-device", "out-dtype", "out-shape"],
+)
+def test_compute__errors_say_what_and_how_to_fix(kwargs, match):
+    call = {"names": "ndvi", "bands": NDVI_IN, "band_info": NDVI_INFO, **kwargs}
+    names, bands = call.pop("names"), call.pop("bands")
+    with pytest.raises(KernelError, match=match):
+        compute(names, bands, **call)
+
+
+def test_compute__error_types_are_catchable_as_builtins():
+    with pytest.raises(KeyError):
+        compute("ndvx", NDVI_IN)
+    with pytest.raises(UnknownKernelError):
+        compute("ndvx", NDVI_IN)
+    with pytest.raises(MissingBandError, match="'gndvi' needs \\['green'\\]"):
+        compute(["ndvi", "gndvi"], NDVI_IN)
+
+
+@pytest.mark.skipif(gpu_available(), reason="checks the no-GPU message; this machine has a GPU")
+def test_compute__gpu_without_device_names_cpu_alternative():
+    with pytest.raises(ResourceError, match=r"no CUDA GPU.*pass device='cpu'"):
+        compute("ndvi", NDVI_IN, NDVI_INFO, device="gpu")
+
+
+@pytest.mark.skipif(gpu_available(), reason="'auto' picks the GPU on this machine")
+def test_compute__auto_and_default_device_fall_back_to_cpu():
+    expected = compute("ndvi", NDVI_IN, NDVI_INFO, device="cpu")["ndvi"]
+    np.testing.assert_array_equal(compute("ndvi", NDVI_IN, NDVI_INFO, device="auto")["ndvi"],
+                                  expected)
+    previous = set_default_device("auto")
+    try:
+        np.testing.assert_array_equal(compute("ndvi", NDVI_IN, NDVI_INFO)["ndvi"], expected)
+    finally:
+        set_default_device(previous)
+
+
+def test_set_default_device__per_call_argument_wins():
+    previous = set_default_device("gpu")
+    try:
+        got = compute("ndvi", NDVI_IN, NDVI_INFO, device="cpu")["ndvi"]
+        assert got.dtype == np.float32
+    finally:
+        set_default_device(previous)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"dtype": "float16"}, "output dtype 'float16' is not supported"),
+        ({"dtype": "int16", "scale_factor": 0.0, "fill_value": -32768}, "must be a positive"),
+        ({"dtype": "int16", "scale_factor": 1e-4, "fill_value": 0}, "fill_value=0 must be"),
+        ({"dtype": "float32", "scale_factor": 2.0}, "float32 output takes no scale_factor"),
+    ],
+    ids=["float16", "zero-scale", "fill-inside-range", "scaled-float"],
+)
+def test_output_spec__rejects_bad_values(kwargs, match):
+    with pytest.raises(KernelError, match=match):
+        OutputSpec(**kwargs)
+
+
+def test_band_info__rejects_non_finite_scale():
+    with pytest.raises(KernelError, match="is not finite"):
+        BandInfo(scale=float("nan"))
+
+
+def test_compute_gpu_simulator__device_arrays_and_out_buffers(gpu_sim, cpu_dn):
+    np.testing.assert_allclose(gpu_sim["device/ndvi"], cpu_dn["ndvi"], rtol=2e-6, atol=1e-6,
+                               equal_nan=True)
+    np.testing.assert_allclose(gpu_sim["out/ndvi"], cpu_dn["ndvi"], rtol=2e-6, atol=1e-6,
+                               equal_nan=True)
+
+
+def test_kernel_cpu__is_compute_for_one_index():
+    kernel_result = get_kernel("ndvi").cpu(NDVI_IN, NDVI_INFO)
+    np.testing.assert_array_equal(kernel_result, compute("ndvi", NDVI_IN, NDVI_INFO)["ndvi"])
