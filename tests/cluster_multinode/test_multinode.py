@@ -132,3 +132,46 @@ def test_submit__without_token_is_refused_with_a_clear_message(
     code = submit.main(_submit(multinode_cluster, config))
     assert code == 3
     assert "HTTP 401" in capsys.readouterr().err
+
+
+def test_submit__run_ingests_and_computes_indices_into_s3_on_several_nodes(
+    multinode_cluster, probe_config, s3_endpoint, s3_bucket, s3_options, monkeypatch, capsys
+):
+    """The real pipeline as a Ray job over HTTP: CBERS scenes on loopback S3 -> cube on S3,
+    tiles spread over the cluster's nodes (read back from the job's own report)."""
+    import s3fs
+    import yaml
+
+    from cluster import store as cstore
+    from tests._data import shared_data
+
+    fs = s3fs.S3FileSystem(**s3_options, skip_instance_cache=True)
+    root = shared_data("cbers4_awfi_cerrado_timeseries")
+    for f in sorted(root.glob("*_2017-*.tif")):
+        fs.put(str(f), f"{s3_bucket}/scenes/{f.name}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    store = f"s3://{s3_bucket}/cubes/cbers.zarr"
+    config = probe_config("run", yaml.safe_dump({
+        "store": store,
+        "max_actors": 3,
+        "ingest": {"scenes": [f"s3://{s3_bucket}/scenes/CBERS-4_AWFI_{{band}}_*.tif"],
+                   "sensor": "cbers4-awfi",
+                   "grid": {"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16}},
+        "indices": {"kernels": ["ndvi", "evi"]},
+    }))
+    code = submit.main(["run", "--config", config, "--address", multinode_cluster.address,
+                        "--python", sys.executable, "--wait", "--timeout-s", "300"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = cstore.read_json(f"{cstore.meta_url(store)}/ingest-report.json", s3_options)
+    assert report["ok"] and report["tiles_done"] > 6
+    assert len(report["tiles_per_node"]) > 1, report["tiles_per_node"]
+    cube = cstore.open_cube(store, s3_options, chunks=None)
+    assert {"red", "nir", "ndvi", "evi"} <= set(cube.data_vars)
+    ndvi = ((cube.nir - cube.red) / (cube.nir + cube.red)).astype("float32")
+    import numpy as np
+
+    np.testing.assert_allclose(cube.ndvi.values, ndvi.values, rtol=2e-5, atol=2e-6, equal_nan=True)
+    assert "testing" not in fs.cat(f"{s3_bucket}/cubes/cbers.zarr/zarr.json").decode()
