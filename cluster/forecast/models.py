@@ -1,0 +1,216 @@
+"""Yield models: per-region average, per-region linear trend, and learners on trend-adjusted yields.
+
+Every model is fit on training rows only and predicts other rows; :func:`fit_predict` fits all
+of them on the same rows. The learners (ridge, gradient boosting, and their mean) predict the
+residual from the region's trend in units of the region's mean yield,
+``r = (yield - trend) / region_mean``, from index features centred on the region's own mean
+over the training years (so persistent differences between regions do not pose as anomalies)
+and from the last years' trend residuals. :func:`select_and_fit` picks one candidate by inner,
+year-grouped validation on the training years and takes interval quantiles from the inner
+out-of-sample errors (split-conformal on relative errors).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+__all__ = ["BASELINES", "fit_trend", "predict_trend", "fit_predict", "select_and_fit", "Selection"]
+
+BASELINES = ("average", "trend")
+"""Baselines computed in the same run on the same folds."""
+YIELD_FEATURES = ("trend_rel", "lag1_resid", "lag3_resid")
+
+
+def fit_trend(train: pd.DataFrame, min_years: int) -> pd.DataFrame:
+    """Per-region OLS ``yield ~ year`` on ``train`` (``region_id, year, y``).
+
+    Regions with fewer than ``min_years`` years get a flat trend at their mean.
+
+    >>> t = fit_trend(pd.DataFrame({"region_id": ["A"] * 5, "year": range(2000, 2005), "y": [1., 2, 3, 4, 5]}), 5)
+    >>> float(predict_trend(t, ["A"], [2006])[0])
+    7.0
+    """
+    g = train.groupby("region_id")
+    stats = pd.DataFrame({
+        "n": g["y"].size(), "mean_y": g["y"].mean(), "mean_t": g["year"].mean(),
+    })
+    tc = train["year"] - train["region_id"].map(stats["mean_t"])
+    yc = train["y"] - train["region_id"].map(stats["mean_y"])
+    sxy = (tc * yc).groupby(train["region_id"]).sum()
+    sxx = (tc * tc).groupby(train["region_id"]).sum()
+    slope = (sxy / sxx.where(sxx > 0)).fillna(0.0)
+    stats["slope"] = np.where(stats["n"] >= min_years, slope.reindex(stats.index), 0.0)
+    return stats
+
+
+def predict_trend(params: pd.DataFrame, region_ids, years) -> np.ndarray:
+    """Trend value of each (region, year); NaN for regions not in ``params``."""
+    p = params.reindex(pd.Index(region_ids))
+    return (p["mean_y"].to_numpy() + p["slope"].to_numpy() * (np.asarray(years, float) - p["mean_t"].to_numpy()))
+
+
+def _yield_features(rows: pd.DataFrame, train: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
+    """Trend (relative to the region mean) and the last years' trend residuals, from ``train`` only."""
+    mean = rows["region_id"].map(params["mean_y"]).to_numpy()
+    trend = predict_trend(params, rows["region_id"], rows["year"])
+    hist = train[["region_id", "year", "y"]].copy()
+    hist["resid"] = (hist["y"] - predict_trend(params, hist["region_id"], hist["year"])) / hist["region_id"].map(params["mean_y"])
+    lookup = hist.set_index(["region_id", "year"])["resid"]
+    out = pd.DataFrame(index=rows.index)
+    out["trend_rel"] = trend / mean
+    lags = []
+    for k in (1, 2, 3):
+        key = pd.MultiIndex.from_arrays([rows["region_id"], rows["year"] - k])
+        lags.append(lookup.reindex(key).to_numpy())
+    out["lag1_resid"] = lags[0]
+    with warnings.catch_warnings():  # all-NaN rows (no history) are expected; they become 0 below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["lag3_resid"] = np.nanmean(np.vstack(lags), axis=0)
+    return out.fillna(0.0)
+
+
+def _learners(names, seed: int) -> dict[str, object]:
+    models: dict[str, object] = {}
+    if "ridge" in names:
+        models["ridge"] = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(1, 4.5, 15)))
+    if "hgb" in names:
+        models["hgb"] = HistGradientBoostingRegressor(
+            max_iter=100, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=10,
+            l2_regularization=1.0, early_stopping=False, random_state=seed)
+    return models
+
+
+def fit_predict(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, *,
+                min_years: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fit every model on ``train`` and predict ``test`` (both ``region_id, year, y`` + features).
+
+    Returns:
+        model name -> predicted yields for the rows of ``test`` (NaN where a region has no
+        training rows). Names: ``average``, ``trend``, each learner and ``ridge+hgb`` on the
+        trend, and the same on the region mean with an ``@avg`` suffix.
+    """
+    params = fit_trend(train, min_years)
+    preds: dict[str, np.ndarray] = {
+        "average": test["region_id"].map(params["mean_y"]).to_numpy(float),
+        "trend": predict_trend(params, test["region_id"], test["year"]),
+    }
+    if not learners:
+        return preds
+    mean_tr = train["region_id"].map(params["mean_y"]).to_numpy()
+    target = (train["y"].to_numpy() - predict_trend(params, train["region_id"], train["year"])) / mean_tr
+    centre = train.groupby("region_id")[features].mean()
+
+    def design(rows: pd.DataFrame) -> np.ndarray:
+        x = rows[features].to_numpy(float) - centre.reindex(rows["region_id"]).to_numpy(float)
+        x = np.nan_to_num(x, nan=0.0)  # no observation / no training mean: the region's normal
+        return np.hstack([x, _yield_features(rows, train, params).to_numpy(float)])
+
+    x_tr, x_te = design(train), design(test)
+    mean_te = test["region_id"].map(params["mean_y"]).to_numpy(float)
+    # Two bases for the residual: the region's trend, and its mean (no trend) -- the latter is
+    # better where yields have plateaued and a trend extrapolates noise (e.g. NL).
+    bases = {"": (target, preds["trend"]), "@avg": ((train["y"].to_numpy() - mean_tr) / mean_tr, preds["average"])}
+    with threadpool_limits(limits=1):  # tiny fits: threads only add overhead and fight other work
+        for suffix, (tgt, base_te) in bases.items():
+            for name, model in _learners(learners, seed).items():
+                model.fit(x_tr, tgt)
+                preds[name + suffix] = base_te + model.predict(x_te) * mean_te
+            if "ridge" + suffix in preds and "hgb" + suffix in preds:
+                preds["ridge+hgb" + suffix] = (preds["ridge" + suffix] + preds["hgb" + suffix]) / 2
+    return preds
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of inner validation on the training years."""
+
+    chosen: str
+    """The candidate with the lowest inner RMSE: a learner on the trend or on the mean
+    (``<learner>@avg``), or a baseline itself (``trend``, ``average``) when no learner beats it."""
+    inner_nrmse: dict[str, float]
+    """Inner-validation score of every model: the mean over validation years of that year's nRMSE (%)."""
+    quantiles: dict[str, tuple[float, float]]
+    """Per model, the (low, high) quantiles of inner out-of-sample relative errors ``y / pred - 1``."""
+
+
+def _conformal_quantiles(rel_err: np.ndarray, coverage: float) -> tuple[float, float]:
+    rel_err = rel_err[np.isfinite(rel_err)]
+    if rel_err.size == 0:
+        return (float("nan"), float("nan"))
+    n = rel_err.size
+    a = (1 - coverage) / 2
+    # finite-sample split-conformal levels, per tail
+    lo_level = max(0.0, np.floor(a * (n + 1)) / n)
+    hi_level = min(1.0, np.ceil((1 - a) * (n + 1)) / n)
+    return (float(np.quantile(rel_err, lo_level)), float(np.quantile(rel_err, hi_level)))
+
+
+def _mean_yearly_nrmse(years: np.ndarray, y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean over years of ``100 * RMSE / mean(y)``: the benchmark's per-year score, averaged
+    (a mean is steadier than a median over the few inner years).
+
+    >>> _mean_yearly_nrmse(np.array([1, 1, 2]), np.array([2., 4, 5]), np.array([3., 3, 5]))
+    16.666666666666668
+    """
+    if y.size == 0:
+        return float("inf")
+    vals = []
+    for yr in np.unique(years):
+        m = years == yr
+        vals.append(100 * np.sqrt(np.mean((pred[m] - y[m]) ** 2)) / np.mean(y[m]))
+    return float(np.mean(vals))
+
+
+def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, *,
+                   min_years: int, inner_folds: int, coverage: float, seed: int = 0,
+                   model: str = "auto") -> tuple[dict[str, np.ndarray], Selection]:
+    """Inner validation on ``train``'s years, then :func:`fit_predict` on all of ``train``.
+
+    The inner folds group whole years (no year is split across train and validation), so the
+    chosen model and the interval quantiles depend on the training years only. ``model``
+    other than ``auto`` forces that candidate (its intervals still come from inner validation).
+    """
+    years = np.array(sorted(train["year"].unique()))
+    k = int(min(inner_folds, len(years)))
+    inner: dict[str, list[np.ndarray]] = {}
+    truth: list[np.ndarray] = []
+    years_in: list[np.ndarray] = []
+    if k >= 2:
+        for j in range(k):
+            val_years = years[j::k]
+            is_val = train["year"].isin(val_years).to_numpy()
+            tr, va = train[~is_val], train[is_val]
+            p = fit_predict(tr, va, features, learners, min_years=min_years, seed=seed)
+            truth.append(va["y"].to_numpy(float))
+            years_in.append(va["year"].to_numpy())
+            for name, v in p.items():
+                inner.setdefault(name, []).append(v)
+    y_in = np.concatenate(truth) if truth else np.empty(0)
+    yr_in = np.concatenate(years_in) if years_in else np.empty(0)
+    score, quant = {}, {}
+    for name, parts in inner.items():
+        pred = np.concatenate(parts)
+        ok = np.isfinite(pred)
+        score[name] = _mean_yearly_nrmse(yr_in[ok], y_in[ok], pred[ok])
+        quant[name] = _conformal_quantiles(y_in[ok] / pred[ok] - 1, coverage)
+    # With both learners, only their mean competes with the baselines: fewer candidates means
+    # less selection noise on a handful of inner years (the single learners are still scored).
+    candidates = [c for c in score if "+" in c or c in ("trend", "average")] if any("+" in c for c in score) else list(score)
+    chosen = min(candidates, key=lambda c: score[c]) if candidates else "trend"
+    if model != "auto":
+        if model not in score and k >= 2:
+            raise ValueError(f"model {model!r} is not a candidate; expected 'auto' or one of {sorted(score)!r}")
+        chosen = model
+    preds = fit_predict(train, test, features, learners, min_years=min_years, seed=seed)
+    for name in preds:
+        quant.setdefault(name, (float("nan"), float("nan")))
+    return preds, Selection(chosen=chosen, inner_nrmse=score, quantiles=quant)

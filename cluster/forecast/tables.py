@@ -1,0 +1,338 @@
+"""Read the forecast inputs into the tidy contracts, and check them.
+
+Contracts (standard column names):
+
+* series: ``region_id, crop, date, index, mean`` (+ optional ``count_px, area_ha, valid_fraction, std``)
+* yields: ``region_id, year, crop, yield_t_ha, harvested_area_ha, production_t`` (+ optional ``country``)
+* calendar: ``region_id, crop, sos_doy, eos_doy``
+* regions: ``region_id, name, parent``
+
+Every row that is excluded is reported as an :class:`~cluster.forecast.issues.Issue`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cluster.errors import ConfigError, DataError
+from cluster.forecast.config import ForecastConfig, TableInput
+from cluster.forecast.issues import IssueLog, format_ids
+
+__all__ = ["ForecastInputs", "read_table", "load_inputs", "ACRE_HA", "BUSHEL_KG", "bu_per_acre_to_t_ha"]
+
+ACRE_HA = 0.40468564224
+"""Hectares in one international acre."""
+BUSHEL_KG = {"wheat": 27.2155, "soybean": 27.2155, "corn": 25.4012, "maize": 25.4012, "sorghum": 25.4012,
+             "barley": 21.7724, "oats": 14.5150}
+"""Kilograms in one US bushel, by crop (USDA standard weights)."""
+
+ID_COLUMNS = ("region_id", "crop", "index", "country", "parent", "name")
+REQUIRED = {
+    "yields": ("region_id", "year", "crop", "yield_t_ha", "harvested_area_ha", "production_t"),
+    "series": ("region_id", "crop", "date", "index", "mean"),
+    "calendar": ("region_id", "crop", "sos_doy", "eos_doy"),
+    "regions": ("region_id", "name", "parent"),
+}
+
+
+def bu_per_acre_to_t_ha(crop: str) -> float:
+    """The factor from bushels per acre to tonnes per hectare.
+
+    >>> round(bu_per_acre_to_t_ha("wheat"), 5)
+    0.06725
+    """
+    try:
+        kg = BUSHEL_KG[crop]
+    except KeyError:
+        raise ConfigError(f"no bushel weight for crop {crop!r}; known: {', '.join(sorted(BUSHEL_KG))}") from None
+    return kg / 1000.0 / ACRE_HA
+
+
+@dataclass
+class ForecastInputs:
+    """The standardized, checked inputs of one forecast run."""
+
+    yields: pd.DataFrame
+    """Usable yield rows (bad ones excluded and reported)."""
+    yields_all: pd.DataFrame
+    """Every yield row as read, with a ``usable`` flag (areas of rows with bad yields stay usable)."""
+    series: pd.DataFrame
+    calendar: pd.DataFrame
+    regions: pd.DataFrame
+    issues: IssueLog = field(default_factory=IssueLog)
+
+
+def _read_files(spec: TableInput, config: ForecastConfig | None, kind: str) -> pd.DataFrame:
+    if spec.frame is not None:
+        return spec.frame.copy()
+    id_sources = {spec.columns.get(c, c) for c in ID_COLUMNS}
+    frames = []
+    for raw_path in spec.paths:
+        path = config.resolve(raw_path) if config is not None else Path(raw_path)
+        if not path.is_file():
+            raise ConfigError(
+                f"{kind} table {str(path)!r} does not exist; fix the path in the config (relative paths are "
+                "resolved against base_dir, else the current directory: run from the repository root)"
+            )
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frames.append(pd.read_parquet(path))
+        else:
+            head = pd.read_csv(path, nrows=0, encoding=spec.encoding)
+            dtype = {c: str for c in head.columns if c in id_sources}
+            try:
+                frames.append(pd.read_csv(path, dtype=dtype, encoding=spec.encoding))
+            except UnicodeDecodeError as e:
+                raise ConfigError(
+                    f"{kind} table {str(path)!r} is not {spec.encoding!r} text ({e.reason} at byte {e.start}); "
+                    "set 'encoding' for this table (e.g. latin-1)"
+                ) from None
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def read_table(spec: TableInput, kind: str, config: ForecastConfig | None = None,
+               issues: IssueLog | None = None) -> pd.DataFrame:
+    """Read one table and bring it to the standard columns of ``kind``.
+
+    Args:
+        spec: where the table is and how its columns map.
+        kind: ``yields``, ``series``, ``calendar`` or ``regions``.
+        config: resolves relative paths (None: relative to the cwd).
+        issues: where ``nodata`` rows are reported.
+
+    Raises:
+        DataError: a required column is missing after mapping.
+    """
+    issues = issues if issues is not None else IssueLog()
+    raw = _read_files(spec, config, kind)
+    rename = {src: std for std, src in spec.columns.items()}
+    missing_src = [src for src in spec.columns.values() if src not in raw.columns]
+    if missing_src:
+        raise DataError(
+            f"{kind} table has no column(s) {missing_src!r} named in the config's column mapping; "
+            f"its columns are {list(raw.columns)!r}; fix 'columns' for this table"
+        )
+    df = raw.rename(columns=rename)
+    for col, value in spec.constants.items():
+        df[col] = value
+    if kind == "yields":
+        if "production_t" not in df.columns and {"yield_t_ha", "harvested_area_ha"} <= set(df.columns):
+            df["production_t"] = np.nan  # derived below, after unit conversion
+    missing = [c for c in REQUIRED[kind] if c not in df.columns]
+    if kind == "regions":
+        missing = [c for c in missing if c != "name"]
+        if "name" not in df.columns:
+            df["name"] = df.get("region_id")
+    if missing:
+        raise DataError(
+            f"{kind} table lacks the column(s) {missing!r} (after mapping); it has {list(df.columns)!r}; "
+            f"map them with 'columns' or set them with 'constants' in the config"
+        )
+    for col in ID_COLUMNS:
+        if col in df.columns:
+            df[col] = df[col].astype("string").str.strip().astype(object)
+    for col, mapping in spec.values.items():
+        if col in df.columns:
+            df[col] = df[col].map(lambda v, m=mapping: m.get(v, v))
+    numeric = {"yields": ("year", "yield_t_ha", "harvested_area_ha", "production_t"),
+               "series": ("mean", "count_px", "area_ha", "valid_fraction", "std"),
+               "calendar": ("sos_doy", "eos_doy"), "regions": ()}[kind]
+    for col in numeric:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    if kind == "series":
+        if spec.date_format:
+            df["date"] = pd.to_datetime(df["date"].astype(str), format=spec.date_format)
+        else:
+            df["date"] = pd.to_datetime(df["date"])
+        df["date"] = df["date"].astype("datetime64[ns]")
+    for col, nd in spec.nodata.items():
+        if col in df.columns:
+            bad = df[col] == float(nd)
+            if bad.any():
+                items = _row_ids(df[bad], kind)
+                issues.add(f"{kind}_nodata", kind,
+                           f"{kind}: {int(bad.sum())} row(s) have the nodata value {nd!r} in {col!r} "
+                           f"({format_ids(items)}); treated as missing observations and dropped", items)
+                df = df[~bad]
+    for col in set(spec.multipliers) | set(spec.offsets):
+        if col in df.columns:
+            df[col] = df[col] * spec.multipliers.get(col, 1.0) + spec.offsets.get(col, 0.0)
+    if kind == "yields":
+        derived = df["production_t"].isna() & df["yield_t_ha"].notna() & df["harvested_area_ha"].notna()
+        df.loc[derived, "production_t"] = df.loc[derived, "yield_t_ha"] * df.loc[derived, "harvested_area_ha"]
+        df["year"] = df["year"].astype("Int64")
+    keep = list(REQUIRED[kind]) + [c for c in ("country", "count_px", "area_ha", "valid_fraction", "std")
+                                   if c in df.columns and c not in REQUIRED[kind]]
+    return df[keep].reset_index(drop=True)
+
+
+def _row_ids(df: pd.DataFrame, kind: str) -> list[str]:
+    if kind == "yields":
+        return [f"{r}/{y}" for r, y in zip(df["region_id"], df["year"])]
+    if kind == "series":
+        return [f"{r}/{pd.Timestamp(d).date() if not isinstance(d, str) else d}" for r, d in zip(df["region_id"], df["date"])]
+    return [str(r) for r in df["region_id"]]
+
+
+def _check_yields(y: pd.DataFrame, config: ForecastConfig, log: IssueLog) -> pd.DataFrame:
+    """Flag missing, zero/negative, absurd and duplicate yields; returns the table with ``usable``."""
+    y = y.copy()
+    no_id = y["region_id"].isna() | y["year"].isna()
+    if no_id.any():
+        rows = [f"row {i + 2}" for i in y.index[no_id]]  # +2: header line and 1-based numbering
+        log.add("yield_missing_id", "yields",
+                f"yields: {len(rows)} row(s) have no region id or no year ({format_ids(rows)}); they cannot be "
+                "attributed to a region-season and were excluded", rows)
+        y = y[~no_id].copy()
+    y["usable"] = True
+    missing = y["yield_t_ha"].isna()
+    if missing.any():
+        items = _row_ids(y[missing], "yields")
+        log.add("yield_missing", "yields",
+                f"yields: {len(items)} row(s) have no yield value ({format_ids(items)}); "
+                "excluded from training and evaluation", items)
+    nonpos = ~missing & (y["yield_t_ha"] <= 0)
+    if nonpos.any():
+        items = _row_ids(y[nonpos], "yields")
+        log.add("yield_not_positive", "yields",
+                f"yields: {len(items)} row(s) have a zero or negative yield ({format_ids(items)}); "
+                "treated as not reported (a failed crop is reported with its area) and excluded", items)
+    ok = ~missing & ~nonpos
+    # Local median (11 years centred on the row's year, the row included) so that a century of
+    # trend (US wheat: 10 -> 45 bu/acre) does not make recent yields look absurd.
+    good = y[ok].sort_values("year")
+    median = (good.groupby(["region_id", "crop"])["yield_t_ha"]
+              .transform(lambda s: s.rolling(11, center=True, min_periods=1).median()))
+    ratio = y.loc[ok, "yield_t_ha"] / median.reindex(y.index[ok])
+    absurd = pd.Series(False, index=y.index)
+    absurd[ok] = (y.loc[ok, "yield_t_ha"] > config.max_yield_t_ha) | (ratio > config.outlier_factor)
+    if absurd.any():
+        rows = y[absurd]
+        items = [f"{r}/{yr}={v:g}" for r, yr, v in zip(rows["region_id"], rows["year"], rows["yield_t_ha"])]
+        log.add("yield_absurd", "yields",
+                f"yields: {len(items)} row(s) have an absurd yield (t/ha; above {config.max_yield_t_ha:g} or "
+                f"{config.outlier_factor:g}x the region's median over the 11 years around it) ({format_ids(items)}); excluded", items)
+    dup = ok & ~absurd & y.duplicated(["region_id", "crop", "year"], keep="first")
+    if dup.any():
+        items = _row_ids(y[dup], "yields")
+        log.add("yield_duplicate", "yields",
+                f"yields: {len(items)} duplicate (region, crop, year) row(s) ({format_ids(items)}); "
+                "the first row of each was kept, the others excluded", items)
+    y.loc[missing | nonpos | absurd | dup, "usable"] = False
+    return y
+
+
+def _check_calendar(cal: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
+    bad = cal["sos_doy"].isna() | cal["eos_doy"].isna() | ~cal["sos_doy"].between(1, 366) | ~cal["eos_doy"].between(1, 366)
+    # CY-Bench clips to [1, 366] after rounding down; 0 < doy < 1 is a rounding artefact, not an error.
+    soft = ~bad.copy()
+    cal = cal.copy()
+    cal["sos_doy"] = cal["sos_doy"].clip(1, 366)
+    cal["eos_doy"] = cal["eos_doy"].clip(1, 366)
+    if bad.any():
+        items = list(cal.loc[bad, "region_id"])
+        log.add("calendar_invalid", "calendar",
+                f"calendar: {len(items)} region(s) have a missing or out-of-range sos/eos day of year "
+                f"({format_ids(items)}); expected 1..366; these regions get no forecast", items)
+    cal = cal[soft].copy()
+    cal["sos_doy"] = np.floor(cal["sos_doy"]).astype(int)
+    cal["eos_doy"] = np.floor(cal["eos_doy"]).astype(int)
+    length = (cal["eos_doy"] - cal["sos_doy"]) % 365
+    short = length < 30
+    if short.any():
+        items = [f"{r} (sos {s}, eos {e})" for r, s, e in zip(cal.loc[short, "region_id"], cal.loc[short, "sos_doy"], cal.loc[short, "eos_doy"])]
+        log.add("calendar_short_season", "calendar",
+                f"calendar: {len(items)} region(s) have a season shorter than 30 days ({format_ids(items)}); "
+                "kept as given (as CY-Bench does): their features come mostly from the spin-up window", items)
+    dup = cal.duplicated(["region_id", "crop"])
+    if dup.any():
+        items = list(cal.loc[dup, "region_id"])
+        log.add("calendar_duplicate", "calendar",
+                f"calendar: duplicate (region, crop) rows ({format_ids(items)}); the first was kept", items)
+        cal = cal[~dup]
+    return cal.reset_index(drop=True)
+
+
+def load_inputs(config: ForecastConfig) -> ForecastInputs:
+    """Read, standardize and check every input table of ``config``.
+
+    Raises:
+        DataError: a table is unusable, or (with ``strict``) any issue was found.
+    """
+    log = IssueLog()
+    y_all = read_table(config.yields, "yields", config, log)
+    cal = read_table(config.calendar, "calendar", config, log)
+    series_parts = [read_table(s, "series", config, log) for s in config.series]
+    series = (pd.concat(series_parts, ignore_index=True) if series_parts
+              else pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED["series"]}).astype({"date": "datetime64[ns]", "mean": float}))
+
+    crops_y = sorted(set(y_all["crop"].dropna()))
+    if config.crop not in crops_y:
+        raise DataError(
+            f"crop {config.crop!r} never appears in the yield history (crops there: {crops_y!r}); no model can be "
+            "trained for it. Fix 'crop', or map the table's crop names with yields.values.crop"
+        )
+    for name, df in (("series", series), ("calendar", cal)):
+        other = sorted(set(df["crop"].dropna()) - {config.crop})
+        if other:
+            n = int(df["crop"].isin(other).sum())
+            log.add(f"{name}_other_crop", name,
+                    f"{name}: {n} row(s) are for crop(s) {other!r}, not {config.crop!r} (and never seen in the "
+                    f"yield history for this run); ignored. Map them with {name}.values.crop if they are the same crop",
+                    other)
+    y_all = y_all[y_all["crop"] == config.crop].reset_index(drop=True)
+    cal = cal[cal["crop"] == config.crop].reset_index(drop=True)
+    series = series[series["crop"] == config.crop].reset_index(drop=True)
+    nan_obs = series["mean"].isna()
+    if nan_obs.any():
+        items = _row_ids(series[nan_obs], "series")
+        log.add("series_missing_value", "series",
+                f"series: {len(items)} observation(s) have no value ({format_ids(items)}); dropped", items)
+        series = series[~nan_obs].reset_index(drop=True)
+
+    y_all = _check_yields(y_all, config, log)
+    cal = _check_calendar(cal, log)
+
+    if config.regions is not None:
+        regions = read_table(config.regions, "regions", config, log)
+    elif "country" in y_all.columns:
+        regions = (y_all.dropna(subset=["country"]).drop_duplicates("region_id")
+                   [["region_id", "country"]].rename(columns={"country": "parent"}))
+        regions["name"] = regions["region_id"]
+    else:
+        ids = sorted(set(y_all["region_id"]) | set(cal["region_id"]))
+        regions = pd.DataFrame({"region_id": ids, "name": ids, "parent": [i[: config.country_prefix_len] for i in ids]})
+    extra_ids = sorted((set(cal["region_id"]) | set(series["region_id"])) - set(regions["region_id"]))
+    if extra_ids and config.regions is None:
+        regions = pd.concat([regions, pd.DataFrame({"region_id": extra_ids, "name": extra_ids,
+                                                    "parent": [i[: config.country_prefix_len] for i in extra_ids]})])
+    regions = regions[["region_id", "name", "parent"]].drop_duplicates("region_id").reset_index(drop=True)
+
+    known = set(regions["region_id"])
+    ids_y, ids_c, ids_s = set(y_all["region_id"]), set(cal["region_id"]), set(series["region_id"])
+    _report_set(log, "yield_region_unknown", "yields", sorted(ids_y - known),
+                "region(s) in the yield history but not in the region list ({ids}); excluded")
+    _report_set(log, "region_without_yields", "regions", sorted((known & (ids_c | ids_s)) - ids_y),
+                "region(s) in the region list/calendar/series with no yield history ({ids}); "
+                "no model can be trained for them, so they get no forecast")
+    _report_set(log, "region_not_in_calendar", "calendar", sorted((ids_y & known) - ids_c),
+                "region(s) with yields but no crop calendar row ({ids}); they get no forecast "
+                "(no season window to cut the series)")
+    if config.series:
+        _report_set(log, "region_without_observations", "series", sorted((ids_y & known & ids_c) - ids_s),
+                    "region(s) with yields and a calendar but no index observations (no pixels?) ({ids}); "
+                    "they are forecast by their trend only")
+    y_all = y_all[y_all["region_id"].isin(known)].reset_index(drop=True)
+    yields = y_all[y_all["usable"]].drop(columns="usable").reset_index(drop=True)
+    yields["year"] = yields["year"].astype(int)
+    log.raise_if_strict(config.strict)
+    return ForecastInputs(yields=yields, yields_all=y_all, series=series, calendar=cal, regions=regions, issues=log)
+
+
+def _report_set(log: IssueLog, code: str, table: str, ids: list[str], template: str) -> None:
+    if ids:
+        log.add(code, table, f"{table}: {len(ids)} " + template.format(ids=format_ids(ids)), ids)
