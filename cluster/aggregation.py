@@ -1,0 +1,181 @@
+"""The aggregate job's plan and tile worker: per (region, crop, date, index) statistics.
+
+For each tile that regions touch, a worker rasterizes the regions on the tile (pixel-centre
+rule), reads the tile's index arrays (decoded to float32, NaN = missing) and optionally a
+crop map, and returns a small exact :class:`~cluster.aggregate.TilePartial`. The driver
+merges the partials (integer addition: the result does not depend on tile order, workers or
+nodes) and writes one tidy table. Numerics live in :mod:`cluster.aggregate` and
+:mod:`cluster.regions`; this module only wires them to the cube.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import zarr
+from pydantic import Field
+
+from cluster import store as cstore
+from cluster.aggregate import HistogramSpec, accumulate_tile
+from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources
+from cluster.errors import ConfigError
+from cluster.grid import CubeExtent, TileIndex
+from cluster.regions import RegionIssue, RegionsConfig, load_regions, rasterize_regions, to_grid_crs
+from cluster.tasks import TileResult, TileTask
+
+__all__ = ["AggregateConfig", "AggregatePlan", "AggregateWorker", "plan_aggregate"]
+
+
+class AggregateConfig(StrictModel):
+    """Everything ``harvest aggregate`` needs."""
+
+    store: str
+    """The cube (bands and indices)."""
+    regions: RegionsConfig
+    """Region polygons (GeoJSON/GPKG/Shapefile/GeoParquet, any CRS) and their id/name/parent columns."""
+    indices: list[str] = Field(default_factory=lambda: ["ndvi"], min_length=1)
+    """Cube arrays to summarise (indices, or bands)."""
+    crop_map: str | None = None
+    """A cube array of integer crop codes ``(time, y, x)`` (a crop-type map); None: every pixel
+    counts as "all cropland" (class 0)."""
+    crop_classes: dict[int, str] = Field(default_factory=lambda: {0: "all"})
+    """Crop code -> name in the output table."""
+    quantiles: list[float] = Field(default_factory=list)
+    """Approximate quantiles (from fixed 0.001-wide histogram bins over [-1, 1]), e.g. [0.1, 0.5, 0.9]."""
+    out: str | None = None
+    """Output path without suffix (``.parquet`` and ``.csv`` are written); default
+    ``<store>.harvest/statistics``."""
+    storage: StorageOptions = Field(default_factory=StorageOptions)
+    max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+    strict: bool = False
+    """Stop on the first bad region or failed tile instead of reporting it."""
+
+    def out_path(self) -> str:
+        return self.out or f"{cstore.meta_url(self.store)}/statistics"
+
+    def public_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"storage"})
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    store: str
+    extent: CubeExtent
+    regions: gpd.GeoDataFrame
+    """In the grid's CRS; row position = region code."""
+    region_issues: tuple[RegionIssue, ...]
+    indices: tuple[str, ...]
+    crop_map: str | None
+    dates: tuple[Any, ...]
+    tiles: tuple[TileTask, ...]
+    histogram: HistogramSpec | None
+
+
+def plan_aggregate(config: AggregateConfig) -> AggregatePlan:
+    """Load and check the regions, check the arrays, list the tiles regions touch. No Ray."""
+    so = config.storage.to_fsspec()
+    regions, issues = load_regions(config.regions)
+    if config.strict and issues:
+        raise ConfigError("strict mode: region problems:\n  " + "\n  ".join(map(str, issues)))
+    group = cstore.open_group(config.store, so, mode="r")
+    extent = cstore.extent_of(group)
+    arrays = set(group.array_keys())
+    wanted = list(config.indices) + ([config.crop_map] if config.crop_map else [])
+    missing = [a for a in wanted if a not in arrays]
+    if missing:
+        raise ConfigError(
+            f"the cube {config.store!r} has no array(s) {missing!r}; it has {sorted(arrays)!r}. "
+            "Run 'harvest indices' for them or fix 'indices'/'crop_map'"
+        )
+    rg = to_grid_crs(regions, extent.grid).reset_index(drop=True)
+    tiles = []
+    sindex = rg.sindex
+    for tile in extent.iter_tiles():
+        if len(sindex.query(_box(extent.grid.tile_bounds(tile)))):
+            tiles.append(TileTask(tile))
+    times = cstore.open_cube(config.store, so).time.values
+    hist = HistogramSpec(-1.0, 1.0, 2000) if config.quantiles else None
+    return AggregatePlan(config.store, extent, rg, tuple(issues), tuple(config.indices),
+                         config.crop_map, tuple(times), tuple(tiles), hist)
+
+
+def _box(b: Any) -> Any:
+    from shapely.geometry import box
+
+    return box(*b)
+
+
+def _decoded(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:
+    """A tile of an array as float32 physical values, NaN where missing (CF decoding)."""
+    arr = group[name]
+    assert isinstance(arr, zarr.Array)
+    raw = cstore.read_tile(group, name, extent, tile)
+    fill = arr.fill_value
+    out = raw.astype(np.float32)
+    attrs = arr.attrs
+    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
+    if scale is not None or offset is not None:
+        out = (raw.astype(np.float64) * float(scale or 1.0) + float(offset or 0.0)).astype(np.float32)
+    if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
+        out[raw == fill] = np.nan
+    return out
+
+
+class AggregateWorker:
+    """Rasterizes regions per tile, reads index arrays, returns an exact partial."""
+
+    def __init__(self, plan: AggregatePlan, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.plan = plan
+        self.so = dict(storage_options or {})
+        self._group: zarr.Group | None = None
+        self.region_ids = list(plan.regions.region_id)
+
+    def process(self, task: TileTask) -> TileResult:
+        t_start = time.perf_counter()
+        plan = self.plan
+        if self._group is None:
+            self._group = cstore.open_group(plan.store, self.so, mode="r")
+        grid = plan.extent.grid
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        labels, _ = rasterize_regions(plan.regions, grid, task.tile)
+        timings["rasterize"] = time.perf_counter() - t0
+        result = TileResult(task.tile.id, "done", pid=os.getpid())
+        if (labels < 0).all():
+            result.status = "empty"
+            result.seconds = time.perf_counter() - t_start
+            return result
+        t0 = time.perf_counter()
+        values = {name: _decoded(self._group, name, plan.extent, task.tile) for name in plan.indices}
+        crop = None
+        if plan.crop_map:
+            raw = cstore.read_tile(self._group, plan.crop_map, plan.extent, task.tile)
+            fill = self._group[plan.crop_map].fill_value
+            crop = np.where(raw == fill, -1, raw).astype(np.int32)
+        timings["read"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        partial = accumulate_tile(labels, values, region_ids=self.region_ids,
+                                  row_area_m2=grid.pixel_area_m2(task.tile), dates=plan.dates,
+                                  crop=crop, histogram=plan.histogram, tile_id=task.tile.id)
+        timings["accumulate"] = time.perf_counter() - t0
+        result.pixels = int(next(iter(values.values())).size)
+        result.timings_s = timings
+        result.extra = {"partial": partial}
+        result.seconds = time.perf_counter() - t_start
+        return result
+
+
+def crop_names(config: AggregateConfig) -> dict[int, str]:
+    return {int(k): v for k, v in config.crop_classes.items()}
+
+
+def region_frame(plan: AggregatePlan) -> pd.DataFrame:
+    return pd.DataFrame(plan.regions[["region_id", "name", "parent"]])
