@@ -21,6 +21,7 @@ import os
 import time
 import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
@@ -432,23 +433,26 @@ class IngestWorker:
         Returns ``(band, warp key, pixels)`` per band, or None when the scene misses the tile.
         """
         out = []
-        windows: dict[str, Window | None] = {}
+        by_url: dict[str, list[ResolvedBand]] = {}
         for b in self.plan.bands:
-            asset = scene.assets[b.name]
-            nod = b.spec.nodata if b.spec.nodata is not None else scene.nodata[b.name]
-            ds = self._dataset(asset.url)
-            if asset.url not in windows:
-                wkt = ds.crs.to_wkt()
-                if wkt not in bounds_cache:  # one PROJ transform per source CRS per tile
-                    bounds_cache[wkt] = BBox(*transform_bounds(grid_crs, ds.crs, *tb, densify_pts=21))
-                windows[asset.url] = _source_window(ds, bounds_cache[wkt])
-            win = windows[asset.url]
+            by_url.setdefault(scene.assets[b.name].url, []).append(b)
+        for url, bands in by_url.items():
+            ds = self._dataset(url)
+            wkt = ds.crs.to_wkt()
+            if wkt not in bounds_cache:  # one PROJ transform per source CRS per tile
+                bounds_cache[wkt] = BBox(*transform_bounds(grid_crs, ds.crs, *tb, densify_pts=21))
+            win = _source_window(ds, bounds_cache[wkt])
             if win is None:
                 return None
             src_transform = ds.window_transform(win)
-            key = (ds.crs.to_wkt(), tuple(src_transform), (int(win.height), int(win.width)),
-                   b.spec.resampling, nod, ds.dtypes[asset.index - 1])
-            out.append((b, key, ds.read(asset.index, window=win)))
+            # every band of a file in one read: one pass over pixel-interleaved blocks
+            pixels = ds.read([scene.assets[b.name].index for b in bands], window=win)
+            for b, arr in zip(bands, pixels):
+                index = scene.assets[b.name].index
+                nod = b.spec.nodata if b.spec.nodata is not None else scene.nodata[b.name]
+                key = (wkt, tuple(src_transform), (int(win.height), int(win.width)),
+                       b.spec.resampling, nod, ds.dtypes[index - 1])
+                out.append((b, key, arr))
         return out
 
     def _warp_group(self, key: tuple[Any, ...], layers: list[np.ndarray], tile: TileIndex
@@ -562,8 +566,12 @@ class IngestWorker:
         t0 = time.perf_counter()
         if filled.any():
             group = self._group_handle()
-            for name, block in blocks.items():
-                result.bytes_written += cstore.write_tile(group, name, plan.extent, tile, block, plan.store)
+            # bands in parallel: zarr encodes and stores each band's shard on its event loop,
+            # so one band's compression overlaps another's I/O
+            with ThreadPoolExecutor(max_workers=len(blocks)) as pool:
+                written = pool.map(lambda kv: cstore.write_tile(group, kv[0], plan.extent, tile, kv[1],
+                                                               plan.store), blocks.items())
+                result.bytes_written += sum(written)
         else:
             result.status = "empty"  # nothing covers it: the template's fill value stands
         timings["encode_write"] = time.perf_counter() - t0

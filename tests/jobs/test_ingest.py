@@ -265,19 +265,22 @@ def test_ingest__rerun_skips_and_killed_run_resumes_identically(tmp_path: Path, 
     data = cfg.model_copy(update={"store": killed, "max_actors": 1}).model_dump(mode="json", exclude={"storage"})
     cfg_path.write_text(yaml.safe_dump(data))
     env = os.environ | {"RAY_ADDRESS": ray_session["gcs_address"]}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.ingest", "--config", str(cfg_path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.ingest", "--config", str(cfg_path)], env=env,
+                                stdout=sink, stderr=subprocess.STDOUT)
     manifest = Path(cstore.meta_url(killed)) / "manifest" / "ingest"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         n = len(list(manifest.glob("*.json"))) if manifest.exists() else 0
         if n >= 3:
             break
+        assert proc.poll() is None, f"the job ended before the kill:\n{log.read_text()[-3000:]}"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = len(list(manifest.glob("*.json")))
-    assert 3 <= partial < first.tiles_total, "the kill should land half-way"
+    assert 3 <= partial < first.tiles_total, f"the kill should land half-way:\n{log.read_text()[-3000:]}"
     resumed = ingest_job.run(cfg.model_copy(update={"store": killed}))
     assert resumed.ok and resumed.tiles_skipped >= 3
     assert resumed.tiles_done + resumed.tiles_empty + resumed.tiles_skipped == first.tiles_total
