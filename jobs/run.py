@@ -1,7 +1,9 @@
-"""Run the pipeline's steps in order from one config: ingest -> indices (-> aggregate -> forecast).
+"""Run the pipeline's steps in order from one config: ingest -> indices -> aggregate.
 
 Each section is the config of that step's job; a section left out is skipped. Top-level
 ``store``, ``storage``, ``max_actors`` and ``resources`` are defaults for every section.
+The forecast runs on its own (``harvest forecast``) with the statistics table as its series
+input: it needs yield history and a crop calendar that are not part of a cube run.
 Writes what the steps write, plus ``<store>.harvest/run-report.json``.
 
     harvest run --config run.yaml
@@ -19,6 +21,7 @@ from pydantic import Field
 from cluster import store as cstore
 from cluster.config import StorageOptions, StrictModel, WorkerResources, load_config
 from cluster.errors import ClusterError
+from cluster.aggregation import AggregateConfig
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig
 from jobs._common import job_parser, overrides, parse
@@ -37,6 +40,7 @@ class RunConfig(StrictModel):
     resources: WorkerResources | None = None
     ingest: dict[str, Any] | None = None
     indices: dict[str, Any] | None = None
+    aggregate: dict[str, Any] | None = None
 
     def section(self, name: str, model: type[StrictModel]) -> Any:
         data = dict(getattr(self, name) or {})
@@ -55,18 +59,22 @@ class RunConfig(StrictModel):
             out.append(("ingest", self.section("ingest", IngestConfig)))
         if self.indices is not None:
             out.append(("indices", self.section("indices", IndicesConfig)))
+        if self.aggregate is not None:
+            out.append(("aggregate", self.section("aggregate", AggregateConfig)))
         return out
 
 
 def run(config: RunConfig, address: str | None = None) -> list[Any]:
     """Run every configured step; stop at the first that fails. Returns their reports."""
+    from jobs import aggregate as aggregate_job
     from jobs import indices as indices_job
     from jobs import ingest as ingest_job
 
-    runners = {"ingest": ingest_job.run, "indices": indices_job.run}
+    runners = {"ingest": ingest_job.run, "indices": indices_job.run,
+               "aggregate": lambda cfg, address=None: aggregate_job.run(cfg, address=address)[0]}
     steps = config.steps()
     if not steps:
-        raise ClusterError("run config has no steps; add an 'ingest' and/or 'indices' section")
+        raise ClusterError("run config has no steps; add 'ingest', 'indices' and/or 'aggregate' sections")
     t0 = time.perf_counter()
     reports = []
     for name, cfg in steps:
