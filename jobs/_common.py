@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, Sequence
 
 import yaml
@@ -34,3 +35,23 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(list(argv) if argv is not None else None)
+
+
+def job_main(verb: str, description: str, model: type[Any], run: Any,
+             argv: Sequence[str] | None) -> int:
+    """The shared ``main`` of a tile job: parse, load and validate the config, run, print.
+
+    Exit codes: 0 done, 1 some tiles failed (listed in the report), 2 bad config or input.
+    """
+    from cluster.config import load_config
+    from cluster.errors import ClusterError
+
+    args = parse(job_parser(verb, description), argv)
+    try:
+        config = load_config(model, args.config, overrides(args))
+        report = run(config, address=args.address)
+    except ClusterError as e:
+        print(f"harvest {verb}: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0 if report.ok else 1

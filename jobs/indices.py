@@ -16,10 +16,9 @@ import time
 from typing import Sequence
 
 from cluster import store as cstore
-from cluster.errors import ClusterError
 from cluster.indices import IndicesConfig, IndicesPlan, IndicesWorker, plan_indices, prepare_indices
 from cluster.report import JobReport
-from jobs._common import job_parser, overrides, parse
+from jobs._common import job_main
 
 __all__ = ["IndicesConfig", "plan", "run", "main"]
 
@@ -63,18 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             k = get_kernel(name)
             print(f"{name:10s} {', '.join(k.bands):30s} {getattr(k, 'formula', '')}")
         return 0
-    parser = job_parser("indices", __doc__.splitlines()[0])
-    args = parse(parser, args_list)
-    try:
-        from cluster.config import load_config
-
-        config = load_config(IndicesConfig, args.config, overrides(args))
-        report = run(config, address=args.address)
-    except ClusterError as e:
-        print(f"harvest indices: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    return 0 if report.ok else 1
+    return job_main("indices", __doc__.splitlines()[0], IndicesConfig, run, args_list)
 
 
 if __name__ == "__main__":

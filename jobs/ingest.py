@@ -16,10 +16,9 @@ import time
 from typing import Sequence
 
 from cluster import store as cstore
-from cluster.errors import ClusterError
 from cluster.ingest import IngestConfig, IngestPlan, IngestWorker, plan_ingest, prepare_store
 from cluster.report import JobReport
-from jobs._common import job_parser, overrides, parse
+from jobs._common import job_main
 
 __all__ = ["IngestConfig", "plan", "run", "main"]
 
@@ -59,18 +58,7 @@ def run(config: IngestConfig, address: str | None = None) -> JobReport:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = job_parser("ingest", __doc__.splitlines()[0])
-    args = parse(parser, argv)
-    try:
-        from cluster.config import load_config
-
-        config = load_config(IngestConfig, args.config, overrides(args))
-        report = run(config, address=args.address)
-    except ClusterError as e:
-        print(f"harvest ingest: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    return 0 if report.ok else 1
+    return job_main("ingest", __doc__.splitlines()[0], IngestConfig, run, argv)
 
 
 if __name__ == "__main__":
