@@ -11,29 +11,70 @@ Only ``cluster.actors`` and ``cluster.runtime`` import Ray; everything else runs
 
 from __future__ import annotations
 
-from cluster import kernels
-from cluster.demo import DemoSeason, DemoSpec, make_demo_season
-from cluster.errors import ClusterError, ConfigError
+import importlib
+from typing import Any
+
+from cluster.errors import ClusterError, ConfigError, DataError, ResourceError
 from cluster.grid import BBox, CubeExtent, GridSpec, TileIndex
-from cluster.indices import IndicesConfig
-from cluster.ingest import IngestConfig
 from cluster.store import open_cube
+
+# Heavier parts load on first use (PEP 562): every Ray worker imports this package, and
+# geopandas / scikit-learn / matplotlib would add about a second to each actor's start.
+_LAZY = {
+    "kernels": ("cluster.kernels", None),
+    "AggregateConfig": ("cluster.aggregation", "AggregateConfig"),
+    "accumulate_tile": ("cluster.aggregate", "accumulate_tile"),
+    "merge_partials": ("cluster.aggregate", "merge_partials"),
+    "finalize": ("cluster.aggregate", "finalize"),
+    "DemoSeason": ("cluster.demo", "DemoSeason"),
+    "DemoSpec": ("cluster.demo", "DemoSpec"),
+    "make_demo_season": ("cluster.demo", "make_demo_season"),
+    "ForecastConfig": ("cluster.forecast", "ForecastConfig"),
+    "ForecastResult": ("cluster.forecast", "ForecastResult"),
+    "run_forecast": ("cluster.forecast", "run_forecast"),
+    "IndicesConfig": ("cluster.indices", "IndicesConfig"),
+    "IngestConfig": ("cluster.ingest", "IngestConfig"),
+    "RegionsConfig": ("cluster.regions", "RegionsConfig"),
+    "load_regions": ("cluster.regions", "load_regions"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'cluster' has no attribute {name!r}") from None
+    mod = importlib.import_module(module)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "AggregateConfig",
     "BBox",
     "ClusterError",
     "ConfigError",
     "CubeExtent",
+    "DataError",
     "DemoSeason",
     "DemoSpec",
+    "ForecastConfig",
+    "ForecastResult",
     "GridSpec",
     "IndicesConfig",
     "IngestConfig",
+    "RegionsConfig",
+    "ResourceError",
     "TileIndex",
+    "accumulate_tile",
+    "finalize",
     "kernels",
+    "load_regions",
     "make_demo_season",
+    "merge_partials",
     "open_cube",
+    "run_forecast",
 ]
