@@ -25,6 +25,10 @@ os.environ.update({
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
+    # Ray's own switch to keep node addresses on loopback: without it a second driver (the
+    # killed-ingest subprocess) turns "127.0.0.1:port" into the host's interface address
+    # (services.resolve_ip_for_localhost) and cannot reach a GCS bound to 127.0.0.1.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
 })
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("AWS_PROFILE", None)
