@@ -305,7 +305,8 @@ def parse_date(text: str, fmt: str | None = None) -> dt.date:
 def _date_from_name(name: str, rule: DateRule) -> dt.date:
     m = re.search(rule.pattern, name)
     if not m:
-        raise SceneError(f"no date in file name {name!r} matching pattern {rule.pattern!r}")
+        raise SceneError(f"no date in {name!r} matching pattern {rule.pattern!r}; set date.pattern, "
+                         "or date.source: metadata / stac / fixed")
     text = m.group("date") if "date" in m.re.groupindex else m.group(0)
     try:
         return parse_date(text, rule.format)
@@ -405,7 +406,12 @@ def discover_scenes(
             if date is None and date_rule.source == "fixed":
                 date = date_rule.value
             if date is None and date_rule.source == "filename":
-                date = _date_from_name(scene_id.rsplit("/", 1)[-1], date_rule)
+                # the file name first; else the whole path (per-scene folders of band files,
+                # e.g. .../S2B_42UWB_20250601_0_L2A/B04.tif)
+                try:
+                    date = _date_from_name(scene_id.rsplit("/", 1)[-1], date_rule)
+                except SceneError:
+                    date = _date_from_name(scene_id, date_rule)
             scenes.append(_scene_from_files(scene_id, files, bands, date, date_rule, storage_options))
         except SceneError as e:
             rejected.append(RejectedScene(scene_id, str(e), "fix or remove the file, or correct the band mapping"))

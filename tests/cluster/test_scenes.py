@@ -76,3 +76,17 @@ def test_scenes__no_match_is_reported(tmp_path: Path) -> None:
 ], ids=["iso", "compact", "iso-time", "tiff-tag", "custom"])
 def test_scenes__parse_date(text: str, fmt: str | None, expected: dt.date) -> None:
     assert parse_date(text, fmt) == expected
+
+
+def test_scenes__band_files_in_dated_scene_folders(tmp_path: Path) -> None:
+    """The COG layout of public Sentinel-2 buckets: one folder per scene, one file per band."""
+    root = shared_data("cbers4_awfi_cerrado_timeseries")
+    for folder, day in (("S2B_42UWB_20170829_0_L2A", "2017-08-29"), ("S2A_42UWB_20170914_0_L2A", "2017-09-14")):
+        (tmp_path / folder).mkdir()
+        for band, src in (("B04", "B15"), ("B08", "B16")):
+            (tmp_path / folder / f"{band}.tif").write_bytes((root / f"CBERS-4_AWFI_{src}_{day}.tif").read_bytes())
+    bands = {"red": BandSpec(file="B04"), "nir": BandSpec(file="B08")}
+    scenes, rejected = discover_scenes([str(tmp_path / "*" / "{band}.tif")], bands, DateRule())
+    assert not rejected
+    assert [s.date for s in scenes] == [dt.date(2017, 8, 29), dt.date(2017, 9, 14)]
+    assert scenes[0].assets["nir"].url.endswith("S2B_42UWB_20170829_0_L2A/B08.tif")

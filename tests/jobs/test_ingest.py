@@ -168,7 +168,7 @@ def test_ingest__landsat_and_patagonia_on_their_own_grids(tmp_path: Path) -> Non
         bands={"red": {"index": 3, "nodata": 0}, "nir": {"index": 4, "nodata": 0}},
         max_actors=2,
     )
-    with pytest.raises(SceneError, match="no date in file name 'L7_ETMs.tif'"):
+    with pytest.raises(SceneError, match=r"no date in '.*L7_ETMs.tif'"):
         plan_ingest(cfg)  # the file carries no date anywhere: the plan says so
     cfg = IngestConfig.model_validate(cfg.model_dump() | {"date": {"source": "fixed", "value": "2001-08-01"}})
     assert ingest_job.run(cfg).ok
