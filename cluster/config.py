@@ -172,9 +172,6 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return out
 
 
-_SECRET_WORDS = ("secret", "password", "token", "key", "credential")
-
-
 def mask_secrets(obj: Any) -> Any:
     """A copy of ``obj`` with secret-looking values replaced by ``'***'``.
 

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from cluster import store as cstore
 from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources
-from cluster.errors import ConfigError, MissingBandError
+from cluster.errors import MissingBandError
 from cluster.grid import CubeExtent
 from cluster.kernels import BandInfo, OutputSpec, compute, get_kernel
 from cluster.tasks import TileResult, TileTask

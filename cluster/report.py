@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import cluster
 from cluster.config import mask_secrets
@@ -108,6 +108,3 @@ class JobReport:
             lines.append(f"  {k}: {v}")
         return "\n".join(lines)
 
-
-def merge_timings(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
-    return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in set(a) | set(b)}

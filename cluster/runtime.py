@@ -7,7 +7,6 @@ The embedded default is a local Ray started in-process, bound to 127.0.0.1. Set
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Callable, Mapping, Sequence
 
 import ray
@@ -182,12 +181,3 @@ def _next_task(strips: list[list[TileTask]], i: int) -> TileTask:
 def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0, every_s: float = 0.1) -> bool:
-    """Poll until ``predicate()`` is true; used by fault tests."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return False

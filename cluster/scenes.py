@@ -15,7 +15,6 @@ Reading here is metadata only (headers); pixels are read by the ingest workers.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -271,7 +270,7 @@ def open_raster(url: str, storage_options: Mapping[str, Any] | None = None) -> r
 
 def _expand(pattern: str, storage_options: Mapping[str, Any] | None) -> list[str]:
     """Paths or URLs matching a glob, sorted; plain paths pass through."""
-    fs, path = fsspec.core.url_to_fs(pattern if "://" in pattern else pattern, **dict(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(pattern, **dict(storage_options or {}))
     if any(ch in path for ch in "*?["):
         found = sorted(fs.glob(path))
     else:

@@ -24,7 +24,7 @@ import xarray as xr
 import yaml
 
 from cluster import store as cstore
-from cluster.errors import ConfigError, SceneError, StoreMismatchError
+from cluster.errors import SceneError, StoreMismatchError
 from cluster.ingest import IngestConfig, plan_ingest
 from jobs import ingest as ingest_job
 from tests._data import shared_data
@@ -347,7 +347,6 @@ def test_ingest__other_config_on_same_store_is_refused(tmp_path: Path) -> None:
 
 def test_ingest__time_bins_composite_first_clear_date(tmp_path: Path) -> None:
     """32-day bins: each bin takes, per pixel, its earliest clear scene (the mosaic rule)."""
-    root = shared_data("cbers4_awfi_cerrado_timeseries")
     per_date = str(tmp_path / "dates.zarr")
     binned = str(tmp_path / "bins.zarr")
     assert ingest_job.run(cbers_config(per_date, select=["red"])).ok
