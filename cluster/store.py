@@ -335,22 +335,21 @@ def read_json(url: str, storage_options: Mapping[str, Any] | None = None) -> Any
 
 
 class Manifest:
-    """Which tiles of a job are done, keyed by the plan's hash.
+    """Which tiles of a job are done, under ``manifest/<job>/<plan hash>/<tile>.json``.
 
     A tile's record is written only after all of its arrays are written, so a record
-    means "complete"; a killed worker leaves no record and its tile is redone.
+    means "complete"; a killed worker leaves no record and its tile is redone. The plan's
+    hash is part of the path, so listing one folder answers "which tiles are done" (one
+    LIST on S3, not one GET per tile), and records of another plan are never mistaken for
+    this one's.
     """
 
     def __init__(self, url: str, job: str, plan_hash: str,
                  storage_options: Mapping[str, Any] | None = None) -> None:
-        self.url = url
-        self.job = job
         self.plan_hash = plan_hash
         self.storage_options = dict(storage_options or {})
-        self.root = f"{meta_url(url)}/manifest/{job}"
-
-    def _record_url(self, tile_id: str) -> str:
-        return f"{self.root}/{tile_id}.json"
+        self.job_root = f"{meta_url(url)}/manifest/{job}"
+        self.root = f"{self.job_root}/{plan_hash}"
 
     def done(self) -> set[str]:
         fs, path = _fs(self.root, self.storage_options)
@@ -359,25 +358,17 @@ class Manifest:
             names = fs.ls(path, detail=False)
         except FileNotFoundError:
             return set()
-        done = set()
-        for name in names:
-            base = posixpath.basename(name)
-            if not base.endswith(".json"):
-                continue
-            try:
-                rec = read_json(self._record_url(base[:-5]), self.storage_options)
-            except (OSError, json.JSONDecodeError):
-                continue  # a torn record (local disk full, ...) counts as not done
-            if rec.get("plan_hash") == self.plan_hash:
-                done.add(base[:-5])
-        return done
+        # records are written atomically (temp file + rename, or one PUT): no torn reads;
+        # a leftover ``.json.tmp`` does not end in ``.json``
+        return {posixpath.basename(n)[:-5] for n in names if n.endswith(".json")}
 
     def mark(self, tile_id: str, record: Mapping[str, Any]) -> None:
-        write_json(self._record_url(tile_id), {**record, "plan_hash": self.plan_hash},
+        write_json(f"{self.root}/{tile_id}.json", {**record, "plan_hash": self.plan_hash},
                    self.storage_options)
 
     def clear(self) -> None:
-        fs, path = _fs(self.root, self.storage_options)
+        """Forget every plan's records of this job."""
+        fs, path = _fs(self.job_root, self.storage_options)
         if fs.exists(path):
             fs.rm(path, recursive=True)
 

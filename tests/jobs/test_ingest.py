@@ -272,14 +272,14 @@ def test_ingest__rerun_skips_and_killed_run_resumes_identically(tmp_path: Path, 
     manifest = Path(cstore.meta_url(killed)) / "manifest" / "ingest"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        n = len(list(manifest.glob("*.json"))) if manifest.exists() else 0
+        n = len(list(manifest.rglob("*.json"))) if manifest.exists() else 0
         if n >= 3:
             break
         assert proc.poll() is None, f"the job ended before the kill:\n{log.read_text()[-3000:]}"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = len(list(manifest.glob("*.json")))
+    partial = len(list(manifest.rglob("*.json")))
     assert 3 <= partial < first.tiles_total, f"the kill should land half-way:\n{log.read_text()[-3000:]}"
     resumed = ingest_job.run(cfg.model_copy(update={"store": killed}))
     assert resumed.ok and resumed.tiles_skipped >= 3
