@@ -124,14 +124,10 @@ def prepare_indices(plan: IndicesPlan, config: IndicesConfig) -> cstore.Manifest
             name, o.dtype, o.fill_value,
             o.scale_factor if o.dtype != "float32" else None,
             o.add_offset if o.dtype != "float32" else None, attrs))
-    group = cstore.open_group(plan.store, so, mode="r")
-    first_band = next(iter(plan.bands.values()))
-    existing = set(group.array_keys())
-    stale = [s.name for s in specs if s.name in existing]
-    # an index array made by another plan (other kernel version, output type): replace it
-    done = manifest.done()
-    cstore.add_arrays(plan.store, specs, like=first_band, storage_options=so,
-                      overwrite=config.overwrite or (bool(stale) and not done))
+    # No tile of this plan done yet: (re)create the arrays, replacing any left by another
+    # plan (other kernel version or output type). Otherwise keep them and resume.
+    cstore.add_arrays(plan.store, specs, like=next(iter(plan.bands.values())), storage_options=so,
+                      overwrite=not manifest.done())
     return manifest
 
 

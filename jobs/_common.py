@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+import time
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -55,3 +56,37 @@ def job_main(verb: str, description: str, model: type[Any], run: Any,
         return 2
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def run_tile_job(job: str, config: Any, plan_hash: str, tasks: Sequence[Any],
+                 factory: Callable[[], Any], address: str | None, *,
+                 manifest: Any = None, on_result: Callable[[Any], None] | None = None) -> Any:
+    """Run a tile job's tasks that ``manifest`` has not marked done on the actor pool.
+
+    ``config`` is a job config with ``store``, ``storage``, ``max_actors``, ``resources``
+    and ``strict``. Returns the :class:`~cluster.report.JobReport` so far; the caller adds
+    what is particular to its job and calls :func:`write_report`.
+    """
+    from cluster.report import JobReport
+    from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
+
+    done = manifest.done() if manifest is not None else set()
+    todo = [t for t in tasks if t.tile.id not in done]
+    report = JobReport(job=job, store=config.store, plan_hash=plan_hash, config=config.public_dict())
+    report.tiles_total = len(tasks)
+    report.tiles_skipped = len(tasks) - len(todo)
+    if todo:
+        ensure_ray(address)
+        opts = PoolOptions.from_config(config.max_actors, config.resources)
+        report.add_results(run_tile_tasks(factory, todo, opts, strict=config.strict, on_result=on_result))
+    return report
+
+
+def write_report(report: Any, config: Any, started: float, **outputs: str) -> None:
+    """Finish a job report: wall time, outputs, and the JSON at ``<store>.harvest/<job>-report.json``."""
+    from cluster import store as cstore
+
+    report.wall_s = time.perf_counter() - started
+    url = f"{cstore.meta_url(config.store)}/{report.job}-report.json"
+    report.outputs = {**outputs, "report": url}
+    cstore.write_json(url, report.to_dict(), config.storage.to_fsspec())

@@ -18,7 +18,6 @@ from typing import Sequence
 
 import pandas as pd
 
-from cluster import store as cstore
 from cluster.aggregate import finalize, merge_partials, write_statistics
 from cluster.aggregation import (
     AggregateConfig,
@@ -31,7 +30,7 @@ from cluster.aggregation import (
 from cluster.errors import ClusterError
 from cluster.report import JobReport
 from cluster.tasks import TileResult
-from jobs._common import job_parser, overrides, parse
+from jobs._common import job_parser, overrides, parse, run_tile_job, write_report
 
 __all__ = ["AggregateConfig", "plan", "run", "main"]
 
@@ -43,13 +42,8 @@ def plan(config: AggregateConfig) -> AggregatePlan:
 
 def run(config: AggregateConfig, address: str | None = None) -> tuple[JobReport, pd.DataFrame]:
     """Run every tile, merge, finalize, write. Returns the report and the statistics table."""
-    from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
-
     t0 = time.perf_counter()
     p = plan(config)
-    report = JobReport(job="aggregate", store=config.store, config=config.public_dict())
-    report.tiles_total = len(p.tiles)
-    report.warnings.extend(str(i) for i in p.region_issues)
     partials = []
 
     def keep_partial(r: TileResult) -> None:  # partials go to the merge, not into the report
@@ -57,12 +51,11 @@ def run(config: AggregateConfig, address: str | None = None) -> tuple[JobReport,
         if part is not None:
             partials.append(part)
 
-    if p.tiles:
-        ensure_ray(address)
-        factory = functools.partial(AggregateWorker, p, config.storage.to_fsspec())
-        results = run_tile_tasks(factory, p.tiles, PoolOptions.from_config(config.max_actors, config.resources),
-                                 strict=config.strict, on_result=keep_partial)
-        report.add_results(results)
+    # no manifest: aggregation recomputes from the cube, cheap next to ingest
+    report = run_tile_job("aggregate", config, "", p.tiles,
+                          functools.partial(AggregateWorker, p, config.storage.to_fsspec()),
+                          address, on_result=keep_partial)
+    report.warnings.extend(str(i) for i in p.region_issues)
     regions = region_frame(p)
     table = finalize(merge_partials(partials), regions, quantiles=config.quantiles,
                      crop_names=crop_names(config)) if partials else pd.DataFrame()
@@ -73,13 +66,9 @@ def run(config: AggregateConfig, address: str | None = None) -> tuple[JobReport,
         if rid not in seen:
             report.warnings.append(f"region {rid!r} has no pixels on the cube's grid (outside it, or "
                                    "smaller than a pixel under the pixel-centre rule); it has no rows")
-    so = config.storage.to_fsspec()
     out = config.out_path()
-    write_statistics(table, out, storage_options=so)
-    report.wall_s = time.perf_counter() - t0
-    report_url = f"{cstore.meta_url(config.store)}/aggregate-report.json"
-    report.outputs = {"statistics": f"{out}.parquet (+ .csv)", "report": report_url}
-    cstore.write_json(report_url, report.to_dict(), so)
+    write_statistics(table, out, storage_options=config.storage.to_fsspec())
+    write_report(report, config, t0, statistics=f"{out}.parquet (+ .csv)")
     return report, table
 
 

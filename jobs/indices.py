@@ -18,7 +18,7 @@ from typing import Sequence
 from cluster import store as cstore
 from cluster.indices import IndicesConfig, IndicesPlan, IndicesWorker, plan_indices, prepare_indices
 from cluster.report import JobReport
-from jobs._common import job_main
+from jobs._common import job_main, run_tile_job, write_report
 
 __all__ = ["IndicesConfig", "plan", "run", "main"]
 
@@ -29,27 +29,13 @@ def plan(config: IndicesConfig) -> IndicesPlan:
 
 
 def run(config: IndicesConfig, address: str | None = None) -> JobReport:
-    from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
-
     t0 = time.perf_counter()
     p = plan(config)
-    manifest = prepare_indices(p, config)
-    done = manifest.done()
-    todo = [t for t in p.tiles if t.tile.id not in done]
-    report = JobReport(job="indices", store=config.store, plan_hash=p.hash, config=config.public_dict())
-    report.tiles_total = len(p.tiles)
-    report.tiles_skipped = len(p.tiles) - len(todo)
-    if todo:
-        ensure_ray(address)
-        factory = functools.partial(IndicesWorker, p, config.storage.to_fsspec())
-        opts = PoolOptions.from_config(config.max_actors, config.resources)
-        report.add_results(run_tile_tasks(factory, todo, opts, strict=config.strict))
-    report.wall_s = time.perf_counter() - t0
     so = config.storage.to_fsspec()
+    report = run_tile_job("indices", config, p.hash, p.tiles, functools.partial(IndicesWorker, p, so),
+                          address, manifest=prepare_indices(p, config))
     report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{k}", so) for k in p.kernels)
-    report_url = f"{cstore.meta_url(config.store)}/indices-report.json"
-    report.outputs = {"cube": config.store, "indices": ", ".join(p.kernels), "report": report_url}
-    cstore.write_json(report_url, report.to_dict(), so)
+    write_report(report, config, t0, cube=config.store, indices=", ".join(p.kernels))
     return report
 
 

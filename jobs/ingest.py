@@ -18,7 +18,7 @@ from typing import Sequence
 from cluster import store as cstore
 from cluster.ingest import IngestConfig, IngestPlan, IngestWorker, plan_ingest, prepare_store
 from cluster.report import JobReport
-from jobs._common import job_main
+from jobs._common import job_main, run_tile_job, write_report
 
 __all__ = ["IngestConfig", "plan", "run", "main"]
 
@@ -30,30 +30,16 @@ def plan(config: IngestConfig) -> IngestPlan:
 
 def run(config: IngestConfig, address: str | None = None) -> JobReport:
     """Plan, prepare the store, run every tile not yet done on the actor pool, report."""
-    from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
-
     t0 = time.perf_counter()
     p = plan(config)
-    manifest = prepare_store(p, config)
-    done = manifest.done()
-    todo = [t for t in p.tiles if t.tile.id not in done]
-    report = JobReport(job="ingest", store=config.store, plan_hash=p.hash, config=config.public_dict())
-    report.tiles_total = len(p.tiles)
-    report.tiles_skipped = len(p.tiles) - len(todo)
+    so = config.storage.to_fsspec()
+    report = run_tile_job("ingest", config, p.hash, p.tiles, functools.partial(IngestWorker, p, so),
+                          address, manifest=prepare_store(p, config))
     report.inputs_used = len(p.scenes)
     report.inputs_rejected = [vars(r) for r in p.rejected]
     report.warnings.extend(p.warnings)
-    if todo:
-        ensure_ray(address)
-        factory = functools.partial(IngestWorker, p, config.storage.to_fsspec())
-        opts = PoolOptions.from_config(config.max_actors, config.resources)
-        report.add_results(run_tile_tasks(factory, todo, opts, strict=config.strict))
-    report.wall_s = time.perf_counter() - t0
-    so = config.storage.to_fsspec()
     report.store_bytes = cstore.store_bytes(config.store, so)
-    report_url = f"{cstore.meta_url(config.store)}/ingest-report.json"
-    report.outputs = {"cube": config.store, "report": report_url}
-    cstore.write_json(report_url, report.to_dict(), so)
+    write_report(report, config, t0, cube=config.store)
     return report
 
 
