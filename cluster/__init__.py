@@ -15,12 +15,16 @@ import importlib
 from typing import Any
 
 from cluster.errors import ClusterError, ConfigError, DataError, ResourceError
-from cluster.grid import BBox, CubeExtent, GridSpec, TileIndex
-from cluster.store import open_cube
 
-# Heavier parts load on first use (PEP 562): every Ray worker imports this package, and
-# geopandas / scikit-learn / matplotlib would add about a second to each actor's start.
+# Everything else loads on first use (PEP 562): every Ray worker imports this package, and
+# geopandas / scikit-learn / matplotlib would add about a second to each actor's start; and
+# ``cluster.kernels`` needs only NumPy and numba (a GPU box need not have zarr or PROJ).
 _LAZY = {
+    "BBox": ("cluster.grid", "BBox"),
+    "CubeExtent": ("cluster.grid", "CubeExtent"),
+    "GridSpec": ("cluster.grid", "GridSpec"),
+    "TileIndex": ("cluster.grid", "TileIndex"),
+    "open_cube": ("cluster.store", "open_cube"),
     "kernels": ("cluster.kernels", None),
     "AggregateConfig": ("cluster.aggregation", "AggregateConfig"),
     "accumulate_tile": ("cluster.aggregate", "accumulate_tile"),

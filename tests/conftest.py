@@ -29,6 +29,9 @@ os.environ.update({
     # killed-ingest subprocess) turns "127.0.0.1:port" into the host's interface address
     # (services.resolve_ip_for_localhost) and cannot reach a GCS bound to 127.0.0.1.
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Test scenes are a few thousand pixels; on a real GPU numba warns that such small grids
+    # under-use the device, and warnings are errors here. Production tiles are megapixels.
+    "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS": "0",
 })
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("AWS_PROFILE", None)

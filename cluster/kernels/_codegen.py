@@ -46,6 +46,8 @@ class FusedPlan:
     """``float32`` or ``int16``."""
     target: str
     """``cpu`` or ``gpu``."""
+    unroll: int = 1
+    """GPU only: pixels each thread takes per round of the grid-stride loop."""
 
 
 class _Translate(ast.NodeTransformer):
@@ -72,13 +74,20 @@ class _Translate(ast.NodeTransformer):
         key = repr(float(node.value)).replace(".", "p").replace("-", "m").replace("+", "")
         return self._const(node.value, key.replace("e", "e_"))
 
+    def _mul(self, left: ast.expr, right: ast.expr) -> ast.expr:
+        if self.target == "gpu":  # see _GPU_PRELUDE: no fused multiply-add, same bits as the CPU
+            return ast.Call(func=ast.Name(id="_fmul", ctx=ast.Load()), args=[left, right], keywords=[])
+        return ast.BinOp(left=left, op=ast.Mult(), right=right)
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         if isinstance(node.op, ast.Pow):
             base = self.visit(node.left)
             if node.right.value == 2:  # type: ignore[attr-defined]
-                return ast.BinOp(left=base, op=ast.Mult(), right=base)
+                return self._mul(base, base)
             return _sqrt(base)
         node = self.generic_visit(node)  # type: ignore[assignment]
+        if isinstance(node.op, ast.Mult):
+            return self._mul(node.left, node.right)
         if isinstance(node.op, ast.Div):
             # x / 0 -> NaN (never inf); the test keeps the simulator free of ZeroDivisionError.
             return ast.IfExp(
@@ -92,9 +101,10 @@ class _Translate(ast.NodeTransformer):
         name = node.func.id  # type: ignore[attr-defined]
         if name == "sqrt":
             return _sqrt(arg)
-        if name == "tanh" and self.target == "cpu":
+        if name == "tanh":
             # libm tanhf is an opaque call that stops LLVM vectorising the whole fused loop
-            # (5-index pass 1.9 s -> see benchmarks); _tanh is a vectorisable rational form.
+            # (5-index pass 1.9 s -> see benchmarks); _tanh is a vectorisable rational form,
+            # used on the GPU too so both targets give the same bits.
             return ast.Call(func=ast.Name(id="_tanh", ctx=ast.Load()), args=[arg], keywords=[])
         return ast.Call(func=ast.Attribute(value=ast.Name(id="math", ctx=ast.Load()), attr=name,
                                            ctx=ast.Load()), args=[arg], keywords=[])
@@ -124,6 +134,9 @@ def translate(kernel: Kernel, consts: dict[str, float], target: str = "cpu") -> 
 def _body(plan: FusedPlan, indent: str) -> tuple[list[str], dict[str, float]]:
     """The per-pixel statements shared by the CPU and GPU loops, and the float32 globals they use."""
     lines: list[str] = []
+    def mul(a: str, b: str) -> str:
+        return f"_fmul({a}, {b})" if plan.target == "gpu" else f"{a} * {b}"
+
     for band, dtype, has_nd in zip(plan.bands, plan.dtypes, plan.has_nodata):
         is_float = np.dtype(dtype).kind == "f"
         lines.append(f"v_{band} = b_{band}[i]")
@@ -134,7 +147,7 @@ def _body(plan: FusedPlan, indent: str) -> tuple[list[str], dict[str, float]]:
             tests.append(f"(v_{band} == d_{band})")
         if tests:
             lines.append(f"m_{band} = {' | '.join(tests)}")
-        lines.append(f"{band} = np.float32(v_{band}) * s_{band} + f_{band}")
+        lines.append(f"{band} = {mul(f'np.float32(v_{band})', f's_{band}')} + f_{band}")
     flagged = {b for b, dt, nd in zip(plan.bands, plan.dtypes, plan.has_nodata)
                if nd or np.dtype(dt).kind == "f"}
     consts: dict[str, float] = {}
@@ -148,7 +161,7 @@ def _body(plan: FusedPlan, indent: str) -> tuple[list[str], dict[str, float]]:
         else:
             q = f"q_{k.name}"
             lines += [
-                f"{q} = (r_{k.name} - add_offset) * inv_scale",
+                f"{q} = {mul(f'(r_{k.name} - add_offset)', 'inv_scale')}",
                 f"{q} = lo if {q} < lo else {q}",  # NaN fails both tests and stays NaN
                 f"{q} = hi if {q} > hi else {q}",
                 # round half away from zero; the cast is never evaluated on NaN
@@ -183,7 +196,7 @@ def source_for(plan: FusedPlan) -> str:
         code = [
             "import numba",
             "",
-            *(_TANH_CPU if any("_tanh(" in line for line in body) else []),
+            *(_tanh_source("cpu") if any("_tanh(" in line for line in body) else []),
             "# error_model='numpy': no ZeroDivisionError checks, so the loop vectorises. Serial",
             "# on purpose: cluster.kernels._cpu splits the pixels across threads (nogil), which",
             "# compiles 4-6x faster than parallel=True/prange for the same vectorised loop.",
@@ -193,16 +206,13 @@ def source_for(plan: FusedPlan) -> str:
             *body,
         ]
     else:
-        body, consts = _body(plan, " " * 8)
+        body, consts = _body(plan, "")
         code = [
-            "from numba import cuda",
-            "",
+            *_GPU_PRELUDE,
+            *(_tanh_source("gpu") if any("_tanh(" in line for line in body) else []),
             "@cuda.jit",
             f"def fused(n, {params}):",
-            "    start = cuda.grid(1)",
-            "    step = cuda.gridsize(1)",
-            "    for i in range(start, n, step):",
-            *body,
+            *_gpu_loop(plan, plan.unroll),
         ]
     globals_ = [
         "_NAN = np.float32(np.nan)",
@@ -218,7 +228,7 @@ def source_for(plan: FusedPlan) -> str:
 # tanh(x) = x P(x^2) / Q(x^2) on x clamped to +-7.9053 (where float32 tanh is 1), the rational
 # approximation Eigen uses for float (generic_fast_tanh_float); max abs error 4e-7 on [-10, 10]
 # against float64 tanh (checked in tests). NaN stays NaN (comparisons with NaN are false).
-_TANH_CPU = [
+_TANH_CONSTS = [
     "_T_CLAMP = np.float32(7.90531110763549805)",
     "_T_NCLAMP = np.float32(-7.90531110763549805)",
     "_T_A1 = np.float32(4.89352455891786e-03)",
@@ -233,23 +243,87 @@ _TANH_CPU = [
     "_T_B4 = np.float32(1.18534705686654e-04)",
     "_T_B6 = np.float32(1.19825839466702e-06)",
     "",
-    "@numba.njit(inline='always', error_model='numpy')",
-    "def _tanh(x):",
-    "    x = _T_CLAMP if x > _T_CLAMP else x",
-    "    x = _T_NCLAMP if x < _T_NCLAMP else x",
-    "    x2 = x * x",
-    "    p = _T_A13 * x2 + _T_A11",
-    "    p = p * x2 + _T_A9",
-    "    p = p * x2 + _T_A7",
-    "    p = p * x2 + _T_A5",
-    "    p = p * x2 + _T_A3",
-    "    p = p * x2 + _T_A1",
-    "    q = _T_B6 * x2 + _T_B4",
-    "    q = q * x2 + _T_B2",
-    "    q = q * x2 + _T_B0",
-    "    return x * p / q",
+]
+
+
+def _tanh_source(target: str) -> list[str]:
+    """``_tanh`` for ``target``: the same operations in the same order, so the same bits."""
+    def mul(a: str, b: str) -> str:
+        return f"_fmul({a}, {b})" if target == "gpu" else f"{a} * {b}"
+
+    decorator = ("@cuda.jit(device=True)" if target == "gpu"
+                 else "@numba.njit(inline='always', error_model='numpy')")
+    lines = [decorator, "def _tanh(x):",
+             "    x = _T_CLAMP if x > _T_CLAMP else x",
+             "    x = _T_NCLAMP if x < _T_NCLAMP else x",
+             f"    x2 = {mul('x', 'x')}",
+             f"    p = {mul('_T_A13', 'x2')} + _T_A11"]
+    lines += [f"    p = {mul('p', 'x2')} + _T_A{k}" for k in (9, 7, 5, 3, 1)]
+    lines += [f"    q = {mul('_T_B6', 'x2')} + _T_B4"]
+    lines += [f"    q = {mul('q', 'x2')} + _T_B{k}" for k in (2, 0)]
+    lines += [f"    return {mul('x', 'p')} / q", ""]
+    return _TANH_CONSTS + lines
+
+
+# NVVM contracts a * b + c into one fused multiply-add by default (-fma=1, also without
+# fastmath), which rounds once where the CPU loop rounds twice: DN 1000 * 1e-4 - 0.1 is then
+# 1.5e-9 on the GPU and 0 on the CPU, and a zero denominator (NaN) becomes a finite value.
+# libdevice's __nv_fmul_rn is never contracted, so the GPU gives the CPU's bits.
+_GPU_PRELUDE = [
+    "from numba import config, cuda",
+    "",
+    "if getattr(config, 'ENABLE_CUDASIM', 0):  # the simulator computes with NumPy scalars",
+    "    def _fmul(a, b):",
+    "        return a * b",
+    "else:",
+    "    from numba.cuda.libdevice import fmul_rn as _fmul",
     "",
 ]
+
+
+class _Suffix(ast.NodeTransformer):
+    """Rename per-pixel locals ``x`` to ``x_<k>`` (one copy of the body per unrolled pixel)."""
+
+    def __init__(self, names: set[str], k: int) -> None:
+        self.names = names
+        self.k = k
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.names:
+            return ast.Name(id=f"{node.id}_{self.k}", ctx=node.ctx)
+        return node
+
+
+def _gpu_loop(plan: FusedPlan, unroll: int) -> list[str]:
+    """A grid-stride loop where each thread takes ``unroll`` pixels one grid apart per round.
+
+    All of a round's loads are issued before any of its stores (numba cannot prove the outputs
+    do not alias the inputs, so it keeps that order): ``unroll`` times the bytes in flight per
+    thread, which is what a bandwidth-bound kernel on a big GPU needs. The last partial round
+    runs one pixel at a time.
+    """
+    body, _ = _body(plan, "")
+    local = {"i"} | {f"{p}_{b}" for b in plan.bands for p in ("v", "m")} | set(plan.bands)
+    local |= {f"{p}_{k.name}" for k in plan.kernels for p in ("r", "q")}
+    loads, rest = [], []
+    for k in range(unroll):
+        for line in body:
+            tree = ast.fix_missing_locations(_Suffix(local, k).visit(ast.parse(line)))
+            text = ast.unparse(tree)
+            (loads if line.startswith("v_") else rest).append("        " + text)
+    return [
+        "    i = cuda.grid(1)",
+        "    step = cuda.gridsize(1)",
+        f"    while i + {unroll - 1} * step < n:",
+        *(f"        i_{k} = i + {k} * step" for k in range(unroll)),
+        *loads,
+        *rest,
+        f"        i += {unroll} * step",
+        "    while i < n:",
+        *("        " + line for line in body),
+        "        i += step",
+    ]
+
 
 _LOCK = threading.Lock()
 _LOADED: dict[FusedPlan, Callable[..., Any]] = {}

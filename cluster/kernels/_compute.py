@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from cluster.errors import KernelError, MissingBandError, ResourceError
+from cluster.kernels import _gpu
 from cluster.kernels._codegen import FusedPlan, canonical_order, load_fused
 from cluster.kernels._cpu import run_cpu
 from cluster.kernels._device import is_device_array, resolve_device
@@ -94,7 +95,8 @@ def compute(
     has_nodata, nodata = _nodata(needed, arrays, infos)
     plan = FusedPlan(kernels=tuple(sorted(kernels, key=lambda k: k.name)), bands=needed,
                      dtypes=tuple(arrays[b].dtype.name for b in needed),
-                     has_nodata=has_nodata, output=spec.dtype, target=target)
+                     has_nodata=has_nodata, output=spec.dtype, target=target,
+                     unroll=_gpu.UNROLL if target == "gpu" else 1)
     fused = load_fused(plan)
     scalars: dict[str, list[Any]] = {}
     for band in needed:
@@ -104,9 +106,7 @@ def compute(
             scalars[band].append(nodata[band])
     out_args = _output_args(spec)
     if target == "gpu":
-        from cluster.kernels._gpu import run_gpu
-
-        return run_gpu(fused, kernels, arrays, scalars, out_args, spec, shape, out)
+        return _gpu.run_gpu(fused, kernels, arrays, scalars, out_args, spec, shape, out, plan.unroll)
     buffers = _out_buffers(kernels, spec, shape, out)
     n = int(np.prod(shape, dtype=np.int64))
     run_cpu(fused, n, [(arrays[b].reshape(-1), scalars[b]) for b in needed],

@@ -10,7 +10,7 @@ from cluster.kernels import (
     BandInfo, OutputSpec, compute, compute_reference, get_kernel, gpu_available, list_kernels,
     set_default_device,
 )
-from tests.cluster.kernels._helpers import DN_INFO, SCENE_SHAPE, make_dn_scene
+from tests.cluster.kernels._helpers import DN_INFO, SCENE_SHAPE, make_dn_scene, requires_gpu
 
 NDVI_IN = {"nir": np.array([[4000, 0, 3000], [1000, 2000, 65535]], np.uint16),
            "red": np.array([[1000, 500, 0], [1000, 2000, 1]], np.uint16)}
@@ -181,3 +181,36 @@ def test_compute_gpu_simulator__device_arrays_and_out_buffers(gpu_sim, cpu_dn):
 def test_kernel_cpu__is_compute_for_one_index():
     kernel_result = get_kernel("ndvi").cpu(NDVI_IN, NDVI_INFO)
     np.testing.assert_array_equal(kernel_result, compute("ndvi", NDVI_IN, NDVI_INFO)["ndvi"])
+
+
+# -- a real GPU (skipped without one; the simulator tests above cover the same paths on CPU) ----
+
+@pytest.mark.gpu
+@requires_gpu
+def test_compute_gpu__all_kernels_fused_float32_and_int16_equal_cpu_bits(dn_scene, cpu_dn, cpu_dn_int16):
+    names = list_kernels()
+    got = compute(names, dn_scene, DN_INFO, device="gpu")
+    got16 = compute(names, dn_scene, DN_INFO, output="int16", device="gpu")
+    for name in names:  # same operations, same order, no fused multiply-add: the same bits
+        np.testing.assert_array_equal(got[name], cpu_dn[name], err_msg=name)
+        np.testing.assert_array_equal(got16[name], cpu_dn_int16[name], err_msg=name)
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_compute_gpu__cupy_in_gives_cupy_out_and_fills_device_out_buffers():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+    rng = np.random.default_rng(11)
+    shape = (3, 1024, 1500)  # 4.6 Mpx: several rounds of the unrolled grid-stride loop, and a tail
+    # DN 0..10000 with offset -0.1: exact zero reflectances and zero denominators are common
+    host = {b: rng.integers(0, 10000, shape, dtype=np.uint16) for b in ("nir", "red", "blue")}
+    dev = {b: cupy.asarray(a) for b, a in host.items()}
+    expected = compute(["ndvi", "evi"], host, DN_INFO, device="cpu")
+    got = compute(["ndvi", "evi"], dev, DN_INFO, device="gpu")
+    for name in ("ndvi", "evi"):
+        assert isinstance(got[name], cupy.ndarray) and got[name].shape == shape
+        np.testing.assert_array_equal(cupy.asnumpy(got[name]), expected[name], err_msg=name)
+    out = {"ndvi": cupy.full(shape, 7.0, dtype=cupy.float32)}
+    again = compute("ndvi", dev, DN_INFO, device="gpu", out=out)
+    assert again["ndvi"] is out["ndvi"]
+    np.testing.assert_array_equal(cupy.asnumpy(out["ndvi"]), cupy.asnumpy(got["ndvi"]))

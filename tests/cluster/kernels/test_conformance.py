@@ -107,6 +107,11 @@ class KernelTests:
         assert np.abs(sim16.astype(int) - cpu_dn_int16[kernel.name]).max() <= 1
         assert_close_to_reference(gpu_sim[f"nan/{kernel.name}"], kernel, float_scene, FLOAT_INFO)
 
+    def test_gpu_simulator__launch_shape_changes_no_bit(self, kernel, gpu_sim):
+        # 2 x 8 threads take 4 pixels a round: unrolled rounds and the one-pixel tail both run
+        np.testing.assert_array_equal(gpu_sim[f"small/f32/{kernel.name}"], gpu_sim[f"f32/{kernel.name}"])
+        np.testing.assert_array_equal(gpu_sim[f"small/i16/{kernel.name}"], gpu_sim[f"i16/{kernel.name}"])
+
     @pytest.mark.gpu
     @requires_gpu
     def test_gpu_device__matches_cpu(self, kernel, dn_scene, cpu_dn):
