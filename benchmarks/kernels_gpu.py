@@ -17,7 +17,8 @@ The limit is the faster of two device-to-device copies moving the bytes NDVI mov
 ``seconds`` is the time per call with calls queued back to back (GPU busy); ``sync s`` (in the
 JSON ``extra``) is one call timed alone from the host, Python launch overhead included.
 Times are CUDA-event medians. ``--sweep`` also times NDVI and the five-index pass at several
-unroll factors and launch shapes. Each case first checks that the GPU wrote the CPU's bits.
+pixels per load (``_gpu.PACK``), unroll factors and launch shapes; each new combination compiles
+anew, so give it a few minutes. Each case first checks that the GPU wrote the CPU's bits.
 
 Run on a GPU machine: ``python -m benchmarks.kernels_gpu [--quick] [--json PATH] [--sweep]``.
 Without a GPU it exits with a message; ``NUMBA_ENABLE_CUDASIM=1 ... --size 64`` runs the logic
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     sms = int(getattr(device, "MULTIPROCESSOR_COUNT", 1))
     print(f"device: {name}, {sms} SMs; image {size} x {size} uint16; "
           f"arrays: {'CuPy' if cupy is not None else 'numba device arrays'}; "
-          f"launch {_gpu.MAX_BLOCKS} x {_gpu.THREADS_PER_BLOCK} (grid-stride, unroll {_gpu.UNROLL}); "
+          f"launch {_gpu.MAX_BLOCKS} x {_gpu.THREADS_PER_BLOCK} (grid-stride, pack {_gpu.PACK}, unroll {_gpu.UNROLL}); "
           f"median of {repeat} after one warm-up")
     host = make_bands(size)
     bands = {b: _device_put(a) for b, a in host.items()}
@@ -244,29 +245,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sweep(records: list[Record], bands: dict[str, Any], npx: int, mpix: float,
            copy_gbps: float, repeat: int, sms: int) -> None:
-    """NDVI and the five-index pass at several (unroll, blocks, threads per block)."""
+    """NDVI and the five-index pass at several (pixels per load, unroll, blocks x threads)."""
     size = int(round(npx ** 0.5))
-    defaults = (_gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK)
-    shapes = [(threads, blocks) for threads in (128, 256, 512) for blocks in (sms * 8, sms * 16, 4096, 16384)]
+    defaults = (_gpu.PACK, _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK)
+    shapes = [(256, sms * 16), (256, 4096), (256, 16384), (512, 4096)]
     try:
-        for case, names, grid in (("ndvi", CASES["ndvi"], shapes),
-                                  ("five (ndvi evi savi ndmi nbr)", CASES["five (ndvi evi savi ndmi nbr)"],
-                                   [(256, 4096), (256, sms * 16)])):
+        for case, grid in (("ndvi", shapes), ("five (ndvi evi savi ndmi nbr)", shapes[1:2])):
+            names = CASES[case]
             sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
             out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
             moved = (2 * len(sub) + 4 * len(names)) * npx
-            for unroll in (1, 2, 4, 8):
-                for threads, blocks in grid:
-                    _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = unroll, blocks, threads
-                    seconds, alone = gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"), repeat)
-                    used = min(blocks, -(-npx // (threads * unroll)))
-                    records.append(Record(
-                        tool=f"unroll {unroll}, {used} x {threads}", case=f"{case} (sweep)",
-                        seconds=seconds, mpix_per_s=mpix / seconds, gbps=moved / seconds / 1e9,
-                        fraction_of_bandwidth=moved / seconds / 1e9 / copy_gbps,
-                        extra={"sync_seconds": alone}))
+            for pack in (1, 4):
+                for unroll in (1, 2, 4):
+                    if unroll * pack * len(names) > _gpu.MAX_BODIES:
+                        continue  # compute() would lower the unroll (and compiling it takes long)
+                    for threads, blocks in grid:
+                        _gpu.PACK, _gpu.UNROLL = pack, unroll
+                        _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = blocks, threads
+                        seconds, alone = gpu_time(
+                            lambda: compute(names, sub, INFO, out=out, device="gpu"), repeat)
+                        used = min(blocks, -(-npx // (threads * unroll * pack)))
+                        records.append(Record(
+                            tool=f"pack {pack} unroll {unroll} {used}x{threads}",
+                            case=f"{case} (sweep)", seconds=seconds, mpix_per_s=mpix / seconds,
+                            gbps=moved / seconds / 1e9,
+                            fraction_of_bandwidth=moved / seconds / 1e9 / copy_gbps,
+                            extra={"sync_seconds": alone}))
+            _check_against_cpu(f"{case} (last sweep setting)", names,
+                               {n: _to_host(a) for n, a in out.items()},
+                               {b: _to_host(a) for b, a in sub.items()})
     finally:
-        _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = defaults
+        _gpu.PACK, _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = defaults
 
 
 MISMATCHES: list[str] = []

@@ -47,7 +47,9 @@ class FusedPlan:
     target: str
     """``cpu`` or ``gpu``."""
     unroll: int = 1
-    """GPU only: pixels each thread takes per round of the grid-stride loop."""
+    """GPU only: load words each thread takes per round of the grid-stride loop."""
+    pack: int = 1
+    """GPU only: pixels per load word (4: uint16 bands read as uint64)."""
 
 
 class _Translate(ast.NodeTransformer):
@@ -212,7 +214,7 @@ def source_for(plan: FusedPlan) -> str:
             *(_tanh_source("gpu") if any("_tanh(" in line for line in body) else []),
             "@cuda.jit",
             f"def fused(n, {params}):",
-            *_gpu_loop(plan, plan.unroll),
+            *_gpu_loop(plan),
         ]
     globals_ = [
         "_NAN = np.float32(np.nan)",
@@ -220,6 +222,8 @@ def source_for(plan: FusedPlan) -> str:
         "_ZERO = np.float32(0.0)",
         "_HALF = np.float32(0.5)",
         *(f"{name} = np.float32({value!r})" for name, value in sorted(consts.items())),
+        *(["_M16 = np.uint64(0xFFFF)", *(f"_SH{j} = np.uint64({16 * j})" for j in range(4))]
+          if plan.target == "gpu" and plan.pack > 1 else []),
         "",
     ]
     return "\n".join(head + globals_ + code) + "\n"
@@ -294,34 +298,46 @@ class _Suffix(ast.NodeTransformer):
         return node
 
 
-def _gpu_loop(plan: FusedPlan, unroll: int) -> list[str]:
-    """A grid-stride loop where each thread takes ``unroll`` pixels one grid apart per round.
+def _gpu_loop(plan: FusedPlan) -> list[str]:
+    """A grid-stride loop over load words: ``plan.pack`` pixels per word, ``plan.unroll`` words
+    per thread per round, one grid apart.
 
-    All of a round's loads are issued before any of its stores (numba cannot prove the outputs
-    do not alias the inputs, so it keeps that order): ``unroll`` times the bytes in flight per
-    thread, which is what a bandwidth-bound kernel on a big GPU needs. The last partial round
-    runs one pixel at a time.
+    With ``pack=4`` each uint16 band is read as uint64 words (one 8-byte load per 4 pixels, not
+    four 2-byte loads). All of a round's loads are issued before any of its stores (numba
+    cannot prove the outputs do not alias the inputs, so it keeps that order): more bytes in
+    flight per thread, which a bandwidth-bound kernel on a big GPU needs. The caller makes
+    ``n`` a multiple of ``pack``; the last partial round runs one word at a time.
     """
     body, _ = _body(plan, "")
     local = {"i"} | {f"{p}_{b}" for b in plan.bands for p in ("v", "m")} | set(plan.bands)
     local |= {f"{p}_{k.name}" for k in plan.kernels for p in ("r", "q")}
-    loads, rest = [], []
-    for k in range(unroll):
-        for line in body:
-            tree = ast.fix_missing_locations(_Suffix(local, k).visit(ast.parse(line)))
-            text = ast.unparse(tree)
-            (loads if line.startswith("v_") else rest).append("        " + text)
+    per_pixel = [line for line in body if not line.startswith("v_")]
+    pack = plan.pack
+
+    def one_round(words: int) -> list[str]:
+        loads, rest = [], []
+        for w in range(words):
+            loads += [f"w_{b}_{w} = b_{b}[e + {w} * step]" for b in plan.bands]
+            for j in range(pack):
+                k = w * pack + j
+                rest.append(f"i_{k} = (e + {w} * step) * {pack} + {j}")
+                rest += [f"v_{b}_{k} = " + (f"w_{b}_{w}" if pack == 1 else
+                                             f"np.uint16((w_{b}_{w} >> _SH{j}) & _M16)")
+                         for b in plan.bands]
+                rest += [ast.unparse(ast.fix_missing_locations(_Suffix(local, k).visit(ast.parse(line))))
+                         for line in per_pixel]
+        return ["        " + line for line in loads + rest]
+
     return [
-        "    i = cuda.grid(1)",
+        "    e = cuda.grid(1)",
         "    step = cuda.gridsize(1)",
-        f"    while i + {unroll - 1} * step < n:",
-        *(f"        i_{k} = i + {k} * step" for k in range(unroll)),
-        *loads,
-        *rest,
-        f"        i += {unroll} * step",
-        "    while i < n:",
-        *("        " + line for line in body),
-        "        i += step",
+        f"    words = n // {pack}",
+        f"    while e + {plan.unroll - 1} * step < words:",
+        *one_round(plan.unroll),
+        f"        e += {plan.unroll} * step",
+        "    while e < words:",
+        *one_round(1),
+        "        e += step",
     ]
 
 

@@ -96,7 +96,7 @@ def compute(
     plan = FusedPlan(kernels=tuple(sorted(kernels, key=lambda k: k.name)), bands=needed,
                      dtypes=tuple(arrays[b].dtype.name for b in needed),
                      has_nodata=has_nodata, output=spec.dtype, target=target,
-                     unroll=_gpu.UNROLL if target == "gpu" else 1)
+                     **_gpu.loop_shape(len(kernels), [arrays[b] for b in needed], target))
     fused = load_fused(plan)
     scalars: dict[str, list[Any]] = {}
     for band in needed:
@@ -106,7 +106,8 @@ def compute(
             scalars[band].append(nodata[band])
     out_args = _output_args(spec)
     if target == "gpu":
-        return _gpu.run_gpu(fused, kernels, arrays, scalars, out_args, spec, shape, out, plan.unroll)
+        return _gpu.run_gpu(fused, kernels, arrays, scalars, out_args, spec, shape, out,
+                            plan.unroll, plan.pack)
     buffers = _out_buffers(kernels, spec, shape, out)
     n = int(np.prod(shape, dtype=np.int64))
     run_cpu(fused, n, [(arrays[b].reshape(-1), scalars[b]) for b in needed],

@@ -1,4 +1,4 @@
-"""Launching the generated numba.cuda kernels (imported only when a GPU is used)."""
+"""Launching the generated numba.cuda kernels (numba.cuda itself is imported only when a GPU is used)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,47 @@ MAX_BLOCKS = 4096
 """Grid-stride loop: 4096 x 256 = 1 Mi threads fill a big GPU (H100: 132 SMs x 2048) and keep
 launch cost flat for any tile size."""
 UNROLL = 4
-"""Pixels per thread per round of the loop, loads first (see ``_codegen._gpu_loop``)."""
+"""Load words per thread per round of the loop, loads first (see ``_codegen._gpu_loop``); at
+most, see :func:`unroll_for`. On an H200 NDVI ran at 40 % of copy bandwidth with 1 and 47 %
+with 4; the five-index pass was best with 2 (``benchmarks/kernels_gpu.py --sweep``)."""
+PACK = 1
+"""uint16 pixels per load word where the bands allow it (see :func:`pack_for`): 1, or 4 to read
+4 pixels per 8-byte load. 4 gives the same bits on an H200 (checked on 120 Mpx); its speed is
+not measured yet, so it is off by default."""
+MAX_BODIES = 10
+"""Copies of the per-pixel code in one round (kernels x unroll x pack): NVVM's compile time
+grows with it (17 kernels x 4 took minutes), the speed gain stops at a few."""
+
+
+def loop_shape(n_kernels: int, bands: list[Any], target: str) -> dict[str, int]:
+    """``unroll`` and ``pack`` of the generated loop (both 1 on the CPU)."""
+    if target != "gpu":
+        return {"unroll": 1, "pack": 1}
+    pack = pack_for(bands)
+    return {"unroll": unroll_for(n_kernels, pack), "pack": pack}
+
+
+def unroll_for(n_kernels: int, pack: int) -> int:
+    """:data:`UNROLL`, lowered so a round holds at most :data:`MAX_BODIES` pixel bodies.
+
+    >>> unroll_for(1, 1), unroll_for(5, 1), unroll_for(17, 1), unroll_for(1, 4)
+    (4, 2, 1, 2)
+    """
+    return max(1, min(UNROLL, MAX_BODIES // (n_kernels * pack)))
+
+
+def pack_for(arrays: list[Any]) -> int:
+    """:data:`PACK` when every band is uint16, its pixel count a multiple of it and its device
+    memory 8-byte aligned (host arrays are copied to aligned buffers); else 1."""
+    if PACK == 1:
+        return 1
+    for arr in arrays:
+        if arr.dtype != np.uint16 or arr.size % PACK:
+            return 1
+        cai = getattr(arr, "__cuda_array_interface__", None)
+        if cai is not None and cai["data"][0] % (2 * PACK):
+            return 1
+    return PACK
 
 
 def _to_device(value: Any) -> Any:
@@ -32,7 +72,7 @@ def _to_device(value: Any) -> Any:
 def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
             scalars: Mapping[str, list[Any]], out_args: list[Any],
             spec: OutputSpec, shape: tuple[int, ...],
-            out: Mapping[str, Any] | None, unroll: int) -> dict[str, Any]:
+            out: Mapping[str, Any] | None, unroll: int, pack: int) -> dict[str, Any]:
     """Run ``fused`` on the GPU; host inputs give host outputs, device inputs device outputs."""
     from numba import cuda
 
@@ -46,7 +86,8 @@ def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
     for band in needed:
         arr = arrays[band]
         d_arr = _to_device(arr) if _is_device(arr) else cuda.to_device(arr.reshape(-1))
-        args.append(d_arr.reshape(n) if d_arr.shape != (n,) else d_arr)
+        d_arr = d_arr.reshape(n) if d_arr.shape != (n,) else d_arr
+        args.append(d_arr.view(np.uint64) if pack > 1 else d_arr)
         args += scalars[band]
     results: dict[str, Any] = {}
     copies: list[tuple[Any, np.ndarray]] = []
@@ -70,7 +111,7 @@ def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
         args.append(d_out)
     args += out_args
     if n:
-        per_block = THREADS_PER_BLOCK * unroll
+        per_block = THREADS_PER_BLOCK * unroll * pack
         blocks = min(MAX_BLOCKS, (n + per_block - 1) // per_block)
         fused[blocks, THREADS_PER_BLOCK](*args)
     for d_out, host in copies:

@@ -107,10 +107,12 @@ class KernelTests:
         assert np.abs(sim16.astype(int) - cpu_dn_int16[kernel.name]).max() <= 1
         assert_close_to_reference(gpu_sim[f"nan/{kernel.name}"], kernel, float_scene, FLOAT_INFO)
 
-    def test_gpu_simulator__launch_shape_changes_no_bit(self, kernel, gpu_sim):
+    def test_gpu_simulator__launch_shape_and_packing_change_no_bit(self, kernel, gpu_sim):
         # 2 x 8 threads take 4 pixels a round: unrolled rounds and the one-pixel tail both run
         np.testing.assert_array_equal(gpu_sim[f"small/f32/{kernel.name}"], gpu_sim[f"f32/{kernel.name}"])
         np.testing.assert_array_equal(gpu_sim[f"small/i16/{kernel.name}"], gpu_sim[f"i16/{kernel.name}"])
+        # uint16 bands read 4 pixels per 8-byte word give the bits of one pixel per load
+        np.testing.assert_array_equal(gpu_sim[f"pack4/{kernel.name}"], gpu_sim[f"pack1/{kernel.name}"])
 
     @pytest.mark.gpu
     @requires_gpu
