@@ -25,8 +25,8 @@ import pandas as pd
 import shapely
 from affine import Affine
 from pydantic import BaseModel, ConfigDict
-from rasterio import features
 
+from cluster._rasterize import burn_polygons
 from cluster.errors import DataError
 from cluster.grid import GridSpec, TileIndex
 
@@ -286,11 +286,9 @@ def rasterize_window(
     if hits.size == 0:
         return labels, {}
     geoms = regions.geometry.values
-    # rasterio burns in order and later shapes overwrite: burn the highest code first so the
-    # lowest code wins where regions overlap
-    shapes = [(geoms[i], int(i)) for i in hits[::-1] if geoms[i] is not None]
-    features.rasterize(shapes, out=labels, transform=transform, all_touched=False,
-                       merge_alg=features.MergeAlg.replace)
+    # later shapes overwrite: burn the highest code first so the lowest code wins overlaps
+    order = [int(i) for i in hits[::-1] if geoms[i] is not None]
+    burn_polygons(labels, geoms[order], order, transform)
     ids = regions["region_id"].to_numpy()
     return labels, {int(c): str(ids[c]) for c in hits}
 

@@ -119,3 +119,42 @@ def test_load_regions__real_mato_grosso_reprojects_to_grid():
     assert g.crs.equals(grid.pyproj_crs) and g.geometry.is_valid.all()
     # ~903 000 km² (IBGE); a wrong CRS or axis order would be far off
     assert g.area.iloc[0] / 1e6 == pytest.approx(903_000, rel=0.01)
+
+
+def _random_shapes(rng: np.random.Generator, kind: int) -> list:
+    """A few polygons in a 60 x 60 px window of 10 m pixels (origin 1000, 5000)."""
+    shapes = []
+    for _ in range(int(rng.integers(1, 6))):
+        if kind == 0:  # vertices on pixel centres and pixel edges: every tie case
+            pts = 5.0 * rng.integers(0, 120, (int(rng.integers(3, 9)), 2))
+            poly = shapely.Polygon(np.c_[1000 + pts[:, 0], 5000 - pts[:, 1]]).buffer(0)
+        elif kind == 1:  # boxes with box holes, edges on pixel centres (horizontal ties)
+            x0, y0 = 1005 + 10 * rng.integers(0, 25, 2)
+            w, h = 10 * rng.integers(8, 30, 2)
+            outer = shapely.box(x0, 5000 - y0 - h, x0 + w, 5000 - y0)
+            poly = outer.difference(shapely.box(x0 + 30, 5000 - y0 - h + 30, x0 + w - 20, 5000 - y0 - 20))
+        else:  # smooth shapes with holes, some as multipolygons
+            c = rng.uniform(1000, 1600, 2) * [1, -1] + [0, 6000]
+            poly = shapely.Point(c).buffer(rng.uniform(20, 250), quad_segs=int(rng.integers(2, 12)))
+            poly = poly.difference(shapely.Point(c).buffer(rng.uniform(5, 60)))
+            poly = shapely.union(poly, shapely.Point(c + 300).buffer(40))
+        if not poly.is_empty:
+            shapes.append(shapely.orient_polygons(poly, exterior_cw=bool(rng.integers(0, 2))))
+    return shapes
+
+
+def test_burn_polygons__same_pixels_as_gdal_ties_included():
+    from rasterio import features
+
+    from cluster._rasterize import burn_polygons
+
+    rng = np.random.default_rng(7)
+    for trial in range(240):
+        shapes = _random_shapes(rng, trial % 3)
+        values = list(range(len(shapes)))[::-1]
+        transform = Affine(10.0, 0, 1000.0 + 5 * int(rng.integers(0, 3)), 0, -10.0, 5000.0)
+        expected = np.full((60, 60), -1, np.int32)
+        if shapes:
+            features.rasterize(list(zip(shapes, values)), out=expected, transform=transform)
+        got = burn_polygons(np.full((60, 60), -1, np.int32), shapes, values, transform)
+        assert np.array_equal(got, expected), f"trial {trial}: {int((got != expected).sum())} px differ"
