@@ -131,8 +131,9 @@ class ForecastConfig(BaseModel):
     """Learned models on trend-adjusted yields; the chosen one is picked by inner validation."""
     model: str = "auto"
     """``auto``: inner validation picks the model in every fold; or force one candidate:
-    ``trend``, ``average``, a learner (``ridge``, ``hgb``, ``ridge+hgb``), or one on the region
-    mean (``ridge@avg``, ``hgb@avg``, ``ridge+hgb@avg``)."""
+    ``trend``, ``average``, ``local-trend`` (CY-Bench-style window trend), a learner (``ridge``,
+    ``hgb``, ``ridge+hgb``), or one on the region mean (``ridge@avg``, ``hgb@avg``,
+    ``ridge+hgb@avg``)."""
     min_train_years: int = 5
     """Fewest earlier years a walk-forward fold needs; also the fewest years for a per-region trend."""
     inner_folds: int = 4
@@ -178,7 +179,7 @@ class ForecastConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        known = {"auto", "trend", "average"} | {f"{m}{s}" for m in ("ridge", "hgb", "ridge+hgb") for s in ("", "@avg")}
+        known = {"auto", "trend", "average", "local-trend"} | {f"{m}{s}" for m in ("ridge", "hgb", "ridge+hgb") for s in ("", "@avg")}
         if v not in known:
             raise ValueError(f"model {v!r} is unknown; expected one of {sorted(known)!r}")
         return v

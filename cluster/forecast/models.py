@@ -58,6 +58,48 @@ def predict_trend(params: pd.DataFrame, region_ids, years) -> np.ndarray:
     return (p["mean_y"].to_numpy() + p["slope"].to_numpy() * (np.asarray(years, float) - p["mean_t"].to_numpy()))
 
 
+def predict_local_trend(train: pd.DataFrame, rows: pd.DataFrame, *, min_years: int = 5,
+                        max_years: int = 10, alpha: float = 0.05) -> np.ndarray:
+    """Per row (region, year): an OLS trend on that region's ``max_years`` training years
+    nearest the year, used only where its slope is significant (two-sided t-test at
+    ``alpha``), else their mean. NaN with fewer than ``min_years`` years.
+
+    This follows the trend baseline of the CY-Bench benchmark: a trend fitted over all years
+    extrapolates noise where yields have plateaued (the Netherlands), and one over a short
+    window near the year follows a trend that changed.
+
+    >>> tr = pd.DataFrame({"region_id": ["A"] * 6, "year": range(2000, 2006), "y": [1., 2, 3, 4, 5, 6]})
+    >>> float(predict_local_trend(tr, pd.DataFrame({"region_id": ["A"], "year": [2007]}))[0])
+    8.0
+    >>> flat = tr.assign(y=[5., 6, 5, 6, 5, 6])
+    >>> float(predict_local_trend(flat, pd.DataFrame({"region_id": ["A"], "year": [2007]}))[0])
+    5.5
+    """
+    from scipy import stats
+
+    by_region = {rid: (g["year"].to_numpy(float), g["y"].to_numpy(float))
+                 for rid, g in train.groupby("region_id")}
+    n = len(rows)
+    mean, step, t_stat, dof = (np.full(n, np.nan) for _ in range(4))
+    for i, (rid, year) in enumerate(zip(rows["region_id"], rows["year"])):
+        years, ys = by_region.get(rid, (np.empty(0), np.empty(0)))
+        if years.size < min_years:
+            continue
+        near = np.lexsort((years, np.abs(years - year)))[:max_years]
+        t, y = years[near], ys[near]
+        tc = t - t.mean()
+        sxx = float(tc @ tc)
+        slope = float(tc @ (y - y.mean())) / sxx  # the years are distinct: sxx > 0
+        resid = y - y.mean() - slope * tc
+        se = np.sqrt(float(resid @ resid) / (t.size - 2) / sxx)
+        mean[i], step[i], dof[i] = y.mean(), slope * (year - t.mean()), t.size - 2
+        t_stat[i] = np.inf if se == 0 else abs(slope) / se
+    ok = np.isfinite(mean)
+    significant = np.zeros(n, bool)
+    significant[ok] = 2 * stats.t.sf(t_stat[ok], dof[ok]) < alpha
+    return np.where(significant, mean + step, mean)
+
+
 def _yield_features(rows: pd.DataFrame, train: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
     """Trend (relative to the region mean) and the last years' trend residuals, from ``train`` only."""
     mean = rows["region_id"].map(params["mean_y"]).to_numpy()
@@ -102,6 +144,7 @@ def fit_predict(train: pd.DataFrame, test: pd.DataFrame, features: list[str], le
     preds: dict[str, np.ndarray] = {
         "average": test["region_id"].map(params["mean_y"]).to_numpy(float),
         "trend": predict_trend(params, test["region_id"], test["year"]),
+        "local-trend": predict_local_trend(train, test),
     }
     if not learners:
         return preds
@@ -204,7 +247,7 @@ def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str],
         quant[name] = _conformal_quantiles(y_in[ok] / pred[ok] - 1, coverage)
     # With both learners, only their mean competes with the baselines: fewer candidates means
     # less selection noise on a handful of inner years (the single learners are still scored).
-    candidates = [c for c in score if "+" in c or c in ("trend", "average")] if any("+" in c for c in score) else list(score)
+    candidates = [c for c in score if "+" in c or c in ("trend", "average", "local-trend")] if any("+" in c for c in score) else list(score)
     chosen = min(candidates, key=lambda c: score[c]) if candidates else "trend"
     if model != "auto":
         if model not in score and k >= 2:
