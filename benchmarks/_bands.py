@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cluster.kernels import BandInfo
@@ -42,3 +44,29 @@ def make_bands(size: int, seed: int = 0) -> dict[str, np.ndarray]:
         dn.reshape(-1)[holes] = NODATA
         bands[band] = dn
     return bands
+
+
+def expression_indices(bands: dict[str, Any], names: tuple[str, ...], xp: Any = np) -> dict[str, Any]:
+    """Plain array expressions, as a NumPy (or, with ``xp=cupy``, CuPy) user writes them:
+    reflectance arrays, NaN where a band is nodata, then each formula (x/0 as the library does it)."""
+    r = {}
+    for b in sorted({b for n in names for b in BANDS_OF[n]}):
+        refl = bands[b].astype(xp.float32) * SCALE + OFFSET
+        refl[bands[b] == NODATA] = xp.nan
+        r[b] = refl
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in names:
+            if name == "ndvi":
+                out[name] = (r["nir"] - r["red"]) / (r["nir"] + r["red"])
+            elif name == "evi":
+                out[name] = np.float32(2.5) * (r["nir"] - r["red"]) / (
+                    r["nir"] + np.float32(6) * r["red"] - np.float32(7.5) * r["blue"] + np.float32(1))
+            elif name == "savi":
+                out[name] = np.float32(1.5) * (r["nir"] - r["red"]) / (
+                    r["nir"] + r["red"] + np.float32(0.5))
+            elif name == "ndmi":
+                out[name] = (r["nir"] - r["swir16"]) / (r["nir"] + r["swir16"])
+            elif name == "nbr":
+                out[name] = (r["nir"] - r["swir22"]) / (r["nir"] + r["swir22"])
+    return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import rasterio

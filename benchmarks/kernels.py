@@ -46,7 +46,7 @@ import xarray as xr  # noqa: E402
 import xrspatial.multispectral as xrs  # noqa: E402
 
 from benchmarks._report import OURS, Record, best_of, emit, parse_args  # noqa: E402
-from benchmarks._bands import BANDS_OF, CASES, INFO, NODATA, OFFSET, SCALE, make_bands  # noqa: E402
+from benchmarks._bands import BANDS_OF, CASES, INFO, NODATA, OFFSET, SCALE, expression_indices, make_bands  # noqa: E402
 from cluster.kernels import compute  # noqa: E402
 
 # -- the physical limit ------------------------------------------------------------------------
@@ -77,33 +77,6 @@ def copy_bandwidth(npx: int, repeat: int) -> list[tuple[str, float, float]]:
 
 
 # -- the competitors ---------------------------------------------------------------------------
-
-def _numpy_refl(dn: np.ndarray) -> np.ndarray:
-    refl = dn.astype(np.float32) * SCALE + OFFSET
-    refl[dn == NODATA] = np.nan
-    return refl
-
-
-def numpy_indices(bands: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    needed = sorted({b for n in names for b in BANDS_OF[n]})
-    r = {b: _numpy_refl(bands[b]) for b in needed}
-    out = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for name in names:
-            if name == "ndvi":
-                out[name] = (r["nir"] - r["red"]) / (r["nir"] + r["red"])
-            elif name == "evi":
-                out[name] = np.float32(2.5) * (r["nir"] - r["red"]) / (
-                    r["nir"] + np.float32(6) * r["red"] - np.float32(7.5) * r["blue"] + np.float32(1))
-            elif name == "savi":
-                out[name] = np.float32(1.5) * (r["nir"] - r["red"]) / (
-                    r["nir"] + r["red"] + np.float32(0.5))
-            elif name == "ndmi":
-                out[name] = (r["nir"] - r["swir16"]) / (r["nir"] + r["swir16"])
-            elif name == "nbr":
-                out[name] = (r["nir"] - r["swir22"]) / (r["nir"] + r["swir22"])
-    return out
-
 
 _NE = {
     "ndvi": "where((nir == 0) | (red == 0), nan, (N - R) / (N + R))",
@@ -193,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                     compute(n, sub, INFO, out=out)
             rec = record(f"{OURS} (5 calls)", case, names, _time(separate, repeat))
             rec.extra["note"] = "the same indices as separate single-index calls"
-        record("numpy", case, names, _time(lambda: numpy_indices(sub, names), repeat))
+        record("numpy", case, names, _time(lambda: expression_indices(sub, names), repeat))
         record("numexpr", case, names, _time(lambda: numexpr_indices(sub, names), repeat))
         record("xarray-spatial", case, names, _time(lambda: xrspatial_indices(arrays, names), repeat))
         del out
@@ -235,7 +208,7 @@ def _check_correct(bands: dict[str, np.ndarray]) -> None:
     corner = {b: a[:256, :256] for b, a in bands.items()}
     names = CASES["five (ndvi evi savi ndmi nbr)"]
     ours = compute(names, corner, INFO)
-    for tool, got in (("numpy", numpy_indices(corner, names)),
+    for tool, got in (("numpy", expression_indices(corner, names)),
                       ("numexpr", numexpr_indices(corner, names)),
                       ("xarray-spatial", {k: v.values for k, v in xrspatial_indices(
                           {b: xr.DataArray(a, dims=("y", "x")) for b, a in corner.items()},

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 from numba import cuda
 
-from benchmarks._bands import BANDS_OF, CASES, INFO, NODATA, OFFSET, SCALE, make_bands
+from benchmarks._bands import BANDS_OF, CASES, INFO, expression_indices, make_bands
 from benchmarks._report import OURS, Record, emit, parse_args
 from cluster.kernels import _gpu, compute
 
@@ -115,30 +115,6 @@ def copy_bandwidth(npx: int, repeat: int) -> list[tuple[str, float, float]]:
     return results
 
 
-def cupy_indices(bands: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """Plain CuPy expressions, written as a NumPy user would write them."""
-    needed = sorted({b for n in names for b in BANDS_OF[n]})
-    r = {}
-    for b in needed:
-        refl = bands[b].astype(cupy.float32) * SCALE + OFFSET
-        refl[bands[b] == NODATA] = cupy.nan
-        r[b] = refl
-    out = {}
-    for name in names:
-        if name == "ndvi":
-            out[name] = (r["nir"] - r["red"]) / (r["nir"] + r["red"])
-        elif name == "evi":
-            out[name] = np.float32(2.5) * (r["nir"] - r["red"]) / (
-                r["nir"] + np.float32(6) * r["red"] - np.float32(7.5) * r["blue"] + np.float32(1))
-        elif name == "savi":
-            out[name] = np.float32(1.5) * (r["nir"] - r["red"]) / (r["nir"] + r["red"] + np.float32(0.5))
-        elif name == "ndmi":
-            out[name] = (r["nir"] - r["swir16"]) / (r["nir"] + r["swir16"])
-        elif name == "nbr":
-            out[name] = (r["nir"] - r["swir22"]) / (r["nir"] + r["swir22"])
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     def extra(p: Any) -> None:
         p.add_argument("--size", type=int, default=None, help="image side in pixels")
@@ -195,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     compute(n, sub, INFO, out=out, device="gpu")
             record(f"{OURS} (5 calls)", case, names, gpu_time(separate, repeat))
         if cupy is not None:
-            record("cupy", case, names, gpu_time(lambda: cupy_indices(sub, names), repeat))
+            record("cupy", case, names, gpu_time(lambda: expression_indices(sub, names, cupy), repeat))
         del out
 
     five = CASES["five (ndvi evi savi ndmi nbr)"]
