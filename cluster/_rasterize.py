@@ -43,7 +43,7 @@ def _burn(out, xs, ys, ring_start, ring_sign, geom_ring_start, values):  # pragm
     ey1 = np.empty(n_max, np.float64)
     ex2 = np.empty(n_max, np.float64)
     ey2 = np.empty(n_max, np.float64)
-    flat = np.empty(n_max, np.int8)  # 0: sloped, 1: horizontal to fill, 2: horizontal to skip
+    flat = np.empty(n_max, np.bool_)  # a horizontal edge on its scanline, to fill
     row0 = np.empty(n_max, np.int64)
     row1 = np.empty(n_max, np.int64)
     active = np.empty(n_max, np.int64)
@@ -54,22 +54,22 @@ def _burn(out, xs, ys, ring_start, ring_sign, geom_ring_start, values):  # pragm
             for k in range(ring_start[r] + 1, ring_start[r + 1]):
                 xa, ya, xb, yb = xs[k - 1], ys[k - 1], xs[k], ys[k]
                 if ya == yb:
-                    if ya - 0.5 != math.floor(ya - 0.5):
-                        continue  # never on a scanline
-                    # on a scanline: filled when the ring's interior is above it
-                    flat[ne] = 1 if (xa > xb) == (ring_sign[r] > 0) else 2
+                    # only one on a scanline counts, and only when the ring's interior is above it
+                    if ya - 0.5 != math.floor(ya - 0.5) or (xa > xb) != (ring_sign[r] > 0):
+                        continue
+                    flat[ne] = True
                     ex1[ne], ex2[ne] = min(xa, xb), max(xa, xb)
                     ey1[ne], ey2[ne] = ya, yb
                     row0[ne] = row1[ne] = int(ya - 0.5)
                 else:
                     if ya > yb:
                         xa, ya, xb, yb = xb, yb, xa, ya
-                    flat[ne] = 0
+                    flat[ne] = False
                     ex1[ne], ey1[ne], ex2[ne], ey2[ne] = xa, ya, xb, yb
                     # rows whose centre y + 0.5 may lie in [ya, yb), one row of margin each side
                     row0[ne] = int(math.ceil(ya - 0.5)) - 1
                     row1[ne] = int(math.ceil(yb - 0.5))
-                if flat[ne] != 2 and row1[ne] >= 0 and row0[ne] < ny:
+                if row1[ne] >= 0 and row0[ne] < ny:
                     ne += 1
         if ne == 0:
             continue
@@ -96,12 +96,11 @@ def _burn(out, xs, ys, ring_start, ring_sign, geom_ring_start, values):  # pragm
                     continue  # finished: drop it
                 active[keep] = j
                 keep += 1
-                if flat[j] == 1:
-                    if ey1[j] == yc:
-                        xa = max(0, int(math.floor(ex1[j] + 0.5)))
-                        xb = min(nx, int(math.floor(ex2[j] + 0.5)))
-                        if xa < xb:
-                            out[y, xa:xb] = value
+                if flat[j]:  # active in its own row only
+                    xa = max(0, int(math.floor(ex1[j] + 0.5)))
+                    xb = min(nx, int(math.floor(ex2[j] + 0.5)))
+                    if xa < xb:
+                        out[y, xa:xb] = value
                 elif yc < ey2[j] and yc >= ey1[j]:
                     ints[n] = (yc - ey1[j]) * (ex2[j] - ex1[j]) / (ey2[j] - ey1[j]) + ex1[j]
                     n += 1
@@ -133,16 +132,15 @@ def burn_polygons(out: np.ndarray, geoms: Sequence[object], values: Sequence[int
     parts, part_geom = shapely.get_parts(np.asarray(geoms, dtype=object), return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
-    # GDALInvGeoTransform, then GDALApplyGeoTransform: the same doubles as GDAL
-    inv_a, inv_e = 1.0 / transform.a, 1.0 / transform.e
-    inv_c, inv_f = -transform.c / transform.a, -transform.f / transform.e
-    xs = inv_c + coords[:, 0] * inv_a + coords[:, 1] * 0.0
-    ys = inv_f + coords[:, 0] * 0.0 + coords[:, 1] * inv_e
+    # GDALInvGeoTransform, then GDALApplyGeoTransform: the same doubles as GDAL (its terms for
+    # the zero rotation coefficients add only a signed zero)
+    xs = -transform.c / transform.a + coords[:, 0] * (1.0 / transform.a)
+    ys = -transform.f / transform.e + coords[:, 1] * (1.0 / transform.e)
     ring_start = np.searchsorted(coord_ring, np.arange(len(rings) + 1)).astype(np.int64)
     ring_geom = part_geom[ring_part]
     geom_ring_start = np.searchsorted(ring_geom, np.arange(len(geoms) + 1)).astype(np.int64)
-    x0, y0 = xs[:-1], ys[:-1]
-    cross = x0 * ys[1:] - xs[1:] * y0
+    # twice each ring's signed area in pixel space (shoelace), for the horizontal-edge rule
+    cross = xs[:-1] * ys[1:] - xs[1:] * ys[:-1]
     cross[ring_start[1:-1] - 1] = 0.0  # no edge from one ring's last point to the next ring
     area2 = np.add.reduceat(cross, ring_start[:-1]) if len(rings) else np.zeros(0)
     ring_sign = np.sign(area2)
