@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                           mpix_per_s=edge * edge / 1e6 / seconds, extra={"sync_seconds": alone}))
 
     if args.sweep:
-        _sweep(records, bands, npx, mpix, copy_gbps, repeat, sms)
+        _sweep(record, bands, npx, repeat, sms)
 
     emit(records, args.json, meta={"device": name, "sms": sms,
                                    "size_px": size, "repeat": repeat, "copy_gbps": copy_gbps,
@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sweep(records: list[Record], bands: dict[str, Any], npx: int, mpix: float,
-           copy_gbps: float, repeat: int, sms: int) -> None:
+def _sweep(record: Callable[..., Record], bands: dict[str, Any], npx: int, repeat: int,
+           sms: int) -> None:
     """NDVI and the five-index pass at several (pixels per load, unroll, blocks x threads)."""
     size = int(round(npx ** 0.5))
     defaults = (_gpu.PACK, _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK)
@@ -230,7 +230,6 @@ def _sweep(records: list[Record], bands: dict[str, Any], npx: int, mpix: float,
             names = CASES[case]
             sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
             out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
-            moved = (2 * len(sub) + 4 * len(names)) * npx
             for pack in (1, 4):
                 for unroll in (1, 2, 4):
                     if unroll * pack * len(names) > _gpu.MAX_BODIES:
@@ -238,15 +237,10 @@ def _sweep(records: list[Record], bands: dict[str, Any], npx: int, mpix: float,
                     for threads, blocks in grid:
                         _gpu.PACK, _gpu.UNROLL = pack, unroll
                         _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = blocks, threads
-                        seconds, alone = gpu_time(
-                            lambda: compute(names, sub, INFO, out=out, device="gpu"), repeat)
                         used = min(blocks, -(-npx // (threads * unroll * pack)))
-                        records.append(Record(
-                            tool=f"pack {pack} unroll {unroll} {used}x{threads}",
-                            case=f"{case} (sweep)", seconds=seconds, mpix_per_s=mpix / seconds,
-                            gbps=moved / seconds / 1e9,
-                            fraction_of_bandwidth=moved / seconds / 1e9 / copy_gbps,
-                            extra={"sync_seconds": alone}))
+                        record(f"pack {pack} unroll {unroll} {used}x{threads}", f"{case} (sweep)",
+                               names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"),
+                                               repeat))
             _check_against_cpu(f"{case} (last sweep setting)", names,
                                {n: _to_host(a) for n, a in out.items()},
                                {b: _to_host(a) for b, a in sub.items()})
