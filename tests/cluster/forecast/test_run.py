@@ -99,13 +99,21 @@ def test_run_forecast__nl_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_run_forecast__cybench_example_beats_baselines(tmp_path):
-    """The full example (ES + NL, 3 lead times, ridge + gradient boosting); a few minutes."""
+    """The example's Spanish half (3 lead times, ridge + gradient boosting), about a minute.
+
+    Backtests run per country, so ES alone gives the full example's ES numbers; NL (where
+    no model beats the average, see benchmarks/RESULTS.md) is covered by the NL tests above.
+    """
     shared_data("cybench_wheat_es_nl")
-    raw = example_dict()
     from tests.cluster.forecast._cybench import REPO
+    raw = example_dict()  # its relative paths, resolved against the repo root as the README runs it
+    for table in [raw["yields"], raw["calendar"], *raw["series"]]:
+        table["paths"] = [p for p in table["paths"] if p.endswith("_ES.csv")]
     raw.update(out_dir=str(tmp_path / "out"), base_dir=str(REPO), plots=False)
     result = run_forecast(ForecastConfig(**raw))
-    es = {lead: result.metric("ES", lead, "selected")["nrmse_median_loyo"] for lead in raw["lead_times"]}
+    leads = [lead.name for lead in result.config.leads]
+    assert leads == ["middle-of-season", "42-days", "14-days"]
+    es = {lead: result.metric("ES", lead, "selected")["nrmse_median_loyo"] for lead in leads}
     for lead in ("42-days", "14-days"):
         for baseline in ("average", "trend"):
             assert es[lead] < result.metric("ES", lead, baseline)["nrmse_median_loyo"], (lead, baseline)
