@@ -18,9 +18,12 @@ The limit is the faster of two device-to-device copies moving the bytes NDVI mov
 JSON ``extra``) is one call timed alone from the host, Python launch overhead included.
 Times are CUDA-event medians. ``--sweep`` also times NDVI and the five-index pass at several
 pixels per load (``_gpu.PACK``), unroll factors and launch shapes; each new combination compiles
-anew, so give it a few minutes. Each case first checks that the GPU wrote the CPU's bits.
+anew, so give it a few minutes, or narrow it with ``--packs`` and ``--unrolls`` (``--sweep
+--packs 4 --unrolls 2`` is the one setting not yet timed on a real GPU). Each case first
+checks that the GPU wrote the CPU's bits.
 
-Run on a GPU machine: ``python -m benchmarks.kernels_gpu [--quick] [--json PATH] [--sweep]``.
+Run on a GPU machine: ``python -m benchmarks.kernels_gpu [--quick] [--json PATH] [--sweep
+[--packs P,P] [--unrolls U,U]]``.
 Without a GPU it exits with a message; ``NUMBA_ENABLE_CUDASIM=1 ... --size 64`` runs the logic
 in numba's simulator (no meaningful numbers).
 """
@@ -119,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     def extra(p: Any) -> None:
         p.add_argument("--size", type=int, default=None, help="image side in pixels")
         p.add_argument("--sweep", action="store_true", help="also time NDVI at several launch shapes")
+        ints = lambda text: tuple(int(v) for v in text.split(","))
+        p.add_argument("--packs", type=ints, default=(1, 4), metavar="P,P",
+                       help="pixels per load the sweep tries (default 1,4)")
+        p.add_argument("--unrolls", type=ints, default=(1, 2, 4), metavar="U,U",
+                       help="unroll factors the sweep tries (default 1,2,4); each compiles for a while")
 
     args = parse_args(__doc__.splitlines()[0], argv, extra=extra)
     if not cuda.is_available():
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                           mpix_per_s=edge * edge / 1e6 / seconds, extra={"sync_seconds": alone}))
 
     if args.sweep:
-        _sweep(record, bands, npx, repeat, sms)
+        _sweep(record, bands, npx, repeat, sms, args.packs, args.unrolls)
 
     emit(records, args.json, meta={"device": name, "sms": sms,
                                    "size_px": size, "repeat": repeat, "copy_gbps": copy_gbps,
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(record: Callable[..., Record], bands: dict[str, Any], npx: int, repeat: int,
-           sms: int) -> None:
+           sms: int, packs: tuple[int, ...], unrolls: tuple[int, ...]) -> None:
     """NDVI and the five-index pass at several (pixels per load, unroll, blocks x threads)."""
     size = int(round(npx ** 0.5))
     defaults = (_gpu.PACK, _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK)
@@ -230,10 +238,15 @@ def _sweep(record: Callable[..., Record], bands: dict[str, Any], npx: int, repea
             names = CASES[case]
             sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
             out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
-            for pack in (1, 4):
-                for unroll in (1, 2, 4):
+            ran = False
+            for pack in packs:
+                for unroll in unrolls:
                     if unroll * pack * len(names) > _gpu.MAX_BODIES:
-                        continue  # compute() would lower the unroll (and compiling it takes long)
+                        # compute() would lower the unroll (and compiling it takes long)
+                        print(f"sweep: {case} at pack {pack} unroll {unroll} skipped: "
+                              f"{unroll * pack * len(names)} pixel bodies > MAX_BODIES {_gpu.MAX_BODIES}")
+                        continue
+                    ran = True
                     for threads, blocks in grid:
                         _gpu.PACK, _gpu.UNROLL = pack, unroll
                         _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = blocks, threads
@@ -241,9 +254,10 @@ def _sweep(record: Callable[..., Record], bands: dict[str, Any], npx: int, repea
                         record(f"pack {pack} unroll {unroll} {used}x{threads}", f"{case} (sweep)",
                                names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"),
                                                repeat))
-            _check_against_cpu(f"{case} (last sweep setting)", names,
-                               {n: _to_host(a) for n, a in out.items()},
-                               {b: _to_host(a) for b, a in sub.items()})
+            if ran:
+                _check_against_cpu(f"{case} (last sweep setting)", names,
+                                   {n: _to_host(a) for n, a in out.items()},
+                                   {b: _to_host(a) for b, a in sub.items()})
     finally:
         _gpu.PACK, _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = defaults
 
