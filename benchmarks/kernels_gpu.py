@@ -19,7 +19,8 @@ JSON ``extra``) is one call timed alone from the host, Python launch overhead in
 Times are CUDA-event medians. ``--sweep`` also times NDVI and the five-index pass at several
 pixels per load (``_gpu.PACK``), unroll factors and launch shapes; each new combination compiles
 anew, so give it a few minutes, or narrow it with ``--packs`` and ``--unrolls`` (``--sweep
---packs 4 --unrolls 2`` is the one setting not yet timed on a real GPU). Each case first
+--packs 4 --unrolls 1,2`` is the setting not yet timed on a real GPU). A setting that
+``compute()`` would cap (``_gpu.unroll_for``) is skipped with a message. Each case first
 checks that the GPU wrote the CPU's bits.
 
 Run on a GPU machine: ``python -m benchmarks.kernels_gpu [--quick] [--json PATH] [--sweep
@@ -238,23 +239,23 @@ def _sweep(record: Callable[..., Record], bands: dict[str, Any], npx: int, repea
             names = CASES[case]
             sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
             out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
-            ran = False
+            settings = []
             for pack in packs:
                 for unroll in unrolls:
-                    if unroll * pack * len(names) > _gpu.MAX_BODIES:
-                        # compute() would lower the unroll (and compiling it takes long)
-                        print(f"sweep: {case} at pack {pack} unroll {unroll} skipped: "
-                              f"{unroll * pack * len(names)} pixel bodies > MAX_BODIES {_gpu.MAX_BODIES}")
-                        continue
-                    ran = True
-                    for threads, blocks in grid:
-                        _gpu.PACK, _gpu.UNROLL = pack, unroll
-                        _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = blocks, threads
-                        used = min(blocks, -(-npx // (threads * unroll * pack)))
-                        record(f"pack {pack} unroll {unroll} {used}x{threads}", f"{case} (sweep)",
-                               names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"),
-                                               repeat))
-            if ran:
+                    _gpu.UNROLL = unroll
+                    if _gpu.unroll_for(len(names), pack) == unroll:
+                        settings.append((pack, unroll))
+                    else:  # compute() would lower it (MAX_BODIES: compile time); not this setting
+                        print(f"sweep: {case} at pack {pack} unroll {unroll} skipped: compute() caps it "
+                              f"at unroll {_gpu.unroll_for(len(names), pack)} (MAX_BODIES {_gpu.MAX_BODIES})")
+            for pack, unroll in settings:
+                for threads, blocks in grid:
+                    _gpu.PACK, _gpu.UNROLL = pack, unroll
+                    _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = blocks, threads
+                    used = min(blocks, -(-npx // (threads * unroll * pack)))
+                    record(f"pack {pack} unroll {unroll} {used}x{threads}", f"{case} (sweep)",
+                           names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"), repeat))
+            if settings:
                 _check_against_cpu(f"{case} (last sweep setting)", names,
                                    {n: _to_host(a) for n, a in out.items()},
                                    {b: _to_host(a) for b, a in sub.items()})
