@@ -13,10 +13,7 @@ from tests.cluster.forecast._cybench import cybench_config, example_dict
 
 
 def _nl_config_file(tmp_path, **overrides) -> str:
-    data = shared_data("cybench_wheat_es_nl")
-    raw = example_dict()
-    for table in [raw["yields"], raw["calendar"], *raw["series"]]:
-        table["paths"] = [str(data / p.rsplit("/", 1)[1]) for p in table["paths"] if p.endswith("_NL.csv")]
+    raw = example_dict(("NL",), shared_data("cybench_wheat_es_nl"))
     raw.update(lead_times=["middle-of-season"], learners=["ridge"], inner_folds=3, plots=False,
                out_dir=str(tmp_path / "out"), **overrides)
     path = tmp_path / "nl.yaml"
