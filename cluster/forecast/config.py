@@ -179,7 +179,9 @@ class ForecastConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        known = {"auto", "trend", "average", "local-trend"} | {f"{m}{s}" for m in ("ridge", "hgb", "ridge+hgb") for s in ("", "@avg")}
+        from cluster.forecast.models import MODEL_NAMES  # imports scikit-learn: keep this module light
+
+        known = {"auto", *MODEL_NAMES}
         if v not in known:
             raise ValueError(f"model {v!r} is unknown; expected one of {sorted(known)!r}")
         return v

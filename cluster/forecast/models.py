@@ -23,10 +23,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-__all__ = ["BASELINES", "fit_trend", "predict_trend", "fit_predict", "select_and_fit", "Selection"]
+__all__ = ["BASELINES", "HISTORY_MODELS", "MODEL_NAMES", "fit_trend", "predict_trend", "fit_predict", "select_and_fit", "Selection"]
 
 BASELINES = ("average", "trend")
 """Baselines computed in the same run on the same folds."""
+HISTORY_MODELS = (*BASELINES, "local-trend")
+"""Models of the yield history alone, always fitted and always candidates."""
+MODEL_NAMES = (*HISTORY_MODELS, *(f"{m}{s}" for m in ("ridge", "hgb", "ridge+hgb") for s in ("", "@avg")))
+"""Every name :func:`fit_predict` can return (learners when asked for)."""
 YIELD_FEATURES = ("trend_rel", "lag1_resid", "lag3_resid")
 
 
@@ -247,7 +251,7 @@ def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str],
         quant[name] = _conformal_quantiles(y_in[ok] / pred[ok] - 1, coverage)
     # With both learners, only their mean competes with the baselines: fewer candidates means
     # less selection noise on a handful of inner years (the single learners are still scored).
-    candidates = [c for c in score if "+" in c or c in ("trend", "average", "local-trend")] if any("+" in c for c in score) else list(score)
+    candidates = [c for c in score if "+" in c or c in HISTORY_MODELS] if any("+" in c for c in score) else list(score)
     chosen = min(candidates, key=lambda c: score[c]) if candidates else "trend"
     if model != "auto":
         if model not in score and k >= 2:
