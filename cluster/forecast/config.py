@@ -131,7 +131,8 @@ class ForecastConfig(BaseModel):
     """Learned models on trend-adjusted yields; the chosen one is picked by inner validation."""
     model: str = "auto"
     """``auto``: inner validation picks the model in every fold; or force one candidate:
-    ``trend``, ``average``, ``local-trend`` (CY-Bench-style window trend), a learner (``ridge``,
+    ``trend``, ``average``, ``local-trend`` (CY-Bench-style window trend), ``huber-average``
+    (the region's level, robust to shock years), a learner (``ridge``,
     ``hgb``, ``ridge+hgb``), or one on the region mean (``ridge@avg``, ``hgb@avg``,
     ``ridge+hgb@avg``)."""
     min_train_years: int = 5
