@@ -2,10 +2,11 @@
 
 Models of the yield history alone (:data:`HISTORY_MODELS`): the two baselines, a CY-Bench-style
 local trend, and a robust per-region average (:func:`huber_level`) that estimates an ordinary
-year's yield without being pulled down by the few shock years. Every model is fit on training rows only and predicts other rows; :func:`fit_predict` fits all
-of them on the same rows. The learners (ridge, gradient boosting, and their mean) predict the
-residual from the region's trend in units of the region's mean yield,
-``r = (yield - trend) / region_mean``, from index features centred on the region's own mean
+year's yield without being pulled down by the few shock years. Every model is fit on training
+rows only and predicts other rows; :func:`fit_predict` fits all of them on the same rows. The
+learners (ridge, gradient boosting, and their mean) predict the residual from the region's
+trend in units of the region's mean yield, ``r = (yield - trend) / region_mean``, from index
+features centred on the region's own mean
 over the training years (so persistent differences between regions do not pose as anomalies)
 and from the last years' trend residuals. :func:`select_and_fit` picks one candidate by inner,
 year-grouped validation on the training years and takes interval quantiles from the inner
@@ -133,10 +134,10 @@ def huber_level(region_ids, y, *, k: float = 1.345, max_iter: int = 50) -> pd.Se
         w = np.minimum(1.0, k / np.maximum(r, 1e-12))
         new = np.bincount(codes, w * y, n) / np.bincount(codes, w, n)
         new = np.where(scaled, new, med)
-        if np.allclose(new, level, rtol=0, atol=1e-9):
-            level = new
-            break
+        converged = np.allclose(new, level, rtol=0, atol=1e-9)
         level = new
+        if converged:
+            break
     return pd.Series(level, index=regions)
 
 
