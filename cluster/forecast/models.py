@@ -6,11 +6,11 @@ year's yield without being pulled down by the few shock years. Every model is fi
 rows only and predicts other rows; :func:`fit_predict` fits all of them on the same rows. The
 learners (ridge, gradient boosting, and their mean) predict the residual from the region's
 trend in units of the region's mean yield, ``r = (yield - trend) / region_mean``, from index
-features centred on the region's own mean
-over the training years (so persistent differences between regions do not pose as anomalies)
-and from the last years' trend residuals. :func:`select_and_fit` picks one candidate by inner,
-year-grouped validation on the training years and takes interval quantiles from the inner
-out-of-sample errors (split-conformal on relative errors).
+features centred on the region's own mean over the training years (so persistent differences
+between regions do not pose as anomalies) and from the last years' trend residuals.
+:func:`select_and_fit` picks one candidate by inner, year-grouped validation on the training
+years and takes interval quantiles from the inner out-of-sample errors (split-conformal on
+relative errors).
 """
 
 from __future__ import annotations
