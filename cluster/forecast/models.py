@@ -219,8 +219,8 @@ class Selection:
     """The outcome of inner validation on the training years."""
 
     chosen: str
-    """The candidate with the lowest inner RMSE: a learner on the trend or on the mean
-    (``<learner>@avg``), or a baseline itself (``trend``, ``average``) when no learner beats it."""
+    """The candidate with the lowest inner score: a learner on the trend or on the mean
+    (``<learner>@avg``), or a model of the yield history alone (:data:`HISTORY_MODELS`)."""
     inner_nrmse: dict[str, float]
     """Inner-validation score of every model: the mean over validation years of that year's nRMSE (%)."""
     quantiles: dict[str, tuple[float, float]]
