@@ -133,12 +133,15 @@ def translate(kernel: Kernel, consts: dict[str, float], target: str = "cpu") -> 
     return ast.unparse(ast.fix_missing_locations(body))
 
 
-def _body(plan: FusedPlan, indent: str) -> tuple[list[str], dict[str, float]]:
-    """The per-pixel statements shared by the CPU and GPU loops, and the float32 globals they use."""
-    lines: list[str] = []
-    def mul(a: str, b: str) -> str:
-        return f"_fmul({a}, {b})" if plan.target == "gpu" else f"{a} * {b}"
+def _mul(a: str, b: str, target: str) -> str:
+    """Source of ``a * b``: on the GPU through ``_fmul`` (see :data:`_GPU_PRELUDE`)."""
+    return f"_fmul({a}, {b})" if target == "gpu" else f"{a} * {b}"
 
+
+def _body(plan: FusedPlan) -> tuple[list[str], dict[str, float]]:
+    """The per-pixel statements shared by the CPU and GPU loops (unindented), and the float32
+    globals they use."""
+    lines: list[str] = []
     for band, dtype, has_nd in zip(plan.bands, plan.dtypes, plan.has_nodata):
         is_float = np.dtype(dtype).kind == "f"
         lines.append(f"v_{band} = b_{band}[i]")
@@ -149,7 +152,7 @@ def _body(plan: FusedPlan, indent: str) -> tuple[list[str], dict[str, float]]:
             tests.append(f"(v_{band} == d_{band})")
         if tests:
             lines.append(f"m_{band} = {' | '.join(tests)}")
-        lines.append(f"{band} = {mul(f'np.float32(v_{band})', f's_{band}')} + f_{band}")
+        lines.append(f"{band} = {_mul(f'np.float32(v_{band})', f's_{band}', plan.target)} + f_{band}")
     flagged = {b for b, dt, nd in zip(plan.bands, plan.dtypes, plan.has_nodata)
                if nd or np.dtype(dt).kind == "f"}
     consts: dict[str, float] = {}
@@ -163,14 +166,14 @@ def _body(plan: FusedPlan, indent: str) -> tuple[list[str], dict[str, float]]:
         else:
             q = f"q_{k.name}"
             lines += [
-                f"{q} = {mul(f'(r_{k.name} - add_offset)', 'inv_scale')}",
+                f"{q} = {_mul(f'(r_{k.name} - add_offset)', 'inv_scale', plan.target)}",
                 f"{q} = lo if {q} < lo else {q}",  # NaN fails both tests and stays NaN
                 f"{q} = hi if {q} > hi else {q}",
                 # round half away from zero; the cast is never evaluated on NaN
                 f"o_{k.name}[i] = fill if ({q} != {q}) | {missing} else "
                 f"np.int16({q} + _HALF if {q} >= _ZERO else {q} - _HALF)",
             ]
-    return [indent + line for line in lines], consts
+    return lines, consts
 
 
 def _params(plan: FusedPlan) -> list[str]:
@@ -193,8 +196,8 @@ def source_for(plan: FusedPlan) -> str:
         "import math",
         "import numpy as np",
     ]
+    body, consts = _body(plan)
     if plan.target == "cpu":
-        body, consts = _body(plan, " " * 8)
         code = [
             "import numba",
             "",
@@ -205,16 +208,15 @@ def source_for(plan: FusedPlan) -> str:
             "@numba.njit(cache=True, nogil=True, error_model='numpy')",
             f"def fused(n, {params}):",
             "    for i in range(n):",
-            *body,
+            *("        " + line for line in body),
         ]
     else:
-        body, consts = _body(plan, "")
         code = [
             *_GPU_PRELUDE,
             *(_tanh_source("gpu") if any("_tanh(" in line for line in body) else []),
             "@cuda.jit",
             f"def fused(n, {params}):",
-            *_gpu_loop(plan),
+            *_gpu_loop(plan, body),
         ]
     globals_ = [
         "_NAN = np.float32(np.nan)",
@@ -253,7 +255,7 @@ _TANH_CONSTS = [
 def _tanh_source(target: str) -> list[str]:
     """``_tanh`` for ``target``: the same operations in the same order, so the same bits."""
     def mul(a: str, b: str) -> str:
-        return f"_fmul({a}, {b})" if target == "gpu" else f"{a} * {b}"
+        return _mul(a, b, target)
 
     decorator = ("@cuda.jit(device=True)" if target == "gpu"
                  else "@numba.njit(inline='always', error_model='numpy')")
@@ -298,9 +300,9 @@ class _Suffix(ast.NodeTransformer):
         return node
 
 
-def _gpu_loop(plan: FusedPlan) -> list[str]:
+def _gpu_loop(plan: FusedPlan, body: list[str]) -> list[str]:
     """A grid-stride loop over load words: ``plan.pack`` pixels per word, ``plan.unroll`` words
-    per thread per round, one grid apart.
+    per thread per round, one grid apart; ``body`` is :func:`_body`'s per-pixel code.
 
     With ``pack=4`` each uint16 band is read as uint64 words (one 8-byte load per 4 pixels, not
     four 2-byte loads). All of a round's loads are issued before any of its stores (numba
@@ -308,7 +310,6 @@ def _gpu_loop(plan: FusedPlan) -> list[str]:
     flight per thread, which a bandwidth-bound kernel on a big GPU needs. The caller makes
     ``n`` a multiple of ``pack``; the last partial round runs one word at a time.
     """
-    body, _ = _body(plan, "")
     local = {"i"} | {f"{p}_{b}" for b in plan.bands for p in ("v", "m")} | set(plan.bands)
     local |= {f"{p}_{k.name}" for k in plan.kernels for p in ("r", "q")}
     per_pixel = [line for line in body if not line.startswith("v_")]
