@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cluster.kernels import BandInfo
+from cluster.kernels import BandInfo, get_kernel
 
 SCALE = np.float32(1e-4)
 OFFSET = np.float32(-0.1)
@@ -18,8 +18,15 @@ CASES: dict[str, tuple[str, ...]] = {
     "evi": ("evi",),
     "five (ndvi evi savi ndmi nbr)": ("ndvi", "evi", "savi", "ndmi", "nbr"),
 }
-BANDS_OF = {"ndvi": ("nir", "red"), "evi": ("nir", "red", "blue"), "savi": ("nir", "red"),
-            "ndmi": ("nir", "swir16"), "nbr": ("nir", "swir22")}
+
+
+def bands_for(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The bands the indices ``names`` read, from the kernel registry, sorted.
+
+    >>> bands_for(("ndvi", "ndmi"))
+    ('nir', 'red', 'swir16')
+    """
+    return tuple(sorted({b for n in names for b in get_kernel(n).bands}))
 
 
 def make_bands(size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -50,7 +57,7 @@ def expression_indices(bands: dict[str, Any], names: tuple[str, ...], xp: Any = 
     """Plain array expressions, as a NumPy (or, with ``xp=cupy``, CuPy) user writes them:
     reflectance arrays, NaN where a band is nodata, then each formula (x/0 as the library does it)."""
     r = {}
-    for b in sorted({b for n in names for b in BANDS_OF[n]}):
+    for b in bands_for(names):
         refl = bands[b].astype(xp.float32) * SCALE + OFFSET
         refl[bands[b] == NODATA] = xp.nan
         r[b] = refl

@@ -46,7 +46,7 @@ import xarray as xr  # noqa: E402
 import xrspatial.multispectral as xrs  # noqa: E402
 
 from benchmarks._report import OURS, Record, best_of, emit, parse_args  # noqa: E402
-from benchmarks._bands import BANDS_OF, CASES, INFO, NODATA, OFFSET, SCALE, expression_indices, make_bands  # noqa: E402
+from benchmarks._bands import CASES, INFO, NODATA, OFFSET, SCALE, bands_for, expression_indices, make_bands  # noqa: E402
 from cluster.kernels import compute  # noqa: E402
 
 # -- the physical limit ------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def numexpr_indices(bands: dict[str, np.ndarray], names: tuple[str, ...]) -> dic
 
 
 def xrspatial_indices(arrays: dict[str, xr.DataArray], names: tuple[str, ...]) -> dict[str, xr.DataArray]:
-    needed = sorted({b for n in names for b in BANDS_OF[n]})
+    needed = bands_for(names)
     r = {b: xr.where(arrays[b] == NODATA, np.float32(np.nan), arrays[b].astype(np.float32) * SCALE + OFFSET)
          for b in needed}
     out = {}
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                for how, seconds, gbps in copies]
 
     def record(tool: str, case: str, names: tuple[str, ...], seconds: float) -> Record:
-        in_bytes = 2 * npx * len({b for n in names for b in BANDS_OF[n]})
+        in_bytes = 2 * npx * len(bands_for(names))
         gbps = (in_bytes + 4 * npx * len(names)) / seconds / 1e9
         rec = Record(tool=tool, case=case, seconds=seconds, mpix_per_s=mpix / seconds, gbps=gbps,
                      fraction_of_bandwidth=gbps / copy_gbps)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return rec
 
     for case, names in CASES.items():
-        sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
+        sub = {b: bands[b] for b in bands_for(names)}
         out = {n: np.empty((size, size), np.float32) for n in names}
         record(OURS, case, names, _time(lambda: compute(names, sub, INFO, out=out), repeat))
         record(f"{OURS} (fresh out)", case, names,
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Packed int16 output (what the cube stores): outputs halve, so fusing saves more.
     five = CASES["five (ndvi evi savi ndmi nbr)"]
-    sub = {b: bands[b] for b in {b for n in five for b in BANDS_OF[n]}}
+    sub = {b: bands[b] for b in bands_for(five)}
     out16 = {n: np.empty((size, size), np.int16) for n in five}
     case16 = "five, int16 out"
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     for case, out_bytes in (("five (ndvi evi savi ndmi nbr)", 4), (case16, 2)):
         fused = next(r for r in records if r.case == case and r.tool == OURS)
         calls = next(r for r in records if r.case == case and r.tool == f"{OURS} (5 calls)")
-        in_sep = 2 * sum(len(BANDS_OF[n]) for n in five)
+        in_sep = 2 * sum(len(bands_for((n,))) for n in five)
         bound = (in_sep + out_bytes * 5) / (2 * len(sub) + out_bytes * 5)
         print(f"{case}: fused pass {calls.seconds / fused.seconds:.2f}x faster than 5 calls; "
               f"memory-traffic bound {bound:.2f}x ({in_sep} vs {2 * len(sub)} B/px read, "

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 from numba import cuda
 
-from benchmarks._bands import BANDS_OF, CASES, INFO, expression_indices, make_bands
+from benchmarks._bands import CASES, INFO, bands_for, expression_indices, make_bands
 from benchmarks._report import OURS, Record, emit, parse_args
 from cluster.kernels import _gpu, compute
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     def record(tool: str, case: str, names: tuple[str, ...], timing: tuple[float, float],
                out_bytes: int = 4) -> Record:
         seconds, alone = timing
-        in_bytes = 2 * npx * len({b for n in names for b in BANDS_OF[n]})
+        in_bytes = 2 * npx * len(bands_for(names))
         gbps = (in_bytes + out_bytes * npx * len(names)) / seconds / 1e9
         rec = Record(tool=tool, case=case, seconds=seconds, mpix_per_s=mpix / seconds, gbps=gbps,
                      fraction_of_bandwidth=gbps / copy_gbps, extra={"sync_seconds": alone})
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return rec
 
     for case, names in CASES.items():
-        sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
+        sub = {b: bands[b] for b in bands_for(names)}
         out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
         record(OURS, case, names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"),
                                            repeat))
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         del out
 
     five = CASES["five (ndvi evi savi ndmi nbr)"]
-    sub = {b: bands[b] for b in {b for n in five for b in BANDS_OF[n]}}
+    sub = {b: bands[b] for b in bands_for(five)}
     out16 = {n: _device_empty((size, size), np.int16, 0) for n in five}
 
     def separate16() -> None:
@@ -196,14 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     record(f"{OURS} (5 calls)", "five, int16 out", five, gpu_time(separate16, repeat), 2)
     del out16
 
-    ndvi_host = {b: host[b] for b in BANDS_OF["ndvi"]}
+    ndvi_host = {b: host[b] for b in bands_for(("ndvi",))}
     host_out = {"ndvi": np.empty((size, size), np.float32)}
     rec = record(f"{OURS} (host arrays)", "ndvi", ("ndvi",), gpu_time(
         lambda: compute("ndvi", ndvi_host, INFO, out=host_out, device="gpu"), max(3, repeat // 4)))
     rec.extra["note"] = "includes host-to-device and device-to-host copies"
 
     edge = min(256, size)  # so small that the time is the host's cost of one call
-    small = {b: _device_put(host[b][:edge, :edge]) for b in BANDS_OF["ndvi"]}
+    small = {b: _device_put(host[b][:edge, :edge]) for b in bands_for(("ndvi",))}
     small_out = {"ndvi": _device_empty((edge, edge), np.float32, 7.0)}
     seconds, alone = gpu_time(lambda: compute("ndvi", small, INFO, out=small_out, device="gpu"), repeat)
     records.append(Record(tool=OURS, case=f"ndvi {edge} x {edge} (launch cost)", seconds=seconds,
@@ -237,7 +237,7 @@ def _sweep(record: Callable[..., Record], bands: dict[str, Any], npx: int, repea
     try:
         for case, grid in (("ndvi", shapes), ("five (ndvi evi savi ndmi nbr)", shapes[1:2])):
             names = CASES[case]
-            sub = {b: bands[b] for b in {b for n in names for b in BANDS_OF[n]}}
+            sub = {b: bands[b] for b in bands_for(names)}
             out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
             settings = []
             for pack in packs:
@@ -269,15 +269,16 @@ MISMATCHES: list[str] = []
 def _check_against_cpu(case: str, names: tuple[str, ...], got: dict[str, np.ndarray],
                        host: dict[str, np.ndarray]) -> None:
     """Every pixel the GPU wrote has the CPU kernels' bits (noted, and the run fails at the end)."""
-    needed = {b: host[b] for b in {b for n in names for b in BANDS_OF[n]}}
+    needed = {b: host[b] for b in bands_for(names)}
     expected = compute(names, needed, INFO, device="cpu")
+    before = len(MISMATCHES)
     for n in names:
         same = (got[n] == expected[n]) | (np.isnan(got[n]) & np.isnan(expected[n]))
         if not same.all():
             MISMATCHES.append(f"GPU {case}: {n} differs from the CPU at {int((~same).sum())} pixels")
             print("MISMATCH:", MISMATCHES[-1])
     print(f"check: GPU {case} vs the CPU kernels on all {got[names[0]].size} pixels: "
-          f"{'same bits' if not MISMATCHES else 'see MISMATCH lines'}")
+          f"{'same bits' if len(MISMATCHES) == before else 'see MISMATCH lines'}")
 
 
 if __name__ == "__main__":
