@@ -132,9 +132,8 @@ class ForecastConfig(BaseModel):
     model: str = "auto"
     """``auto``: inner validation picks the model in every fold; or force one candidate:
     ``trend``, ``average``, ``local-trend`` (CY-Bench-style window trend), ``huber-average``
-    (the region's level, robust to shock years), a learner (``ridge``,
-    ``hgb``, ``ridge+hgb``), or one on the region mean (``ridge@avg``, ``hgb@avg``,
-    ``ridge+hgb@avg``)."""
+    (the region's level, robust to shock years), a learner (``ridge``, ``hgb``, ``ridge+hgb``),
+    or one on the region mean (``ridge@avg``, ``hgb@avg``, ``ridge+hgb@avg``)."""
     min_train_years: int = 5
     """Fewest earlier years a walk-forward fold needs; also the fewest years for a per-region trend."""
     inner_folds: int = 4
