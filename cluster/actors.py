@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+import traceback
+from typing import Callable
 
 import ray
 
@@ -16,9 +17,10 @@ __all__ = ["TileActor"]
 class TileActor:
     """Builds one worker (open datasets, caches, a GPU context) and feeds it tiles.
 
-    Worker exceptions come back as a failed :class:`TileResult` (with the tile id), so one
-    bad tile does not take the actor down; a killed actor process is restarted by Ray and
-    the call retried (``max_restarts`` / ``max_task_retries`` set by the runtime).
+    Worker exceptions come back as a failed :class:`TileResult` (with the tile id, whether
+    the failure is worth a retry, and the traceback), so one bad tile does not take the
+    actor down. ``factory`` arrives through an object reference that the driver holds, so
+    a replacement actor can always build its worker again.
     """
 
     def __init__(self, factory: Callable[[], TileWorker]) -> None:
@@ -29,13 +31,13 @@ class TileActor:
         try:
             result = self.worker.process(task)
         except Exception as e:  # noqa: BLE001 — reported per tile, the job goes on
-            result = TileResult(task.tile.id, "failed", error=f"{type(e).__name__}: {e}")
+            from cluster._retry import endpoint_of, is_transient
+
+            retryable = is_transient(e)
+            where = endpoint_of(e) if retryable else None
+            result = TileResult(task.tile.id, "failed", retryable=retryable,
+                                error=f"{type(e).__name__}: {e}" + (f" [endpoint {where}]" if where else ""),
+                                traceback=traceback.format_exc())
         result.node_id = self.node_id
         result.pid = os.getpid()
         return result
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def info(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "node_id": self.node_id}

@@ -53,6 +53,7 @@ __all__ = [
     "TilePartial",
     "accumulate_tile",
     "merge_partials",
+    "PartialMerger",
     "finalize",
     "write_statistics",
     "STAT_COLUMNS",
@@ -490,6 +491,38 @@ def merge_partials(partials: Iterable[TilePartial]) -> TilePartial:
     )
 
 
+class PartialMerger:
+    """Merge partials as they arrive, in batches: the driver holds one running total and at
+    most ``batch`` partials, whatever the number of tiles (each merge allocates the union
+    of the keys, so merging one by one into a growing total would cost quadratic time).
+
+    >>> m = PartialMerger(batch=2)
+    >>> m.result() is None
+    True
+    """
+
+    def __init__(self, batch: int = 64) -> None:
+        self.batch = batch
+        self._total: TilePartial | None = None
+        self._pending: list[TilePartial] = []
+
+    def add(self, partial: TilePartial) -> None:
+        self._pending.append(partial)
+        if len(self._pending) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            parts = ([self._total] if self._total is not None else []) + self._pending
+            self._total = merge_partials(parts)
+            self._pending = []
+
+    def result(self) -> TilePartial | None:
+        """The merge of everything added so far; None when nothing was."""
+        self._flush()
+        return self._total
+
+
 # --------------------------------------------------------------------------------------------
 # finalize
 
@@ -625,7 +658,8 @@ def write_statistics(table: pd.DataFrame, path: str | Path, *,
     pq, csv = base + ".parquet", base + ".csv"
     if "://" not in base:
         Path(base).parent.mkdir(parents=True, exist_ok=True)
-    opts = dict(storage_options) if storage_options else None
+    remote = "://" in base and not base.startswith("file://")
+    opts = dict(storage_options) if storage_options and remote else None
     table.to_parquet(pq, index=False, storage_options=opts)
     table.to_csv(csv, index=False, storage_options=opts, float_format="%.17g")
     return pq, csv

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from cluster import store as cstore
 from cluster.aggregate import HistogramSpec, accumulate_tile
-from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources
+from cluster.config import TileJobConfig
 from cluster.errors import ConfigError
 from cluster.grid import CubeExtent, TileIndex
 from cluster.regions import RegionIssue, RegionsConfig, load_regions, rasterize_regions, to_grid_crs
@@ -33,11 +33,9 @@ from cluster.tasks import TileResult, TileTask
 __all__ = ["AggregateConfig", "AggregatePlan", "AggregateWorker", "plan_aggregate"]
 
 
-class AggregateConfig(StrictModel):
-    """Everything ``harvest aggregate`` needs."""
+class AggregateConfig(TileJobConfig):
+    """Everything ``harvest aggregate`` needs (``store``: the cube, bands and indices)."""
 
-    store: str
-    """The cube (bands and indices)."""
     regions: RegionsConfig
     """Region polygons (GeoJSON/GPKG/Shapefile/GeoParquet, any CRS) and their id/name/parent columns."""
     indices: list[str] = Field(default_factory=lambda: ["ndvi"], min_length=1)
@@ -52,17 +50,10 @@ class AggregateConfig(StrictModel):
     out: str | None = None
     """Output path without suffix (``.parquet`` and ``.csv`` are written); default
     ``<store>.harvest/statistics``."""
-    storage: StorageOptions = Field(default_factory=StorageOptions)
-    max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
-    resources: WorkerResources = Field(default_factory=WorkerResources)
-    strict: bool = False
-    """Stop on the first bad region or failed tile instead of reporting it."""
 
     def out_path(self) -> str:
         return self.out or f"{cstore.meta_url(self.store)}/statistics"
 
-    def public_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"storage"})
 
 
 @dataclass(frozen=True)

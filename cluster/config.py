@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping, TypeVar
+from typing import Any, Iterator, Literal, Mapping, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from cluster.errors import ConfigError
 
@@ -24,6 +24,8 @@ __all__ = [
     "StrictModel",
     "StorageOptions",
     "WorkerResources",
+    "TileJobConfig",
+    "RUN_KEYS",
     "load_config",
     "env_overrides",
     "mask_secrets",
@@ -62,10 +64,25 @@ class StorageOptions(StrictModel):
     secret: SecretStr | None = None
     anon: bool = False
     """Unsigned requests, for public buckets."""
+    max_attempts: int = Field(default=10, ge=1, le=50)
+    """Attempts per S3 request (botocore "standard" retries: 5xx, throttling, resets and
+    timeouts, with exponential backoff and jitter). 10 rides out a storm in which more
+    than half of all requests fail (0.6**10 < 1 %); a tile then gets more attempts of its own."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds to open a connection; an endpoint that is down is noticed after
+    ``max_attempts`` of these, not after botocore's default minute each."""
+    read_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds a socket read may stall before the request is retried."""
 
     def to_fsspec(self) -> dict[str, Any]:
         """Keyword arguments for ``s3fs.S3FileSystem`` (secrets revealed: in memory only)."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {
+            "config_kwargs": {
+                "retries": {"max_attempts": self.max_attempts, "mode": "standard"},
+                "connect_timeout": self.connect_timeout_s,
+                "read_timeout": self.read_timeout_s,
+            },
+        }
         client: dict[str, Any] = {}
         if self.endpoint_url:
             client["endpoint_url"] = self.endpoint_url
@@ -99,6 +116,77 @@ class WorkerResources(StrictModel):
     """Ray logical memory per actor (scheduling only; not a hard limit)."""
     resources: dict[str, float] = Field(default_factory=dict)
     """Custom Ray resources, e.g. ``{gpu_worker: 1}`` to pin actors to a node group."""
+
+
+def check_url(url: str, role: Literal["store", "input"]) -> str:
+    """Refuse, at config time, a URL whose protocol cannot serve ``role``.
+
+    A local path or ``file://`` always can. Any fsspec protocol whose package is installed
+    can be read (s3, http, gs, ...); a store must be object storage or memory
+    (:data:`STORE_PROTOCOLS`).
+
+    >>> check_url("s3://bucket/cube.zarr", "store")
+    's3://bucket/cube.zarr'
+    >>> check_url("foo://x/scene.tif", "input")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown URL protocol 'foo' in 'foo://x/scene.tif'; use a local path, file://, s3:// or another fsspec protocol
+    """
+    if "://" not in url:
+        return url
+    proto = url.split("://", 1)[0].lower()
+    if proto == "file":
+        return url
+    import fsspec
+
+    try:
+        cls = fsspec.get_filesystem_class(proto)
+    except ImportError as e:
+        raise ValueError(f"URL {url!r} needs a package that is not installed ({e}); install it, "
+                         "or copy the data to s3:// or a local path") from None
+    except ValueError:
+        raise ValueError(f"unknown URL protocol {proto!r} in {url!r}; use a local path, file://, s3:// "
+                         "or another fsspec protocol") from None
+    del cls
+    if role == "store" and proto not in STORE_PROTOCOLS:
+        raise ValueError(f"a cube cannot be written to {url!r}: a store needs object storage (s3://, gs://, "
+                         "az://) or a local path, whose writes are atomic per object and whose leases "
+                         f"can be taken exclusively; {proto!r} is not one of {sorted(STORE_PROTOCOLS)}")
+    return url
+
+
+STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
+"""Protocols a cube may be written to (besides local paths and file://)."""
+
+
+class TileJobConfig(StrictModel):
+    """What every tile job (ingest, indices, aggregate, classify predict) is configured with."""
+
+    store: str
+    """The cube's URL: a local path, ``file://...`` or ``s3://bucket/prefix/cube.zarr``."""
+    storage: StorageOptions = Field(default_factory=StorageOptions)
+    max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
+    """Upper bound on concurrent tile actors; one tile in flight per actor."""
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+    """Per actor: num_cpus, num_gpus, memory_mib, custom resources."""
+    strict: bool = False
+    """Stop at the first bad input item or failed tile instead of reporting it and going on."""
+    break_lease: bool = False
+    """Take the store's write lease even though another job seems to hold it (only for a
+    holder known to be dead on another host; stale leases are taken over anyway)."""
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, v: str) -> str:
+        return check_url(v, "store")
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as recorded in outputs: storage options (credentials) left out."""
+        return self.model_dump(mode="json", exclude={"storage"})
+
+
+RUN_KEYS = ("storage", "max_actors", "resources", "strict", "break_lease", "overwrite")
+"""Config keys that change how a job runs, not what it computes: kept out of plan hashes."""
 
 
 def _format_validation_error(name: str, err: ValidationError) -> str:

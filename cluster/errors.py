@@ -15,10 +15,13 @@ __all__ = [
     "UnknownKernelError",
     "MissingBandError",
     "SceneError",
+    "SceneReadError",
     "StoreError",
+    "StorageUnavailableError",
     "StoreMismatchError",
     "AlignmentError",
     "TileWriteError",
+    "LeaseError",
     "DataError",
     "ResourceError",
 ]
@@ -58,8 +61,19 @@ class SceneError(ClusterError):
     """A scene cannot be used: unreadable, no date, no band, outside the grid, ..."""
 
 
+class SceneReadError(SceneError):
+    """A scene's pixels could not be read (the file is damaged); the tile is failed."""
+
+
 class StoreError(ClusterError):
     """A Zarr store cannot be opened, created or written."""
+
+
+class StorageUnavailableError(StoreError):
+    """Object storage did not answer (5xx, throttling, resets, timeouts) after retries.
+
+    Transient by definition: the tile is retried later, and never marked done.
+    """
 
 
 class StoreMismatchError(StoreError):
@@ -72,6 +86,10 @@ class AlignmentError(StoreError):
 
 class TileWriteError(StoreError):
     """Writing one tile failed; the message carries the tile id and the store path."""
+
+
+class LeaseError(StoreError):
+    """Another job holds the store's write lease (or took it over from this one)."""
 
 
 class DataError(ClusterError, ValueError):

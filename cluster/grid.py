@@ -173,6 +173,18 @@ class GridSpec:
             math.floor((x - self.origin_x) / self.tile_extent),
         )
 
+    def count_tiles(self, bbox: BBox) -> int:
+        """How many tiles :meth:`tiles_for_bounds` would list, without listing them.
+
+        >>> GridSpec("EPSG:6933", pixel_size=10.0, tile_size_px=100).count_tiles(BBox(0, -1000, 2000, 0))
+        2
+        """
+        ex, ey = self.tile_extent, self.tile_extent_y
+        eps = self.pixel_size * 1e-6
+        cols = math.floor((bbox.right - eps - self.origin_x) / ex) - math.floor((bbox.left - self.origin_x) / ex) + 1
+        rows = math.floor((self.origin_y - bbox.bottom - eps) / ey) - math.floor((self.origin_y - bbox.top) / ey) + 1
+        return max(0, cols) * max(0, rows)
+
     def tiles_for_bounds(self, bbox: BBox) -> list[TileIndex]:
         """Every tile that shares area with ``bbox``, in row-major order.
 

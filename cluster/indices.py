@@ -21,7 +21,7 @@ import zarr
 from pydantic import Field
 
 from cluster import store as cstore
-from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources
+from cluster.config import TileJobConfig
 from cluster.errors import MissingBandError
 from cluster.grid import CubeExtent
 from cluster.kernels import BandInfo, OutputSpec, compute, get_kernel
@@ -30,11 +30,9 @@ from cluster.tasks import TileResult, TileTask
 __all__ = ["IndicesConfig", "IndicesPlan", "IndicesWorker", "plan_indices", "prepare_indices"]
 
 
-class IndicesConfig(StrictModel):
-    """Everything ``harvest indices`` needs."""
+class IndicesConfig(TileJobConfig):
+    """Everything ``harvest indices`` needs (``store``: the cube made by ``harvest ingest``)."""
 
-    store: str
-    """The cube made by ``harvest ingest``."""
     kernels: list[str] = Field(default_factory=lambda: ["ndvi"], min_length=1)
     """Index names (``harvest indices --list`` prints the catalogue)."""
     output: Literal["float32", "int16"] = "float32"
@@ -43,16 +41,8 @@ class IndicesConfig(StrictModel):
     """auto: the GPU kernels when the actor was given a GPU (resources.num_gpus > 0)."""
     band_names: dict[str, str] = Field(default_factory=dict)
     """Canonical band name -> cube array name, when the cube's names differ (e.g. nir: B08)."""
-    storage: StorageOptions = Field(default_factory=StorageOptions)
-    max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
-    resources: WorkerResources = Field(default_factory=WorkerResources)
-    """Per actor: num_cpus, num_gpus (1/n fractions share a GPU; 0 runs on CPU), memory_mib."""
     overwrite: bool = False
     """Recompute indices that already exist (otherwise finished tiles are skipped)."""
-    strict: bool = False
-
-    def public_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"storage"})
 
 
 @dataclass(frozen=True)
@@ -118,7 +108,8 @@ def prepare_indices(plan: IndicesPlan, config: IndicesConfig) -> cstore.Manifest
     specs = []
     for name in plan.kernels:
         k = get_kernel(name)
-        attrs = {"long_name": name, "harvest_kernel": k.spec(), "units": "1"}
+        attrs = {"long_name": name, "harvest_kernel": k.spec(), "units": "1",
+                 "harvest_job": "indices", "harvest_plan_hash": plan.hash}
         o = plan.output
         specs.append(cstore.ArraySpec(
             name, o.dtype, o.fill_value,
@@ -143,7 +134,6 @@ class IndicesWorker:
         self.so = dict(storage_options or {})
         self._group: zarr.Group | None = None
         self._out: dict[str, np.ndarray] | None = None
-        self._manifest = cstore.Manifest(plan.store, "indices", plan.hash, self.so)
         self.device = self._device(plan.device)
         # Ray sets OMP_NUM_THREADS to the actor's num_cpus; numba's pool would otherwise use
         # every core of the node and actors would fight over them
@@ -185,15 +175,18 @@ class IndicesWorker:
                              device=self.device, out=self._out if self.device == "cpu" else None)
             timings["kernel"] = time.perf_counter() - t0
             t0 = time.perf_counter()
+            crc = {}
             for name, arr in values.items():
                 arr = np.asarray(arr.copy_to_host() if hasattr(arr, "copy_to_host") else arr)
-                result.bytes_written += cstore.write_tile(group, name, plan.extent, task.tile, arr, plan.store)
+                written = cstore.write_tile(group, name, plan.extent, task.tile, arr, plan.store)
+                result.bytes_written += written.nbytes
+                crc[name] = written.crc32
+            result.record = {"crc32": crc}
             timings["encode_write"] = time.perf_counter() - t0
         result.pixels = int(np.prod(shape))
         result.timings_s = timings
         result.extra = {"device": self.device}
         result.seconds = time.perf_counter() - t_start
-        self._manifest.mark(task.tile.id, {"tile": task.tile.id, "status": result.status})
         return result
 
 

@@ -34,14 +34,16 @@ from rasterio.windows import Window, from_bounds
 
 import cluster
 from cluster import store as cstore
-from cluster.config import (
-    DEFAULT_MAX_ACTORS,
-    DEFAULT_TILE_SIZE_PX,
-    StorageOptions,
-    StrictModel,
-    WorkerResources,
+from cluster.config import DEFAULT_TILE_SIZE_PX, RUN_KEYS, StrictModel, TileJobConfig, check_url
+from cluster.errors import (
+    ConfigError,
+    GridError,
+    SceneError,
+    SceneReadError,
+    StorageUnavailableError,
+    StoreError,
+    StoreMismatchError,
 )
-from cluster.errors import ConfigError, GridError, SceneError
 from cluster.grid import BBox, CubeExtent, GridSpec, TileIndex
 from cluster.scenes import (
     SENSORS,
@@ -99,11 +101,9 @@ class GridConfig(StrictModel):
         return self
 
 
-class IngestConfig(StrictModel):
+class IngestConfig(TileJobConfig):
     """Everything ``harvest ingest`` needs. YAML keys are these field names."""
 
-    store: str
-    """Zarr cube URL: a local path, file://, s3://bucket/prefix/cube.zarr, ..."""
     scenes: list[str] = Field(default_factory=list)
     """Paths, globs or URLs. A ``{band}`` token marks one-file-per-band products."""
     stac: str | None = None
@@ -123,18 +123,17 @@ class IngestConfig(StrictModel):
     1970-01-01, labelled by the bin's first day (stable whatever scenes are added)."""
     bbox: tuple[float, float, float, float] | None = None
     """Limit the cube to (west, south, east, north) in degrees; default: all scenes."""
-    storage: StorageOptions = Field(default_factory=StorageOptions)
     compression: Literal["lz4", "zstd", "none"] = "lz4"
     """lz4 (blosc, byte shuffle) writes fastest and compressed best in our measurements."""
     compression_level: int = Field(default=5, ge=0, le=22)
-    max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
-    """Upper bound on concurrent tile actors; one tile in flight per actor."""
-    resources: WorkerResources = Field(default_factory=WorkerResources)
-    """Per actor: num_cpus, num_gpus, memory_mib, custom resources."""
     overwrite: bool = False
-    """Replace an existing cube made by a different config (otherwise that is an error)."""
-    strict: bool = False
-    """Stop at the first bad scene or failed tile instead of reporting it and going on."""
+    """Replace an existing cube made by a different config (otherwise that is an error).
+    Only a cube this project wrote is ever removed, and only when it holds nothing else."""
+
+    @field_validator("scenes")
+    @classmethod
+    def _scene_urls(cls, v: list[str]) -> list[str]:
+        return [check_url(u, "input") for u in v]
 
     @field_validator("sensor")
     @classmethod
@@ -179,11 +178,6 @@ class IngestConfig(StrictModel):
         if self.mask == "preset":
             return SENSORS[self.sensor].mask if self.sensor else None
         return self.mask
-
-    def public_dict(self) -> dict[str, Any]:
-        """The config as recorded in outputs: storage options (credentials) left out."""
-        d = self.model_dump(mode="json", exclude={"storage"})
-        return d
 
 
 @dataclass(frozen=True)
@@ -235,6 +229,7 @@ class IngestPlan:
             "Conventions": "CF-1.8",
             "harvest": {
                 "version": cluster.__version__,
+                "written_by": cstore.OWNER_TAG,
                 "job": "ingest",
                 "plan_hash": self.hash,
                 "config": config.public_dict(),
@@ -283,6 +278,86 @@ def _resolve_bands(specs: Mapping[str, BandSpec], mask: MaskRule | None,
     return out, notes
 
 
+def _drop_outliers(scenes: list[Scene], footprints: list[BBox], grid: GridSpec
+                   ) -> tuple[list[Scene], list[BBox], list[RejectedScene]]:
+    """Keep the largest group of scenes whose footprints lie near each other.
+
+    Two footprints are near when the gap between them is at most twice the median
+    footprint's diagonal (or eight tiles, if more): adjacent acquisitions, swaths and
+    MGRS tiles always are. A scene far from every other (a wrong file in the glob, a
+    scene in a CRS whose bounds explode on the grid) would otherwise stretch the cube over
+    empty tiles; it is left out and named, with the setting that includes it.
+    """
+    if len(scenes) < 3:
+        return scenes, footprints, []  # with two scenes far apart, neither is the odd one
+    from shapely import STRtree, box
+
+    diag = sorted(math.hypot(f.right - f.left, f.top - f.bottom) for f in footprints)[len(footprints) // 2]
+    link = max(2 * diag, 8 * grid.tile_extent)
+    boxes = [box(*f) for f in footprints]
+    tree = STRtree(boxes)
+    parent = list(range(len(boxes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, b in enumerate(boxes):
+        for j in tree.query(b, predicate="dwithin", distance=link):
+            parent[root(int(j))] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        groups.setdefault(root(i), []).append(i)
+    main = max(groups.values(), key=lambda g: (len(g), -min(g)))
+    if len(main) == len(scenes):
+        return scenes, footprints, []
+    keep = set(main)
+    core = box(*footprints[main[0]])
+    for i in main[1:]:
+        core = core.union(box(*footprints[i]))
+    out = []
+    for i in range(len(scenes)):
+        if i not in keep:
+            km = boxes[i].distance(core.envelope) / 1000 if grid.pyproj_crs.is_projected else None
+            far = f"{km:,.0f} km" if km is not None else "far"
+            out.append(RejectedScene(
+                scenes[i].id, f"its footprint lies {far} from the other {len(main)} scenes' (an outlier)",
+                "left out; set 'extent' (or bbox) to an area that includes it if it belongs, or drop it"))
+    return [scenes[i] for i in sorted(keep)], [footprints[i] for i in sorted(keep)], out
+
+
+def _check_plan_size(grid: GridSpec, bounds: BBox, scenes: Sequence[Scene], footprints: Sequence[BBox],
+                     explicit: bool, config: IngestConfig) -> None:
+    """Stop, before anything is allocated, a plan whose size is absurd for its inputs."""
+    n_tiles = grid.count_tiles(bounds)
+    covered = sum(grid.count_tiles(fp) for fp in footprints)
+    if not explicit and n_tiles > max(64, 10 * covered):
+        extremes = {min(range(len(footprints)), key=lambda i: footprints[i].left),
+                    max(range(len(footprints)), key=lambda i: footprints[i].right),
+                    min(range(len(footprints)), key=lambda i: footprints[i].bottom),
+                    max(range(len(footprints)), key=lambda i: footprints[i].top)}
+        names = ", ".join(repr(scenes[i].id) for i in sorted(extremes))
+        raise GridError(
+            f"the plan would span {n_tiles:,} tiles, but the scenes cover at most {covered:,} tiles' worth: "
+            f"they lie far apart, and the cube would be mostly empty. The extremes are {names}. Set "
+            "'extent' (or bbox) to the area you want, or drop the scenes that do not belong"
+        )
+    bytes_per_px = sum(np.dtype(spec.dtype or scenes[0].dtypes[name]).itemsize
+                       for name, spec in config.band_specs().items())
+    n_time = len({_bin_label(s.date, config.time_bin_days) for s in scenes})
+    tile_bytes = 2 * n_time * grid.tile_size_px ** 2 * bytes_per_px  # output blocks + warped inputs
+    limit = (config.resources.memory_mib or 4096) * 2 ** 20
+    if tile_bytes > limit:
+        raise GridError(
+            f"one tile needs about {tile_bytes / 2**30:.1f} GiB in an actor ({n_time} dates x "
+            f"{grid.tile_size_px}^2 px x {bytes_per_px} bytes of bands, twice), more than "
+            f"{limit / 2**30:.1f} GiB: lower grid.tile_size_px, composite dates with time_bin_days, "
+            "or raise resources.memory_mib"
+        )
+
+
 def plan_ingest(config: IngestConfig) -> IngestPlan:
     """Find scenes, read their headers, lay out the cube and list the tiles. No Ray."""
     grid = config.grid.spec()
@@ -318,15 +393,20 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
         detail = "\n  ".join(map(str, rejected)) or "no inputs"
         raise SceneError(f"no usable scenes; nothing to ingest:\n  {detail}")
 
+    if aoi is None:
+        kept, footprints, outliers = _drop_outliers(kept, footprints, grid)
+        if outliers and config.strict:
+            raise SceneError("strict mode: scene(s) far from the others:\n  " + "\n  ".join(map(str, outliers)))
+        rejected.extend(outliers)
     bands, notes = _resolve_bands(specs, mask, kept)
     if aoi is not None:
-        tiles = grid.tiles_for_bounds(aoi)
+        bounds = aoi
     else:
-        union = footprints[0]
+        bounds = footprints[0]
         for fp in footprints[1:]:
-            union = union.union(fp)
-        tiles = grid.tiles_for_bounds(union)
-    extent = CubeExtent.from_tiles(grid, tiles)
+            bounds = bounds.union(fp)
+    _check_plan_size(grid, bounds, kept, footprints, aoi is not None, config)
+    extent = CubeExtent.from_tiles(grid, grid.tiles_for_bounds(bounds))
 
     labels = sorted({_bin_label(s.date, config.time_bin_days) for s in kept})
     index = {t: i for i, t in enumerate(labels)}
@@ -340,8 +420,7 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
 
     h = hashlib.sha256()
     h.update(json.dumps({
-        "config": config.model_dump(mode="json", exclude={"storage", "max_actors", "resources",
-                                                          "overwrite", "strict"}),
+        "config": config.model_dump(mode="json", exclude=set(RUN_KEYS)),
         "grid": extent.to_dict(),
         "times": [str(t) for t in labels],
         "scenes": [(s.id, s.date.isoformat()) for s in kept],
@@ -357,30 +436,82 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
 def prepare_store(plan: IngestPlan, config: IngestConfig) -> cstore.Manifest:
     """Create the cube template, or reuse an existing cube made by this same plan.
 
+    Never writes into, or removes, anything this project did not write: a URL holding
+    other files or another tool's Zarr group is an error, ``overwrite`` or not. An error
+    while looking at the URL is raised as that error (it never means "no store here").
     Returns the manifest; ``manifest.done()`` lists the tiles a rerun can skip.
     """
     so = config.storage.to_fsspec()
     manifest = cstore.Manifest(plan.store, "ingest", plan.hash, so)
-    existing = None
-    try:
-        existing = cstore.open_group(plan.store, so, mode="r").attrs.get("harvest")
-    except Exception:  # noqa: BLE001 — no store yet (or unreadable): make a new one
-        existing = None
-    if existing is not None and existing.get("plan_hash") == plan.hash:
-        return manifest
-    if existing is not None and not config.overwrite:
-        from cluster.errors import StoreMismatchError
-
-        raise StoreMismatchError(
-            f"store {plan.store!r} holds a cube made by another config (plan {existing.get('plan_hash')!r}, "
-            f"this one {plan.hash!r}); set overwrite: true to replace it, or pick another store URL"
+    state = cstore.inspect_store(plan.store, so)
+    if state.kind == "foreign":
+        raise StoreError(
+            f"store {plan.store!r} already holds {state.detail}; harvest-cluster never writes into or "
+            "removes what it did not write (overwrite or not). Pick another store URL: a new or empty "
+            "folder or prefix"
         )
-    cstore.remove_store(plan.store, so)
+    if state.kind == "cube":
+        assert state.harvest is not None
+        if state.harvest.get("plan_hash") == plan.hash:
+            return manifest
+        if not config.overwrite:
+            raise StoreMismatchError(
+                f"store {plan.store!r} holds a cube made by another config (plan "
+                f"{state.harvest.get('plan_hash')!r}, this one {plan.hash!r}"
+                f"{_config_diff(state.harvest.get('config'), config.public_dict())}); set overwrite: "
+                "true to replace it, or pick another store URL"
+            )
+        cstore.remove_store(plan.store, so)
     cstore.create_cube(plan.store, plan.extent, plan.times, [b.array_spec() for b in plan.stored_bands],
                        plan.cube_attrs(config), chunk_size_px=plan.chunk_size_px,
                        compression=plan.compression, compression_level=plan.compression_level,
                        storage_options=so)
     return manifest
+
+
+def _config_diff(old: Any, new: Mapping[str, Any]) -> str:
+    """``; it differs in grid, scenes`` when both configs are known, else ``""``."""
+    if not isinstance(old, Mapping):
+        return ""
+    keys = sorted(k for k in set(old) | set(new)
+                  if k not in ("overwrite", "strict", "max_actors", "resources", "break_lease")
+                  and old.get(k) != new.get(k))
+    return f"; the configs differ in {', '.join(keys)}" if keys else ""
+
+
+class CubeCheck:
+    """Catches a silently wrong cube from the tiles' results, as they arrive.
+
+    Two bands identical in every tile with data (read from the same source by mistake),
+    or no tile with data at all (every pixel masked or nodata), end the job as failed.
+    Only tiles processed in this run are seen: a rerun that skips every tile checks nothing.
+    """
+
+    def __init__(self, bands: Sequence[str]) -> None:
+        self.bands = list(bands)
+        self.data_tiles = 0
+        self.empty_tiles = 0
+        self.identical: dict[tuple[str, str], int] = {}
+
+    def add(self, r: TileResult) -> None:
+        if r.status == "empty":
+            self.empty_tiles += 1
+        if r.status != "done":
+            return
+        self.data_tiles += 1
+        for a, b in r.extra.get("identical_bands", []):
+            self.identical[(a, b)] = self.identical.get((a, b), 0) + 1
+
+    def errors(self) -> list[str]:
+        out = []
+        if self.empty_tiles and not self.data_tiles:
+            out.append(f"every tile ({self.empty_tiles}) is empty: no scene pixel was valid and clear. Check "
+                       "the mask rule (mask: none to test), the bands' nodata values and the scenes' dates")
+        for (a, b), n in sorted(self.identical.items()):
+            if n == self.data_tiles and self.data_tiles:
+                out.append(f"bands {a!r} and {b!r} are identical in every tile with data: they were read "
+                           "from the same source. Check the band mapping (file tokens, index, description)")
+        return out
 
 
 # --- the tile worker ------------------------------------------------------------------
@@ -397,7 +528,6 @@ class IngestWorker:
         self.so = dict(storage_options or {})
         self._datasets: OrderedDict[str, rasterio.DatasetReader] = OrderedDict()
         self._group = None
-        self._manifest = cstore.Manifest(plan.store, "ingest", plan.hash, self.so)
         from cluster.config import options
 
         self._cache_size = int(options()["scene_cache_size"])
@@ -419,6 +549,62 @@ class IngestWorker:
         for ds in self._datasets.values():
             ds.close()
         self._datasets.clear()
+
+    def _forget(self, scene: Scene) -> None:
+        """Close a scene's cached datasets: a handle that failed a read is not reused."""
+        for asset in scene.assets.values():
+            ds = self._datasets.pop(asset.url, None)
+            if ds is not None:
+                ds.close()
+
+    def _unreachable(self, scene: Scene) -> bool:
+        """After a failed read: is the storage the problem (True), not the file?
+
+        GDAL reports a failed remote read without the storage error behind it, so ask the
+        storage directly: if the file's first bytes cannot be fetched even with retries,
+        storage did not answer; if they can, the file itself is at fault.
+        """
+        from cluster._retry import is_transient, retry_transient
+
+        for asset in scene.assets.values():
+            if cstore.is_local(asset.url):
+                continue
+            try:
+                fs, path = cstore.filesystem(asset.url, self.so)
+                retry_transient(lambda: fs.cat_file(path, start=0, end=1024), attempts=3)
+            except Exception as e:  # noqa: BLE001 — classified
+                return is_transient(e)
+        return False
+
+    def _read_scene_checked(self, scene: Scene, grid_crs: str, tb: BBox, bounds_cache: dict[str, BBox],
+                            tile: TileIndex) -> list[tuple[ResolvedBand, tuple[Any, ...], np.ndarray]] | None:
+        """:meth:`_read_scene`, where a failure is never a silently skipped scene.
+
+        A transient failure is retried (then the tile fails as retryable: the pool tries it
+        again later); any other failure is read once more from a fresh handle and then
+        fails the tile, naming the scene. A tile is done only when every scene it needed
+        was read.
+        """
+        from cluster._retry import backoff_s, is_transient
+
+        for attempt in range(3):
+            try:
+                return self._read_scene(scene, grid_crs, tb, bounds_cache)
+            except Exception as e:  # noqa: BLE001 — classified below; nothing is skipped
+                self._forget(scene)
+                transient = is_transient(e) or self._unreachable(scene)
+                if attempt == 2 or (attempt == 1 and not transient):
+                    detail = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                    if transient:
+                        raise StorageUnavailableError(
+                            f"scene {scene.id!r} on tile {tile.id}: object storage did not answer "
+                            f"({detail})") from e
+                    raise SceneReadError(
+                        f"scene {scene.id!r} could not be read on tile {tile.id} ({detail}); the file "
+                        "looks damaged (truncated, or not a raster): replace or remove it, then rerun "
+                        "(failed tiles are retried, done ones skipped)") from e
+                time.sleep(backoff_s(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _group_handle(self) -> Any:
         if self._group is None:
@@ -503,12 +689,7 @@ class IngestWorker:
         bounds_cache: dict[str, BBox] = {}
         reads: list[tuple[int, list[tuple[ResolvedBand, tuple[Any, ...], np.ndarray]]]] = []
         for si in task.payload:
-            scene = plan.scenes[si]
-            try:
-                r = self._read_scene(scene, grid.crs, tb, bounds_cache)
-            except (SceneError, rasterio.errors.RasterioError, OSError) as e:
-                result.warnings.append(f"scene {scene.id!r} skipped on tile {tile.id}: {e}")
-                continue
+            r = self._read_scene_checked(plan.scenes[si], grid.crs, tb, bounds_cache, tile)
             if r is not None:
                 reads.append((si, r))
         timings["read_decode"] += time.perf_counter() - t0
@@ -561,25 +742,29 @@ class IngestWorker:
                 used += 1
             timings["mosaic"] += time.perf_counter() - t0
 
-        # 4. write the whole tile, then mark it done
+        # 4. write the whole tile (the engine marks it done afterwards)
         t0 = time.perf_counter()
         if filled.any():
+            names = sorted(blocks)
+            result.extra["identical_bands"] = [
+                [a, b] for i, a in enumerate(names) for b in names[i + 1:]
+                if blocks[a].dtype == blocks[b].dtype and np.array_equal(blocks[a], blocks[b])]
             group = self._group_handle()
             # bands in parallel: zarr encodes and stores each band's shard on its event loop,
             # so one band's compression overlaps another's I/O
             with ThreadPoolExecutor(max_workers=len(blocks)) as pool:
-                written = pool.map(lambda kv: cstore.write_tile(group, kv[0], plan.extent, tile, kv[1],
-                                                               plan.store), blocks.items())
-                result.bytes_written += sum(written)
+                written = dict(zip(blocks, pool.map(
+                    lambda kv: cstore.write_tile(group, kv[0], plan.extent, tile, kv[1], plan.store),
+                    blocks.items())))
+            result.bytes_written += sum(w.nbytes for w in written.values())
+            result.record = {"crc32": {name: w.crc32 for name, w in written.items()}}
         else:
             result.status = "empty"  # nothing covers it: the template's fill value stands
         timings["encode_write"] = time.perf_counter() - t0
         result.pixels = n * n * n_time
         result.timings_s = timings
-        result.extra = {"scenes_used": used}
+        result.extra["scenes_used"] = used
         result.seconds = time.perf_counter() - t_start
-        self._manifest.mark(tile.id, {"tile": tile.id, "status": result.status,
-                                      "bytes_written": result.bytes_written})
         return result
 
 

@@ -28,6 +28,13 @@ class JobReport:
     tiles_empty: int = 0
     tiles_skipped: int = 0
     tiles_failed: int = 0
+    retries: int = 0
+    """Tile starts beyond the first (an actor died, or storage did not answer)."""
+    actors_replaced: int = 0
+    stopped: str | None = None
+    """Why the job stopped before every tile was tried (storage down, lease lost)."""
+    errors: list[str] = field(default_factory=list)
+    """Job-level failures found after the tiles ran (e.g. every tile empty): not OK."""
     inputs_used: int = 0
     inputs_rejected: list[dict[str, str]] = field(default_factory=list)
     bytes_written: int = 0
@@ -43,7 +50,8 @@ class JobReport:
 
     @property
     def ok(self) -> bool:
-        return self.tiles_failed == 0
+        """Every tile done or empty, nothing stopped early."""
+        return self.tiles_failed == 0 and self.stopped is None and not self.errors
 
     @property
     def mpix_per_s(self) -> float:
@@ -51,24 +59,33 @@ class JobReport:
 
     def add_results(self, results: Iterable[TileResult]) -> None:
         for r in results:
-            if r.status == "done":
-                self.tiles_done += 1
-            elif r.status == "empty":
-                self.tiles_empty += 1
-            else:
-                self.tiles_failed += 1
-                self.failures.append({"tile": r.tile_id, "error": r.error or "unknown error",
-                                      "fix": "see the error; rerun the job to retry failed tiles"})
-            self.bytes_written += r.bytes_written
-            self.pixels += r.pixels
-            for k, v in r.timings_s.items():
-                self.timings_s[k] = self.timings_s.get(k, 0.0) + v
-            self.warnings.extend(r.warnings)
-            if r.node_id:
-                self.tiles_per_node[r.node_id] = self.tiles_per_node.get(r.node_id, 0) + 1
-            self.tiles.append({"tile": r.tile_id, "status": r.status, "seconds": round(r.seconds, 4),
-                               "node_id": r.node_id, "pid": r.pid, "bytes_written": r.bytes_written,
-                               **({"extra": r.extra} if r.extra else {})})
+            self.add_result(r)
+
+    def add_result(self, r: TileResult) -> None:
+        """Count one tile's final result (small: pixels and partials never land here)."""
+        if r.status == "done":
+            self.tiles_done += 1
+        elif r.status == "empty":
+            self.tiles_empty += 1
+        else:
+            self.tiles_failed += 1
+            fix = ("object storage did not answer; rerun when it does (done tiles are skipped)"
+                   if r.retryable else "see the error; fix the input, then rerun to retry failed tiles")
+            failure = {"tile": r.tile_id, "error": r.error or "unknown error", "fix": fix,
+                       "attempts": r.attempts}
+            if r.traceback:
+                failure["traceback"] = r.traceback
+            self.failures.append(failure)
+        self.bytes_written += r.bytes_written
+        self.pixels += r.pixels
+        for k, v in r.timings_s.items():
+            self.timings_s[k] = self.timings_s.get(k, 0.0) + v
+        self.warnings.extend(r.warnings)
+        if r.node_id:
+            self.tiles_per_node[r.node_id] = self.tiles_per_node.get(r.node_id, 0) + 1
+        self.tiles.append({"tile": r.tile_id, "status": r.status, "seconds": round(r.seconds, 4),
+                           "node_id": r.node_id, "pid": r.pid, "bytes_written": r.bytes_written,
+                           "attempts": r.attempts, **({"extra": r.extra} if r.extra else {})})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,8 +98,14 @@ class JobReport:
         lines = [
             f"harvest {self.job}: {'OK' if self.ok else 'FAILED'} in {self.wall_s:.1f} s -> {self.store}",
             f"  tiles: {self.tiles_done} done, {self.tiles_empty} empty, {self.tiles_skipped} skipped "
-            f"(already done), {self.tiles_failed} failed, of {self.tiles_total}",
+            f"(already done), {self.tiles_failed} failed, of {self.tiles_total}"
+            + (f"; {self.retries} retried" if self.retries else "")
+            + (f", {self.actors_replaced} dead actor(s) replaced" if self.actors_replaced else ""),
         ]
+        if self.stopped:
+            lines.append(f"  stopped early: {self.stopped}")
+        for e in self.errors:
+            lines.append(f"  error: {e}")
         if self.inputs_used or self.inputs_rejected:
             lines.append(f"  inputs: {self.inputs_used} used, {len(self.inputs_rejected)} rejected")
         lines += [

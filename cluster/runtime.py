@@ -6,16 +6,20 @@ The embedded default is a local Ray started in-process, bound to 127.0.0.1. Set
 
 from __future__ import annotations
 
+import heapq
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import ray
 
+from cluster._retry import backoff_s
 from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ResourceError
 from cluster.tasks import TileResult, TileTask, TileWorker
 
-__all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions"]
+__all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +46,25 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None,
 
 
 class PoolOptions:
-    """Resources per actor and pool size, straight from a job's config."""
+    """Resources per actor, pool size and retry budget, straight from a job's config."""
 
     def __init__(self, max_actors: int, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 memory_mib: int | None = None, max_restarts: int = 2, max_task_retries: int = 2,
-                 custom: Mapping[str, float] | None = None):
+                 memory_mib: int | None = None, custom: Mapping[str, float] | None = None,
+                 max_tile_attempts: int = 4, retry_base_s: float = 1.0,
+                 unavailable_after: int | None = None):
         self.max_actors = max_actors
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.memory_mib = memory_mib
-        self.max_restarts = max_restarts
-        self.max_task_retries = max_task_retries
         self.custom = dict(custom or {})
+        self.max_tile_attempts = max_tile_attempts
+        """Starts of one tile before it is failed: actor deaths and transient storage
+        errors each cost one."""
+        self.retry_base_s = retry_base_s
+        """Backoff before a tile's retry: full jitter over ``retry_base_s * 2**attempt``."""
+        self.unavailable_after = unavailable_after
+        """Stop the job when this many tiles in a row failed for good on transient storage
+        errors (the endpoint is down, not flaky); default ``max(4, 2 * actors)``."""
 
     @classmethod
     def from_config(cls, max_actors: int, resources: WorkerResources) -> "PoolOptions":
@@ -89,6 +100,17 @@ def _check_resources(opts: PoolOptions) -> int:
     return max(1, min(opts.max_actors, fit))
 
 
+@dataclass
+class PoolOutcome:
+    """Every tile's final result, and why the pool stopped early (if it did)."""
+
+    results: list[TileResult] = field(default_factory=list)
+    retries: int = 0
+    """Tile starts beyond the first: after an actor died or storage did not answer."""
+    actors_replaced: int = 0
+    stopped: str | None = None
+
+
 def run_tile_tasks(
     factory: Callable[[], TileWorker],
     tasks: Sequence[TileTask],
@@ -96,63 +118,160 @@ def run_tile_tasks(
     *,
     strict: bool = False,
     on_result: Callable[[TileResult], None] | None = None,
-) -> list[TileResult]:
+    stop: Callable[[], str | None] | None = None,
+) -> PoolOutcome:
     """Run every task on a pool of :class:`~cluster.actors.TileActor`; at most one task in
-    flight per actor (backpressure), results in completion order.
+    flight per actor (backpressure); results are handed to ``on_result`` as they arrive.
 
-    A failed tile is reported and the rest go on, unless ``strict``. Pixels never pass
-    through here: only small :class:`TileResult` records do.
+    Faults cost retries, not the job:
+
+    * The worker factory goes to the object store once (``ray.put``) and actors receive the
+      reference, which this function holds: an actor rebuilt by Ray, or a replacement,
+      can always get it back (ray#53727: a by-value constructor argument over Ray's inline
+      limit is lost after the first start).
+    * An actor that dies (SIGKILL, OOM kill, node lost) is replaced by a new actor and
+      never handed another tile; its tile is retried on another actor.
+    * A tile that failed because object storage did not answer is retried after a
+      backoff with jitter; a definite failure (damaged input) is not.
+    * A tile is failed after ``opts.max_tile_attempts`` starts. When
+      ``opts.unavailable_after`` tiles in a row failed for good on transient errors,
+      storage is down, not flaky: the pool stops and says so (a rerun resumes).
+
+    ``stop()`` is polled between tiles; a non-None answer stops the pool with that reason
+    (the driver lost its lease). ``strict`` stops at the first failed tile.
     """
     from cluster.actors import TileActor
 
+    outcome = PoolOutcome()
     if not tasks:
-        return []
+        return outcome
     n_actors = min(_check_resources(opts), len(tasks))
     options: dict[str, Any] = {
         "num_cpus": opts.num_cpus,
         "num_gpus": opts.num_gpus,
-        "max_restarts": opts.max_restarts,
-        "max_task_retries": opts.max_task_retries,
+        # replaced by this loop, not restarted by Ray: a restarted actor would keep being
+        # handed tiles while it restarts, and at-least-once retries are ours to count
+        "max_restarts": 0,
+        "max_task_retries": 0,
     }
     if opts.memory_mib:
         options["memory"] = opts.memory_mib * 1024 * 1024
     if opts.custom:
         options["resources"] = dict(opts.custom)
-    actors = [TileActor.options(**options).remote(factory) for _ in range(n_actors)]
-    # A hand-rolled version of ray.util.ActorPool's loop: the same one-task-per-actor
-    # backpressure, but it knows which tile a failed future belonged to.
-    #
+    factory_ref = ray.put(factory)  # held until the pool ends: actors can always fetch it
+
+    def spawn() -> Any:
+        return TileActor.options(**options).remote(factory_ref)
+
+    actors = [spawn() for _ in range(n_actors)]
+    unavailable_after = opts.unavailable_after or max(4, 2 * n_actors)
     # Locality: each actor owns a contiguous strip of the (row-major) tiles, and an idle actor
     # with an empty strip steals from the far end of the longest strip. Neighbouring tiles read
     # the same source blocks, which then come from that actor's GDAL block cache instead of
     # being decoded again by another process (measured: 2.6x less decode time per tile).
     strips = _strips(tasks, n_actors)
+    retry_queue: list[tuple[float, int, TileTask]] = []  # (not before, seq, task): a heap
+    attempts: dict[str, int] = {}
     idle = list(range(n_actors))
     in_flight: dict[Any, tuple[int, TileTask]] = {}
-    results: list[TileResult] = []
+    down_streak = 0
+    seq = 0
+
+    def finish(res: TileResult) -> None:
+        nonlocal down_streak
+        res.attempts = attempts.get(res.tile_id, 1)
+        outcome.results.append(res)
+        if on_result is not None:
+            on_result(res)
+        if res.status == "failed" and res.retryable:
+            down_streak += 1
+        elif res.status != "failed":
+            down_streak = 0
+        if strict and res.status == "failed":
+            raise ClusterError(f"strict mode: tile {res.tile_id} failed: {res.error}")
+
+    def retry_or_finish(task: TileTask, res: TileResult) -> None:
+        nonlocal seq
+        n = attempts.get(task.tile.id, 1)
+        if n >= opts.max_tile_attempts:
+            if res.error:
+                res.error = f"{res.error} (gave up after {n} attempts)"
+            finish(res)
+            return
+        attempts[task.tile.id] = n + 1
+        outcome.retries += 1
+        seq += 1
+        heapq.heappush(retry_queue, (time.monotonic() + backoff_s(n - 1, opts.retry_base_s, 30.0), seq, task))
+
+    def next_task(i: int) -> TileTask | None:
+        if retry_queue and retry_queue[0][0] <= time.monotonic():
+            return heapq.heappop(retry_queue)[2]
+        if any(strips):
+            return _next_task(strips, i)
+        return None
+
     try:
-        while any(strips) or in_flight:
-            while idle and any(strips):
+        while any(strips) or retry_queue or in_flight:
+            reason = stop() if stop is not None else None
+            if reason is None and down_streak >= unavailable_after:
+                reason = (f"{down_streak} tiles in a row failed because object storage did not answer "
+                          "(see the failures for the endpoint); stopped instead of failing every tile. "
+                          "Nothing is lost: done tiles are recorded, and a rerun resumes when storage is back")
+            if reason is not None:
+                outcome.stopped = reason
+                break
+            while idle:
+                task = next_task(idle[-1])
+                if task is None:
+                    break
                 i = idle.pop()
-                task = _next_task(strips, i)
+                attempts.setdefault(task.tile.id, 1)
                 in_flight[actors[i].process.remote(task)] = (i, task)
-            [ready], _ = ray.wait(list(in_flight), num_returns=1)
-            actor, task = in_flight.pop(ready)
-            idle.append(actor)
+            if not in_flight:  # only retries waiting for their backoff
+                time.sleep(max(0.0, min(1.0, retry_queue[0][0] - time.monotonic())))
+                continue
+            wait_s = max(0.05, retry_queue[0][0] - time.monotonic()) if retry_queue else None
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
+            if not ready:
+                continue
+            i, task = in_flight.pop(ready[0])
+            idle.append(i)
             try:
-                res: TileResult = ray.get(ready)
+                res: TileResult = ray.get(ready[0])
+            except ray.exceptions.RayActorError as e:
+                # the actor process is gone (killed, out of memory, node lost): replace it and
+                # give the tile to whichever actor is idle next
+                log.warning("tile %s: actor died (%s); replacing it", task.tile.id, type(e).__name__)
+                ray.kill(actors[i], no_restart=True)
+                actors[i] = spawn()
+                outcome.actors_replaced += 1
+                retry_or_finish(task, TileResult(
+                    task.tile.id, "failed",
+                    error=f"the actor died on this tile every time ({type(e).__name__}: {_first_line(e)}): "
+                          "a tile too big for the actor's memory? raise resources.memory_mib or lower "
+                          "grid.tile_size_px"))
+                continue
             except ray.exceptions.RayError as e:
-                # the actor died more often than max_restarts allows
-                res = TileResult(task.tile.id, "failed", error=f"{type(e).__name__}: {_first_line(e)}")
-            results.append(res)
-            if on_result is not None:
-                on_result(res)
-            if strict and res.status == "failed":
-                raise ClusterError(f"strict mode: tile {res.tile_id} failed: {res.error}")
+                finish(TileResult(task.tile.id, "failed", error=f"{type(e).__name__}: {_first_line(e)}"))
+                continue
+            if res.status == "failed" and res.retryable:
+                retry_or_finish(task, res)
+            else:
+                finish(res)
     finally:
         for a in actors:
-            ray.kill(a)
-    return results
+            ray.kill(a, no_restart=True)
+        del factory_ref
+    if outcome.stopped:
+        finished = {r.tile_id for r in outcome.results}
+        for task in tasks:
+            if task.tile.id not in finished:
+                res = TileResult(task.tile.id, "failed", error="not finished: the job stopped early")
+                res.attempts = attempts.get(task.tile.id, 0)
+                outcome.results.append(res)
+                if on_result is not None:
+                    on_result(res)
+    return outcome
 
 
 def _strips(tasks: Sequence[TileTask], n: int) -> list[list[TileTask]]:

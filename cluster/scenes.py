@@ -363,6 +363,18 @@ def _scene_from_files(scene_id: str, files: Mapping[str, str], bands: Mapping[st
             nodata[name] = ds.nodatavals[idx - 1]
             scales[name] = ds.scales[idx - 1] if ds.scales and ds.scales[idx - 1] != 1.0 else None
             offsets[name] = ds.offsets[idx - 1] if ds.offsets and ds.offsets[idx - 1] != 0.0 else None
+        sources: dict[tuple[str, int], list[str]] = {}
+        for name, asset in assets.items():
+            sources.setdefault((asset.url, asset.index), []).append(name)
+        for (url, idx), names in sources.items():
+            if len(names) > 1:
+                tokens = ", ".join(repr(_band_token(n, bands[n])) for n in names)
+                raise SceneError(
+                    f"bands {names!r} all read band {idx} of {url!r} ({opened[url].count} band(s) in the "
+                    "file): each band must come from its own file or band index. For one-file-per-band "
+                    f"products put a {{band}} token in the scene pattern (band files named by {tokens}); "
+                    "for multi-band files set bands.<name>.index or .description"
+                )
         if date is None and rule.source == "metadata":
             first = next(iter(opened.values()))
             tag = first.tags().get(rule.tag)
@@ -424,7 +436,11 @@ def discover_scenes(
                     key = _replace_token(url, token)
                     groups.setdefault(key, {})[name] = url
             if not groups:
-                rejected.append(RejectedScene(pattern, "no files match", "check the path or glob"))
+                others = _expand(pattern.replace("{band}", "*"), storage_options)[:3]
+                seen = f"; files there are named like {[o.rsplit('/', 1)[-1] for o in others]!r}" if others else ""
+                rejected.append(RejectedScene(
+                    pattern, f"no files match any band token {sorted(set(tokens.values()))!r} in place of "
+                    f"{{band}}{seen}", "check the path, or map each band's token with bands.<name>.file"))
             for key in sorted(groups):
                 files = groups[key]
                 missing = sorted(set(bands) - set(files))

@@ -16,10 +16,14 @@ Zarr never sees these files, so the group stays a clean Zarr hierarchy.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import posixpath
+import uuid
+import zlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, NamedTuple, Sequence
 
 import fsspec
 import numpy as np
@@ -28,6 +32,7 @@ import zarr
 import zarr.storage
 from zarr.codecs import BloscCodec, ZstdCodec
 
+from cluster._retry import retry_storage
 from cluster.errors import AlignmentError, StoreError, TileWriteError
 from cluster.grid import CubeExtent, TileIndex
 
@@ -41,11 +46,19 @@ __all__ = [
     "add_arrays",
     "check_aligned",
     "write_tile",
+    "TileWrite",
+    "tile_crc32",
     "read_tile",
     "extent_of",
     "meta_url",
     "write_json",
     "read_json",
+    "OWNER_TAG",
+    "filesystem",
+    "is_local",
+    "StoreState",
+    "inspect_store",
+    "remove_store",
 ]
 
 
@@ -61,7 +74,8 @@ class ArraySpec:
     attrs: Mapping[str, Any] | None = None
 
 
-def _is_local(url: str) -> bool:
+def is_local(url: str) -> bool:
+    """A local path or ``file://`` URL (read and written without fsspec's remote layers)."""
     return "://" not in url or url.startswith("file://")
 
 
@@ -72,7 +86,7 @@ def _strip_file(url: str) -> str:
 def open_store(url: str, storage_options: Mapping[str, Any] | None = None,
                read_only: bool = False) -> zarr.storage.StoreLike:
     """A Zarr store for a URL: local path / ``file://`` or any fsspec URL (``s3://``...)."""
-    if _is_local(url):
+    if is_local(url):
         return zarr.storage.LocalStore(_strip_file(url), read_only=read_only)
     try:
         return zarr.storage.FsspecStore.from_url(
@@ -195,7 +209,8 @@ def create_cube(url: str, extent: CubeExtent, times: Sequence[np.datetime64],
                              _compressors(compression, compression_level))
     ds.attrs.update(_jsonable(attrs))
     store = open_store(url, storage_options)
-    ds.to_zarr(store, mode="w", compute=False, zarr_format=3, consolidated=False,
+    # "w-": fail rather than clear whatever is there; the caller checked the URL is free
+    ds.to_zarr(store, mode="w-", compute=False, zarr_format=3, consolidated=False,
                encoding=encoding)
 
 
@@ -205,16 +220,32 @@ def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
                overwrite: bool = False) -> list[str]:
     """Add ``(time, y, x)`` arrays shaped and chunked like existing array ``like``.
 
-    Used by jobs that derive products (indices, crop maps) into an existing cube.
-    Returns the names that were created (existing ones are kept unless ``overwrite``).
+    Used by jobs that derive products (indices, crop maps) into an existing cube; each
+    spec's ``attrs["harvest_job"]`` names the job. Returns the names that were created
+    (existing ones are kept unless ``overwrite``).
+
+    Raises:
+        StoreError: an array of that name exists but another job (or tool) wrote it, e.g.
+            an ingested band called ``ndvi``: it is never written into or replaced.
     """
     group = open_group(url, storage_options)
     ref = group[like]
     assert isinstance(ref, zarr.Array)
     made = []
     for spec in specs:
-        if spec.name in group and not overwrite:
-            continue
+        if spec.name in group:
+            existing = dict(group[spec.name].attrs)
+            job = (spec.attrs or {}).get("harvest_job")
+            # index arrays of 0.1.0 carry their kernel but no job name
+            owner = existing.get("harvest_job") or ("indices" if "harvest_kernel" in existing else None)
+            if owner != job:
+                owner = owner or "ingest (a band) or another tool"
+                raise StoreError(
+                    f"the cube {url!r} already has an array {spec.name!r} written by {owner}; the {job} "
+                    f"job never writes into or replaces it. Pick another output name"
+                )
+            if not overwrite:
+                continue
         attrs: dict[str, Any] = dict(spec.attrs or {})
         # xarray's own encoding of the attribute (base64 for floats), so open_zarr decodes it
         from xarray.backends.zarr import FillValueCoder
@@ -256,9 +287,35 @@ def check_aligned(array: zarr.Array, region: tuple[slice, ...]) -> None:
             )
 
 
+class TileWrite(NamedTuple):
+    """What writing one tile of one array did."""
+
+    nbytes: int
+    """Raw (uncompressed) bytes."""
+    crc32: int
+    """CRC-32 of the raw bytes as stored (C order, the array's dtype): ``harvest verify``
+    reads the tile back and compares."""
+
+
+def tile_crc32(block: np.ndarray) -> int:
+    """CRC-32 of an array's raw bytes in C order (4 GB/s: negligible next to encoding).
+
+    >>> tile_crc32(np.zeros((1, 2, 2), np.uint16))
+    1696784233
+    """
+    return zlib.crc32(np.ascontiguousarray(block))
+
+
 def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex,
-               block: np.ndarray, url: str = "?") -> int:
-    """Write one tile (all dates) of one array; returns the raw bytes written."""
+               block: np.ndarray, url: str = "?") -> TileWrite:
+    """Write one tile (all dates) of one array: one whole shard, so a retry is idempotent.
+
+    Transient storage errors are retried here; what remains is raised as
+    :class:`TileWriteError` with the storage error as its cause (the pool then retries
+    the whole tile when that cause is transient).
+    """
+    from cluster._retry import retry_transient
+
     ys, xs = extent.tile_slices(tile)
     array = group[name]
     assert isinstance(array, zarr.Array)
@@ -269,12 +326,13 @@ def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex
             f"tile={tile.id} array={name!r} path={url!r}: block shape {block.shape} does not "
             f"match the region {(array.shape[0], ys.stop - ys.start, xs.stop - xs.start)}"
         )
+    data = np.ascontiguousarray(block.astype(array.dtype, copy=False))
     try:
-        array[region] = block.astype(array.dtype, copy=False)
+        retry_transient(lambda: array.__setitem__(region, data), attempts=4)
     except Exception as e:  # noqa: BLE001 — re-raised with the tile and the path
         raise TileWriteError(f"writing tile={tile.id} array={name!r} path={url!r} failed: "
                              f"{type(e).__name__}: {e}") from e
-    return int(block.size * array.dtype.itemsize)
+    return TileWrite(int(data.nbytes), tile_crc32(data))
 
 
 def extent_of(group: zarr.Group) -> CubeExtent:
@@ -305,33 +363,34 @@ def meta_url(url: str) -> str:
     return url.rstrip("/") + ".harvest"
 
 
-def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    if _is_local(url):
-        return fsspec.filesystem("file"), _strip_file(url)
+def filesystem(url: str, storage_options: Mapping[str, Any] | None = None
+               ) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and path for a URL (local paths made absolute)."""
+    if is_local(url):
+        # absolute: fsspec's local listings are absolute, and paths are compared with them
+        return fsspec.filesystem("file"), os.path.abspath(_strip_file(url))
     return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
 
 
 def write_json(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Write JSON atomically where the filesystem allows (local: temp file + rename)."""
-    fs, path = _fs(url, storage_options)
-    text = json.dumps(obj, indent=2, default=str)
-    parent = posixpath.dirname(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    if _is_local(url):
-        tmp = f"{path}.tmp"
-        with fs.open(tmp, "w") as f:
-            f.write(text)
-        fs.mv(tmp, path)
-    else:  # an S3 PUT is atomic already
-        with fs.open(path, "w") as f:
-            f.write(text)
+    """Write JSON atomically (local: a uniquely named temp file + rename; S3: one PUT),
+    retrying transient errors."""
+    fs, path = filesystem(url, storage_options)
+    data = json.dumps(obj, indent=2, default=str).encode()
+    if is_local(url):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        retry_storage(lambda: fs.pipe_file(path, data), f"cannot write {url!r}")
 
 
 def read_json(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
-    fs, path = _fs(url, storage_options)
-    with fs.open(path, "r") as f:
-        return json.load(f)
+    """Read a JSON document, retrying transient errors; FileNotFoundError when absent."""
+    fs, path = filesystem(url, storage_options)
+    return json.loads(retry_storage(lambda: fs.cat_file(path), f"cannot read {url!r}"))
 
 
 class Manifest:
@@ -352,38 +411,169 @@ class Manifest:
         self.root = f"{self.job_root}/{plan_hash}"
 
     def done(self) -> set[str]:
-        fs, path = _fs(self.root, self.storage_options)
+        """Ids of the tiles recorded as complete (one listing; transient errors retried)."""
+        fs, path = filesystem(self.root, self.storage_options)
         fs.invalidate_cache(path)  # s3fs caches listings; other workers wrote since
         try:
-            names = fs.ls(path, detail=False)
+            names = retry_storage(lambda: fs.ls(path, detail=False),
+                              f"cannot list the manifest {self.root!r}")
         except FileNotFoundError:
             return set()
         # records are written atomically (temp file + rename, or one PUT): no torn reads;
-        # a leftover ``.json.tmp`` does not end in ``.json``
+        # a leftover temp file ends in ``.tmp``, not ``.json``
         return {posixpath.basename(n)[:-5] for n in names if n.endswith(".json")}
+
+    def record(self, tile_id: str) -> dict[str, Any]:
+        """The record of one done tile (what was written, with checksums)."""
+        return dict(read_json(f"{self.root}/{tile_id}.json", self.storage_options))
 
     def mark(self, tile_id: str, record: Mapping[str, Any]) -> None:
         write_json(f"{self.root}/{tile_id}.json", {**record, "plan_hash": self.plan_hash},
                    self.storage_options)
 
+    def forget(self, tile_id: str) -> None:
+        """Remove one tile's record, so that a rerun redoes the tile."""
+        fs, path = filesystem(f"{self.root}/{tile_id}.json", self.storage_options)
+        retry_storage(lambda: fs.rm_file(path), f"cannot remove the record of tile {tile_id}")
+
     def clear(self) -> None:
-        """Forget every plan's records of this job."""
-        fs, path = _fs(self.job_root, self.storage_options)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+        """Forget every plan's records of this job (they are all ours: tile records only)."""
+        fs, path = filesystem(self.job_root, self.storage_options)
+        if retry_storage(lambda: fs.exists(path), f"cannot inspect {self.job_root!r}"):
+            retry_storage(lambda: fs.rm(path, recursive=True), f"cannot clear {self.job_root!r}")
 
 
-def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Delete a cube and its bookkeeping (``overwrite: true``)."""
-    for u in (url, meta_url(url)):
-        fs, path = _fs(u, storage_options)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+OWNER_TAG = "harvest-cluster"
+"""``attrs["harvest"]["written_by"]`` of every group this project creates: how a store is
+recognised as ours before anything in it is replaced or removed."""
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """What is at a store URL, as far as removing or reusing it is concerned."""
+
+    kind: Literal["absent", "cube", "foreign"]
+    """``absent``: nothing there (or an empty folder); ``cube``: a group this project wrote;
+    ``foreign``: anything else (a user's files, another tool's Zarr group)."""
+    harvest: Mapping[str, Any] | None = None
+    """The cube's ``harvest`` attributes when ``kind == "cube"``."""
+    detail: str = ""
+    """For ``foreign``: what was found, for the error message."""
+
+
+def inspect_store(url: str, storage_options: Mapping[str, Any] | None = None) -> StoreState:
+    """Look at what is at ``url`` without changing anything.
+
+    Transient errors are retried; any error that remains is raised as :class:`StoreError`
+    (it is never taken to mean "no store here"): a failed read of an existing cube's
+    ``zarr.json`` must not lead to the cube being replaced.
+    """
+    fs, path = filesystem(url, storage_options)
+    what = f"cannot inspect store {url!r}"
+    try:
+        retry_storage(lambda: fs.invalidate_cache(path), what)
+        if not retry_storage(lambda: fs.exists(path), what):
+            return StoreState("absent")
+        if not retry_storage(lambda: fs.isdir(path), what):
+            return StoreState("foreign", detail="a file, not a folder")
+        names = retry_storage(lambda: fs.ls(path, detail=False), what)
+    except FileNotFoundError:
+        return StoreState("absent")
+    if not names:
+        return StoreState("absent")
+    try:
+        raw = retry_storage(lambda: fs.cat_file(f"{path}/zarr.json"), what)
+    except FileNotFoundError:
+        shown = ", ".join(repr(posixpath.basename(n.rstrip("/"))) for n in sorted(names)[:3])
+        return StoreState("foreign", detail=f"{len(names)} entries that are not a Zarr group ({shown}"
+                                            f"{', ...' if len(names) > 3 else ''})")
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise StoreError(f"store {url!r} has a zarr.json that is not valid JSON ({e}); it may be "
+                         "damaged: run 'harvest verify' on it, or move it away") from None
+    harvest = (meta.get("attributes") or {}).get("harvest") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("node_type") != "group" or not _ours(harvest):
+        return StoreState("foreign", detail="a Zarr node not written by harvest-cluster")
+    return StoreState("cube", harvest=harvest)
+
+
+def _ours(harvest: Any) -> bool:
+    """A cube's own metadata says harvest-cluster wrote it (cubes of 0.1.0 carry no
+    ``written_by`` yet, but their ingest plan hash)."""
+    if not isinstance(harvest, dict):
+        return False
+    return harvest.get("written_by") == OWNER_TAG or (harvest.get("job") == "ingest" and "plan_hash" in harvest)
+
+
+def _owned_files(fs: fsspec.AbstractFileSystem, path: str) -> tuple[list[str], list[str]]:
+    """Split the files below ``path`` into those a harvest cube consists of and the rest.
+
+    A cube is ``zarr.json`` files (group and array metadata) and chunk or shard objects
+    below ``<array>/c/`` of arrays declared by such a ``zarr.json``. Anything else was put
+    there by someone else.
+    """
+    files = sorted(fs.find(path, withdirs=False))
+    arrays = set()
+    for f in files:
+        if posixpath.basename(f) == "zarr.json":
+            node = json.loads(fs.cat_file(f))
+            if node.get("node_type") == "array":
+                arrays.add(posixpath.dirname(f))
+    prefixes = tuple(f"{a}/c/" for a in arrays)
+    ours, other = [], []
+    for f in files:
+        (ours if posixpath.basename(f) == "zarr.json" or f.startswith(prefixes) else other).append(f)
+    return ours, other
+
+
+def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Delete a cube this project wrote, file by file (``overwrite: true``).
+
+    Refuses, and removes nothing, unless the group's own metadata says harvest-cluster
+    wrote it and every file below it is part of the cube. Bookkeeping beside the group
+    (manifests keyed by plan hash, reports) is kept: it is small and names what was there.
+
+    Returns:
+        The number of files removed.
+
+    Raises:
+        StoreError: the URL holds something else, or listing/removing failed.
+    """
+    state = inspect_store(url, storage_options)
+    if state.kind == "absent":
+        return 0
+    if state.kind == "foreign":
+        raise StoreError(
+            f"refusing to remove {url!r}: it holds {state.detail}, not a cube written by "
+            "harvest-cluster. Nothing was removed; pick another store URL or move those files away"
+        )
+    fs, path = filesystem(url, storage_options)
+    ours, other = retry_storage(lambda: _owned_files(fs, path), f"cannot list store {url!r}")
+    if other:
+        shown = ", ".join(repr(posixpath.relpath(f, path)) for f in other[:3])
+        raise StoreError(
+            f"refusing to remove cube {url!r}: it also holds {len(other)} file(s) harvest-cluster did "
+            f"not write ({shown}{', ...' if len(other) > 3 else ''}). Nothing was removed; move them "
+            "out of the cube folder and rerun"
+        )
+    # metadata last: until the group's zarr.json is gone, the folder still reads as our cube,
+    # so a removal cut short can be finished by a rerun with overwrite
+    ours.sort(key=lambda f: (posixpath.basename(f) == "zarr.json", -f.count("/")))
+    for f in ours:
+        retry_storage(lambda f=f: fs.rm_file(f), f"cannot remove {f!r} of store {url!r}")
+    if is_local(url):
+        for d in sorted((p for p in fs.find(path, withdirs=True) if fs.isdir(p)), key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+    return len(ours)
 
 
 def store_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
     """Bytes the cube occupies on its storage (after compression)."""
-    fs, path = _fs(url, storage_options)
+    fs, path = filesystem(url, storage_options)
     try:
         return int(fs.du(path))
     except FileNotFoundError:

@@ -35,6 +35,15 @@ class TileResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    retryable: bool = False
+    """A failure worth another attempt: object storage did not answer (5xx, throttling,
+    resets, timeouts). Definite failures (a damaged input) are not retried."""
+    attempts: int = 1
+    """How many times the tile was started (the pool counts retries and actor deaths)."""
+    traceback: str | None = None
+    """The worker's traceback of a failure, for the JSON report (never printed)."""
+    record: dict[str, Any] = field(default_factory=dict)
+    """What the manifest records for a done tile (e.g. a checksum per array written)."""
     node_id: str | None = None
     pid: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
-from cluster.aggregate import finalize, merge_partials, write_statistics
+from cluster.aggregate import PartialMerger, finalize, write_statistics
 from cluster.aggregation import (
     AggregateConfig,
     AggregatePlan,
@@ -28,9 +28,10 @@ from cluster.aggregation import (
     region_frame,
 )
 from cluster.errors import ClusterError
+from cluster.engine import run_tile_job, write_report
 from cluster.report import JobReport
 from cluster.tasks import TileResult
-from jobs._common import job_parser, overrides, parse, run_tile_job, write_report
+from jobs._common import job_parser, overrides, parse
 
 __all__ = ["AggregateConfig", "plan", "run", "main"]
 
@@ -40,25 +41,32 @@ def plan(config: AggregateConfig) -> AggregatePlan:
     return plan_aggregate(config)
 
 
-def run(config: AggregateConfig, address: str | None = None) -> tuple[JobReport, pd.DataFrame]:
-    """Run every tile, merge, finalize, write. Returns the report and the statistics table."""
+def run(config: AggregateConfig, address: str | None = None,
+        progress: Callable[[TileResult], None] | None = None) -> tuple[JobReport, pd.DataFrame]:
+    """Run every tile, merge, finalize, write. Returns the report and the statistics table.
+
+    ``progress`` is called with each tile's final result (its partial already taken).
+    """
     t0 = time.perf_counter()
     p = plan(config)
-    partials = []
+    merged = PartialMerger()
 
     def keep_partial(r: TileResult) -> None:  # partials go to the merge, not into the report
         part = r.extra.pop("partial", None)
         if part is not None:
-            partials.append(part)
+            merged.add(part)
+        if progress is not None:
+            progress(r)
 
-    # no manifest: aggregation recomputes from the cube, cheap next to ingest
+    # no manifest and no lease: aggregation only reads the cube, and recomputes from it
     report = run_tile_job("aggregate", config, "", p.tiles,
                           functools.partial(AggregateWorker, p, config.storage.to_fsspec()),
-                          address, on_result=keep_partial)
+                          address, writes_store=False, on_result=keep_partial)
+    partial = merged.result()
     report.warnings.extend(str(i) for i in p.region_issues)
     regions = region_frame(p)
-    table = finalize(merge_partials(partials), regions, quantiles=config.quantiles,
-                     crop_names=crop_names(config)) if partials else pd.DataFrame()
+    table = finalize(partial, regions, quantiles=config.quantiles,
+                     crop_names=crop_names(config)) if partial is not None else pd.DataFrame()
     if "crop_name" in table:  # the tidy contract: crop is the class name
         table = table.drop(columns="crop").rename(columns={"crop_name": "crop"})
     seen = set(table["region_id"]) if not table.empty else set()

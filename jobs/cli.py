@@ -18,6 +18,7 @@ VERBS: dict[str, str] = {
     "aggregate": "per-region statistics from the cube",
     "forecast": "yield and production forecasts with a backtest",
     "run": "ingest -> indices -> classify -> aggregate -> forecast",
+    "verify": "check a cube: every tile recorded done is there and unchanged",
     "submit": "submit any of these as a Ray job to a cluster",
 }
 

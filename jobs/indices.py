@@ -13,12 +13,14 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from cluster import store as cstore
 from cluster.indices import IndicesConfig, IndicesPlan, IndicesWorker, plan_indices, prepare_indices
+from cluster.engine import run_tile_job, write_report
 from cluster.report import JobReport
-from jobs._common import job_main, run_tile_job, write_report
+from cluster.tasks import TileResult
+from jobs._common import job_main
 
 __all__ = ["IndicesConfig", "plan", "run", "main"]
 
@@ -28,12 +30,15 @@ def plan(config: IndicesConfig) -> IndicesPlan:
     return plan_indices(config)
 
 
-def run(config: IndicesConfig, address: str | None = None) -> JobReport:
+def run(config: IndicesConfig, address: str | None = None,
+        progress: Callable[[TileResult], None] | None = None) -> JobReport:
+    """Check, prepare the index arrays, run every tile not yet done, report (``progress``:
+    called with each tile's final result as it arrives)."""
     t0 = time.perf_counter()
     p = plan(config)
     so = config.storage.to_fsspec()
     report = run_tile_job("indices", config, p.hash, p.tiles, functools.partial(IndicesWorker, p, so),
-                          address, manifest=prepare_indices(p, config))
+                          address, prepare=lambda: prepare_indices(p, config), on_result=progress)
     report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{k}", so) for k in p.kernels)
     write_report(report, config, t0, cube=config.store, indices=", ".join(p.kernels))
     return report

@@ -13,12 +13,14 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from cluster import store as cstore
-from cluster.ingest import IngestConfig, IngestPlan, IngestWorker, plan_ingest, prepare_store
+from cluster.ingest import CubeCheck, IngestConfig, IngestPlan, IngestWorker, plan_ingest, prepare_store
+from cluster.engine import run_tile_job, write_report
 from cluster.report import JobReport
-from jobs._common import job_main, run_tile_job, write_report
+from cluster.tasks import TileResult
+from jobs._common import job_main
 
 __all__ = ["IngestConfig", "plan", "run", "main"]
 
@@ -28,19 +30,35 @@ def plan(config: IngestConfig) -> IngestPlan:
     return plan_ingest(config)
 
 
-def run(config: IngestConfig, address: str | None = None) -> JobReport:
-    """Plan, prepare the store, run every tile not yet done on the actor pool, report."""
+def run(config: IngestConfig, address: str | None = None,
+        progress: Callable[[TileResult], None] | None = None) -> JobReport:
+    """Plan, prepare the store, run every tile not yet done on the actor pool, report.
+
+    ``progress`` is called on the driver with each tile's final result as it arrives.
+    """
     t0 = time.perf_counter()
     p = plan(config)
     so = config.storage.to_fsspec()
+    check = CubeCheck([b.name for b in p.stored_bands])
     report = run_tile_job("ingest", config, p.hash, p.tiles, functools.partial(IngestWorker, p, so),
-                          address, manifest=prepare_store(p, config))
+                          address, prepare=lambda: prepare_store(p, config),
+                          on_result=_both(check.add, progress))
+    report.errors.extend(check.errors())
     report.inputs_used = len(p.scenes)
     report.inputs_rejected = [vars(r) for r in p.rejected]
     report.warnings.extend(p.warnings)
     report.store_bytes = cstore.store_bytes(config.store, so)
     write_report(report, config, t0, cube=config.store)
     return report
+
+
+def _both(first: Callable[[TileResult], None], then: Callable[[TileResult], None] | None
+          ) -> Callable[[TileResult], None]:
+    def call(r: TileResult) -> None:
+        first(r)
+        if then is not None:
+            then(r)
+    return call
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from jobs._common import job_parser, overrides, parse
 
 __all__ = ["RunConfig", "run", "main"]
 
-_SHARED = ("store", "storage", "max_actors", "resources")
+_SHARED = ("store", "storage", "max_actors", "resources", "break_lease")
 
 
 class RunConfig(StrictModel):
@@ -38,6 +38,7 @@ class RunConfig(StrictModel):
     storage: StorageOptions = Field(default_factory=StorageOptions)
     max_actors: int | None = Field(default=None, ge=1)
     resources: WorkerResources | None = None
+    break_lease: bool | None = None
     ingest: dict[str, Any] | None = None
     indices: dict[str, Any] | None = None
     aggregate: dict[str, Any] | None = None

@@ -18,6 +18,7 @@ from pyproj import Geod
 from cluster.aggregate import (
     ALL_CROPLAND,
     HistogramSpec,
+    PartialMerger,
     accumulate_tile,
     finalize,
     merge_partials,
@@ -204,6 +205,25 @@ def test_merge_partials__refuses_a_tile_twice():
                         row_area_m2=1.0, tile_id="r0_c0")
     with pytest.raises(DataError, match=r"\['r0_c0'\] are in two partials"):
         merge_partials([p, p])
+
+
+def test_partial_merger__bounded_and_equal_to_one_big_merge():
+    """10,000 tiles' partials merged as they arrive: the result equals one merge of all of
+    them, and the merger never holds more than one total plus a batch."""
+    rng = np.random.default_rng(3)
+    merger = PartialMerger(batch=64)
+    parts = []
+    held = 0
+    for k in range(10_000):
+        labels = rng.integers(-1, 3, (4, 4)).astype(np.int32)
+        values = rng.random((2, 4, 4), dtype=np.float32)
+        p = accumulate_tile(labels, {"ndvi": values}, region_ids=["a", "b", "c"], row_area_m2=100.0,
+                            dates=np.array(["2025-05-01", "2025-06-01"], "datetime64[ns]"), tile_id=f"t{k}")
+        parts.append(p)
+        merger.add(p)
+        held = max(held, len(merger._pending))
+    assert held < 64
+    assert merger.result().equals(merge_partials(parts))
 
 
 def test_write_statistics__parquet_and_csv_round_trip(tmp_path):

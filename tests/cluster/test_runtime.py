@@ -33,12 +33,12 @@ def _prepared(store: str):  # noqa: ANN202
 
 def test_runtime__killed_worker_costs_a_retry_not_a_tile(tmp_path: Path) -> None:
     clean_plan, clean = _prepared(str(tmp_path / "clean.zarr"))
-    assert all(r.status != "failed" for r in run_tile_tasks(clean, clean_plan.tiles, PoolOptions(2)))
+    assert all(r.status != "failed" for r in run_tile_tasks(clean, clean_plan.tiles, PoolOptions(2)).results)
 
     plan, inner = _prepared(str(tmp_path / "chaos.zarr"))
     victim = plan.tiles[len(plan.tiles) // 2].tile.id
     factory = functools.partial(KillOnceWorker, inner, victim, str(tmp_path), 0.05)
-    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2, max_restarts=2, max_task_retries=2))
+    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2)).results
     killed_pid = int((tmp_path / f"killed-{victim}").read_text())
     by_tile = {r.tile_id: r for r in results}
     assert by_tile[victim].status in ("done", "empty")
@@ -51,7 +51,7 @@ def test_runtime__failing_tile_is_reported_and_the_rest_goes_on(tmp_path: Path) 
     plan, inner = _prepared(str(tmp_path / "c.zarr"))
     bad = plan.tiles[0].tile.id
     factory = functools.partial(FailOnWorker, inner, (bad,))
-    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2))
+    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2)).results
     failed = [r for r in results if r.status == "failed"]
     assert [r.tile_id for r in failed] == [bad]
     assert "simulated read failure on tile" in failed[0].error

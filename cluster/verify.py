@@ -1,0 +1,212 @@
+"""Check a cube against its own records: is every tile a job called done really there?
+
+For each job that wrote arrays into the cube (``ingest`` for the bands, ``indices``,
+``classify``, ...), the manifest under ``<store>.harvest/manifest/<job>/<plan hash>/``
+lists the tiles recorded as complete, with a CRC-32 of every array's tile as it was
+written. :func:`verify_store` reads each such tile back and compares; it also checks that
+the metadata agrees with the grid and time axis the cube was planned with, and that every
+tile of the plan is done. Damage is reported precisely: which tile, which array, what is
+wrong. Nothing is changed.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import zarr
+
+from cluster import store as cstore
+from cluster.errors import ClusterError
+from cluster.grid import CubeExtent, TileIndex
+
+__all__ = ["Problem", "VerifyReport", "verify_store"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the cube."""
+
+    kind: str
+    """``damaged`` (a done tile differs from what was written or cannot be read),
+    ``metadata`` (arrays disagree with the plan), ``incomplete`` (tiles not done yet)."""
+    what: str
+    tile: str | None = None
+    array: str | None = None
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = ", ".join(p for p in (f"tile {self.tile}" if self.tile else "",
+                                      f"array {self.array!r}" if self.array else "") if p)
+        return f"{self.kind}: {where + ': ' if where else ''}{self.what}" + (f" ({self.fix})" if self.fix else "")
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_store` found; ``ok`` only when nothing is wrong."""
+
+    store: str
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per job: plan hash, arrays, tiles in the plan, done, empty, checked."""
+    tiles_checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"store": self.store, "ok": self.ok, "jobs": self.jobs, "tiles_checked": self.tiles_checked,
+                "problems": [asdict(p) for p in self.problems]}
+
+    def summary(self) -> str:
+        lines = [f"harvest verify: {'OK' if self.ok else 'PROBLEMS FOUND'} -> {self.store}"]
+        for job, info in self.jobs.items():
+            lines.append(f"  {job} (plan {info['plan_hash']}): {info['done']} done + {info['empty']} empty "
+                         f"of {info['tiles']} tiles; arrays {', '.join(info['arrays'])}")
+        lines.append(f"  tiles read back and compared: {self.tiles_checked}")
+        by_kind: dict[str, int] = {}
+        for p in self.problems:
+            by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
+        if by_kind:
+            lines.append("  problems: " + ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items())))
+        for p in self.problems[:20]:
+            lines.append(f"  {p}")
+        if len(self.problems) > 20:
+            lines.append(f"  ... and {len(self.problems) - 20} more (see --json)")
+        return "\n".join(lines)
+
+
+FIX = "run 'harvest verify --forget-damaged' on the store, then rerun {job}: it rewrites those tiles"
+
+
+def _is_fill(raw: np.ndarray, fill: Any) -> bool:
+    if fill is None:
+        return False
+    if isinstance(fill, float) and math.isnan(fill):
+        return bool(np.isnan(raw).all())
+    return bool((raw == fill).all())
+
+
+def _jobs_of(group: zarr.Group) -> dict[tuple[str, str], list[str]]:
+    """(job, plan hash) -> the arrays that job wrote, from the arrays' own attributes."""
+    meta = group.attrs.get("harvest") or {}
+    ingest_hash = str(meta.get("plan_hash", ""))
+    jobs: dict[tuple[str, str], list[str]] = {}
+    for name in sorted(group.array_keys()):
+        arr = group[name]
+        if arr.ndim != 3:
+            continue  # coordinates
+        attrs = arr.attrs
+        job = attrs.get("harvest_job") or ("indices" if "harvest_kernel" in attrs else "ingest")
+        plan = str(attrs.get("harvest_plan_hash", ingest_hash if job == "ingest" else ""))
+        jobs.setdefault((job, plan), []).append(name)
+    return jobs
+
+
+def _check_metadata(group: zarr.Group, extent: CubeExtent, n_time: int, report: VerifyReport) -> None:
+    tile = extent.grid.tile_size_px
+    for name in sorted(group.array_keys()):
+        arr = group[name]
+        if arr.ndim != 3:
+            continue
+        if arr.shape != (n_time, *extent.shape):
+            report.problems.append(Problem("metadata", f"shape {arr.shape} but the cube's plan is "
+                                           f"{(n_time, *extent.shape)} (time, y, x)", array=name,
+                                           fix="the array does not belong to this cube: rerun the job that wrote it with overwrite"))
+        elif (arr.shards or arr.chunks)[1:] != (tile, tile):
+            report.problems.append(Problem("metadata", f"shards {(arr.shards or arr.chunks)} do not match the "
+                                           f"grid's {tile} px tiles", array=name,
+                                           fix="rerun the job that wrote it with overwrite"))
+
+
+def verify_store(url: str, storage_options: Mapping[str, Any] | None = None, *,
+                 threads: int = 4, forget_damaged: bool = False) -> VerifyReport:
+    """Verify every tile the manifests call done, and the metadata, of the cube at ``url``.
+
+    Args:
+        forget_damaged: also remove the manifest records of damaged tiles (our own
+            bookkeeping files, nothing else), so that rerunning the job rewrites them.
+
+    Raises:
+        ClusterError: the URL holds no harvest cube, or cannot be read at all.
+    """
+    so = dict(storage_options or {})
+    report = VerifyReport(url)
+    state = cstore.inspect_store(url, so)
+    if state.kind != "cube":
+        raise ClusterError(f"{url!r} holds no harvest cube ({state.detail or 'nothing there'}); "
+                           "nothing to verify")
+    group = cstore.open_group(url, so, mode="r")
+    extent = cstore.extent_of(group)
+    n_time = group["time"].shape[0] if "time" in group else 0
+    _check_metadata(group, extent, n_time, report)
+    try:
+        cstore.open_cube(url, so, chunks=None)
+    except Exception as e:  # noqa: BLE001 — any failure to open is the finding
+        report.problems.append(Problem("metadata", f"xarray cannot open the cube: {type(e).__name__}: {e}",
+                                       fix="restore the metadata (zarr.json files) from a backup, or rerun ingest"))
+    plan_tiles = [t.id for t in extent.iter_tiles()]
+    for (job, plan_hash), arrays in sorted(_jobs_of(group).items()):
+        manifest = cstore.Manifest(url, job, plan_hash, so)
+        done = manifest.done()
+        outside = sorted(done - set(plan_tiles))
+        for tid in outside:
+            report.problems.append(Problem("metadata", "the manifest records a tile outside the cube's grid",
+                                           tile=tid, fix="the manifest belongs to another plan; rerun the job"))
+        records = {}
+        for tid in sorted(done & set(plan_tiles)):
+            try:
+                records[tid] = manifest.record(tid)
+            except Exception as e:  # noqa: BLE001 — reported
+                report.problems.append(Problem("damaged", f"its manifest record cannot be read ({e})", tile=tid,
+                                               fix=FIX.format(job=job)))
+        empty = sum(1 for r in records.values() if r.get("status") == "empty")
+        report.jobs[job if job not in report.jobs else f"{job}:{plan_hash}"] = {
+            "plan_hash": plan_hash, "arrays": arrays, "tiles": len(plan_tiles),
+            "done": len(records) - empty, "empty": empty}
+        missing = [t for t in plan_tiles if t not in done]
+        for tid in missing[:50]:
+            report.problems.append(Problem("incomplete", "not done", tile=tid,
+                                           fix=f"rerun '{job}' with the same config: it does the missing tiles only"))
+        if len(missing) > 50:
+            report.problems.append(Problem("incomplete", f"... and {len(missing) - 50} more tiles not done",
+                                           fix=f"rerun '{job}'"))
+
+        def check(item: tuple[str, dict[str, Any]]) -> list[Problem]:
+            tid, rec = item
+            found = []
+            crcs = rec.get("crc32") or {}
+            for name in arrays:
+                arr = group[name]
+                try:
+                    raw = cstore.read_tile(group, name, extent, TileIndex.from_id(tid))
+                except Exception as e:  # noqa: BLE001 — the finding
+                    found.append(Problem("damaged", f"cannot be read: {type(e).__name__}: {e}", tid, name,
+                                         FIX.format(job=job)))
+                    continue
+                if rec.get("status") == "empty":
+                    if not _is_fill(raw, arr.fill_value):
+                        found.append(Problem("damaged", "recorded empty but holds data", tid, name,
+                                             FIX.format(job=job)))
+                elif name not in crcs:
+                    found.append(Problem("damaged", "recorded done without a checksum for this array "
+                                         "(written by an older version, or the array was added later)", tid, name,
+                                         f"rerun {job} with overwrite to rewrite it"))
+                elif cstore.tile_crc32(raw) != crcs[name]:
+                    found.append(Problem("damaged", f"content differs from what was written (crc32 "
+                                         f"{cstore.tile_crc32(raw)} != recorded {crcs[name]})", tid, name,
+                                         FIX.format(job=job)))
+            return found
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for found in pool.map(check, sorted(records.items())):
+                report.problems.extend(found)
+        report.tiles_checked += len(records)
+        if forget_damaged:
+            for tid in sorted({p.tile for p in report.problems if p.kind == "damaged" and p.tile in done}):
+                manifest.forget(tid)
+    return report
