@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 # Tags keep the hash streams of different purposes independent of each other.
-TAG_COL, TAG_ROW, TAG_CROP, TAG_FIELD = 11, 12, 13, 14
+TAG_COL, TAG_ROW, TAG_CROP, TAG_FIELD, TAG_SURVEY = 11, 12, 13, 14, 15
 TAG_YEAR, TAG_REGION_YEAR, TAG_REGION, TAG_YIELD = 21, 22, 23, 24
 TAG_CLOUD1, TAG_CLOUD2, TAG_COVER, TAG_STRIP, TAG_NOISE = 31, 32, 33, 35, 36
 

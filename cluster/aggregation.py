@@ -10,7 +10,6 @@ nodes) and writes one tidy table. Numerics live in :mod:`cluster.aggregate` and
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -43,8 +42,10 @@ class AggregateConfig(TileJobConfig):
     crop_map: str | None = None
     """A cube array of integer crop codes ``(time, y, x)`` (a crop-type map); None: every pixel
     counts as "all cropland" (class 0)."""
-    crop_classes: dict[int, str] = Field(default_factory=lambda: {0: "all"})
-    """Crop code -> name in the output table."""
+    crop_classes: dict[int, str] | None = None
+    """Crop code -> name in the output table. Default: the crop map's own class table (CF
+    ``flag_values`` / ``flag_meanings``, as ``harvest classify predict`` writes them), and
+    ``{0: "all"}`` without a crop map."""
     quantiles: list[float] = Field(default_factory=list)
     """Approximate quantiles (from fixed 0.001-wide histogram bins over [-1, 1]), e.g. [0.1, 0.5, 0.9]."""
     out: str | None = None
@@ -68,6 +69,10 @@ class AggregatePlan:
     dates: tuple[Any, ...]
     tiles: tuple[TileTask, ...]
     histogram: HistogramSpec | None
+    crop_names: dict[int, str]
+    """Crop code -> name."""
+    crop_attrs: dict[str, Any]
+    """The crop map's attributes (its model's validation confusion, for area estimates)."""
 
 
 def plan_aggregate(config: AggregateConfig) -> AggregatePlan:
@@ -94,30 +99,28 @@ def plan_aggregate(config: AggregateConfig) -> AggregatePlan:
             tiles.append(TileTask(tile))
     times = cstore.open_cube(config.store, so).time.values
     hist = HistogramSpec(-1.0, 1.0, 2000) if config.quantiles else None
+    crop_attrs = dict(group[config.crop_map].attrs) if config.crop_map else {}
     return AggregatePlan(config.store, extent, rg, tuple(issues), tuple(config.indices),
-                         config.crop_map, tuple(times), tuple(tiles), hist)
+                         config.crop_map, tuple(times), tuple(tiles), hist,
+                         _crop_names(config, crop_attrs), crop_attrs)
+
+
+def _crop_names(config: AggregateConfig, attrs: dict[str, Any]) -> dict[int, str]:
+    if config.crop_classes is not None:
+        return {int(k): v for k, v in config.crop_classes.items()}
+    if not config.crop_map:
+        return {0: "all"}
+    values, meanings = attrs.get("flag_values"), str(attrs.get("flag_meanings", "")).split()
+    if values is None or len(values) != len(meanings):
+        raise ConfigError(f"crop map {config.crop_map!r} has no class table (flag_values/flag_meanings); "
+                          "set crop_classes: {code: name, ...}")
+    return {int(v): m for v, m in zip(values, meanings)}
 
 
 def _box(b: Any) -> Any:
     from shapely.geometry import box
 
     return box(*b)
-
-
-def _decoded(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:
-    """A tile of an array as float32 physical values, NaN where missing (CF decoding)."""
-    arr = group[name]
-    assert isinstance(arr, zarr.Array)
-    raw = cstore.read_tile(group, name, extent, tile)
-    fill = arr.fill_value
-    out = raw.astype(np.float32)
-    attrs = arr.attrs
-    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
-    if scale is not None or offset is not None:
-        out = (raw.astype(np.float64) * float(scale or 1.0) + float(offset or 0.0)).astype(np.float32)
-    if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
-        out[raw == fill] = np.nan
-    return out
 
 
 class AggregateWorker:
@@ -145,12 +148,13 @@ class AggregateWorker:
             result.seconds = time.perf_counter() - t_start
             return result
         t0 = time.perf_counter()
-        values = {name: _decoded(self._group, name, plan.extent, task.tile) for name in plan.indices}
+        values = {name: cstore.read_tile_decoded(self._group, name, plan.extent, task.tile)
+                  for name in plan.indices}
         crop = None
         if plan.crop_map:
             raw = cstore.read_tile(self._group, plan.crop_map, plan.extent, task.tile)
             fill = self._group[plan.crop_map].fill_value
-            crop = np.where(raw == fill, -1, raw).astype(np.int32)
+            crop = np.where(raw == fill, -1, raw.astype(np.int32))  # -1: not counted
         timings["read"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         partial = accumulate_tile(labels, values, region_ids=self.region_ids,
@@ -162,10 +166,6 @@ class AggregateWorker:
         result.extra = {"partial": partial}
         result.seconds = time.perf_counter() - t_start
         return result
-
-
-def crop_names(config: AggregateConfig) -> dict[int, str]:
-    return {int(k): v for k, v in config.crop_classes.items()}
 
 
 def region_frame(plan: AggregatePlan) -> pd.DataFrame:

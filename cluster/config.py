@@ -29,6 +29,7 @@ __all__ = [
     "load_config",
     "env_overrides",
     "mask_secrets",
+    "SECRET_NAMES",
     "set_options",
     "options",
 ]
@@ -64,15 +65,31 @@ class StorageOptions(StrictModel):
     secret: SecretStr | None = None
     anon: bool = False
     """Unsigned requests, for public buckets."""
-    max_attempts: int = Field(default=10, ge=1, le=50)
-    """Attempts per S3 request (botocore "standard" retries: 5xx, throttling, resets and
-    timeouts, with exponential backoff and jitter). 10 rides out a storm in which more
-    than half of all requests fail (0.6**10 < 1 %); a tile then gets more attempts of its own."""
+    max_attempts: int = Field(default=10, ge=0, le=50)
+    """Retries per S3 request (botocore's ``max_attempts``: 10 means 11 attempts, "standard"
+    mode: 5xx, throttling, resets and timeouts, with exponential backoff and jitter). 10
+    rides out a storm in which more than half of all requests fail (0.6**11 < 0.4 %); a
+    tile then gets more attempts of its own."""
     connect_timeout_s: float = Field(default=10.0, gt=0)
     """Seconds to open a connection; an endpoint that is down is noticed after
     ``max_attempts`` of these, not after botocore's default minute each."""
     read_timeout_s: float = Field(default=60.0, gt=0)
     """Seconds a socket read may stall before the request is retried."""
+
+    def for_workers(self) -> dict[str, Any]:
+        """:meth:`to_fsspec` without credentials: what goes into plans that travel to tile
+        actors. Workers take credentials from their environment or the AWS chain
+        (:meth:`worker_env`, instance roles, IRSA), never from a pickled plan."""
+        return {k: v for k, v in self.to_fsspec().items() if k not in ("key", "secret", "token")}
+
+    def worker_env(self) -> dict[str, str]:
+        """The config's credentials as the standard AWS variables, for a local Ray's workers."""
+        env = {}
+        if self.key is not None:
+            env["AWS_ACCESS_KEY_ID"] = self.key.get_secret_value()
+        if self.secret is not None:
+            env["AWS_SECRET_ACCESS_KEY"] = self.secret.get_secret_value()
+        return env
 
     def to_fsspec(self) -> dict[str, Any]:
         """Keyword arguments for ``s3fs.S3FileSystem`` (secrets revealed: in memory only)."""
@@ -199,7 +216,7 @@ def _format_validation_error(name: str, err: ValidationError) -> str:
         elif e["type"] == "missing":
             lines.append(f"  {loc}: required key is missing; add it")
         else:
-            shown = "<secret>" if any(s in loc for s in ("key", "secret", "token")) else repr(value)
+            shown = "<secret>" if any(s in loc for s in ("key", "secret", "token")) else repr(mask_secrets(value))
             lines.append(f"  {loc}: {e['msg']} (got {shown})")
     return "\n".join(lines)
 
@@ -270,7 +287,7 @@ def mask_secrets(obj: Any) -> Any:
         return "***"
     if isinstance(obj, Mapping):
         return {
-            k: ("***" if v is not None and isinstance(k, str) and k.lower() in _SECRET_NAMES else mask_secrets(v))
+            k: ("***" if v is not None and isinstance(k, str) and k.lower() in SECRET_NAMES else mask_secrets(v))
             for k, v in obj.items()
         }
     if isinstance(obj, (list, tuple)):
@@ -278,8 +295,9 @@ def mask_secrets(obj: Any) -> Any:
     return obj
 
 
-_SECRET_NAMES = {"key", "secret", "token", "password", "aws_secret_access_key", "aws_access_key_id",
-                 "aws_session_token", "ray_auth_token", "credentials"}
+SECRET_NAMES = frozenset({"key", "secret", "token", "password", "aws_secret_access_key", "aws_access_key_id",
+                          "aws_session_token", "ray_auth_token", "credentials"})
+"""Config keys whose values are secrets: masked when printed, refused on command lines."""
 
 
 # --- runtime options, overridable in tests (rioxarray ``set_options`` style) -------------

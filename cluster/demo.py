@@ -9,6 +9,8 @@ download, at any size from a unit test to a benchmark of hundreds of megapixels:
       inputs/yield_history.csv              region_id, year, crop, yield_t_ha,
                                             harvested_area_ha, production_t; all seasons but the last
       inputs/crop_calendar.csv              region_id, crop, sos_doy, eos_doy
+      inputs/field_labels.gpkg              a field survey: field_id, crop_surveyed for a seeded
+                                            share of the fields (training labels); EPSG:6933
       truth/crop_type.tif                   uint8 crop codes on the demo grid (EPSG:6933)
       truth/crop_classes.json               {"1": "wheat", ...}
       truth/fields.gpkg                     field polygons (EPSG:6933) with their crop
@@ -169,6 +171,9 @@ class DemoSpec:
     block_px: int = 512
     """Window side in pixels for computing and writing; bounds memory (~200 B per window
     pixel, ~50 MB at 512). A multiple of 256 (the files' tile size) keeps writes whole-tile."""
+    survey_fraction: float = 0.4
+    """Share of the fields whose crop the field survey (``inputs/field_labels.gpkg``) gives:
+    training labels; the other fields are held out to check the crop map."""
     cog: bool = True
     """True: write Cloud-Optimized GeoTIFFs (driver ``COG``, via a tiled temporary file
     copied once). False: write tiled, deflated GeoTIFFs in place (faster, same pixels)."""
@@ -192,6 +197,8 @@ class DemoSpec:
              f"got {self.field_size_m!r}"),
             (self.regions_x >= 1 and self.regions_y >= 1,
              f"regions_x and regions_y must be >= 1, got {self.regions_x!r} x {self.regions_y!r}"),
+            (0.0 < self.survey_fraction <= 1.0,
+             f"survey_fraction must be in (0, 1], got {self.survey_fraction!r}"),
             (0.0 <= self.cloud_fraction <= 0.6,
              f"cloud_fraction must be in [0, 0.6], got {self.cloud_fraction!r}"),
             (int(self.block_px) == self.block_px and self.block_px >= 16,
@@ -756,6 +763,7 @@ def _write_fields(root: Path, w: _World) -> Path | None:
     note = root / "truth" / "fields_SKIPPED.txt"
     path.unlink(missing_ok=True)
     note.unlink(missing_ok=True)
+    (root / "inputs" / "field_labels.gpkg").unlink(missing_ok=True)
     if est > _MAX_FIELDS:
         note.write_text(f"truth/fields.gpkg skipped: about {est:.0f} fields (> {_MAX_FIELDS}); "
                         "truth/crop_type.tif holds the same crops per pixel\n")
@@ -780,6 +788,10 @@ def _write_fields(root: Path, w: _World) -> Path | None:
         geometry=shapely.box(x0, y0, x1, y1), crs=DEMO_CRS,
     )
     gdf.to_file(path, driver="GPKG", layer="fields")
+    # the field survey: the crop of a seeded share of the fields, as a user's training labels
+    surveyed = _m.uniform(w.seed, _m.TAG_SURVEY, fid) < w.spec.survey_fraction
+    labels = gdf.loc[surveyed, ["field_id", "crop", "geometry"]].rename(columns={"crop": "crop_surveyed"})
+    labels.to_file(root / "inputs" / "field_labels.gpkg", driver="GPKG", layer="labels")
     return path
 
 
@@ -803,6 +815,8 @@ class DemoSeason:
     """The AOI in EPSG:6933 (``truth/crop_type.tif`` covers exactly this)."""
     truth_crop_classes: Path | None = None
     truth_weather: Path | None = None
+    field_labels: Path | None = None
+    """``inputs/field_labels.gpkg``: the surveyed fields' crops (None when fields are skipped)."""
     elapsed_s: float = 0.0
     """Wall time the generation took."""
 
@@ -878,5 +892,7 @@ def make_demo_season(out_dir: str | Path, spec: DemoSpec = DemoSpec(), *, max_wo
         crop_calendar=calendar, truth_crop_type=root / "truth" / "crop_type.tif",
         truth_fields=fields_path, truth_yields=truth_yields, crop_classes=dict(CROP_CLASSES),
         spec=spec, bounds=w.bounds, truth_crop_classes=classes,
-        truth_weather=root / "truth" / "weather.csv", elapsed_s=time.perf_counter() - t0,
+        truth_weather=root / "truth" / "weather.csv",
+        field_labels=root / "inputs" / "field_labels.gpkg" if fields_path else None,
+        elapsed_s=time.perf_counter() - t0,
     )

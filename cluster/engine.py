@@ -80,7 +80,7 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
     """
     from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
 
-    so = config.storage.to_fsspec()
+    so = config.storage.for_workers()
     report = JobReport(job=job, store=config.store, plan_hash=plan_hash, config=config.public_dict())
     report.tiles_total = len(tasks)
     lease = Lease(config.store, job, plan_hash, so) if writes_store else None
@@ -96,7 +96,7 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
         todo = [t for t in tasks if t.tile.id not in done]
         report.tiles_skipped = len(tasks) - len(todo)
         if todo:
-            ensure_ray(address)
+            ensure_ray(address, env_vars=config.storage.worker_env())
             worker = factory
             if manifest is not None:
                 worker = functools.partial(RecordingWorker, factory, config.store, job, plan_hash,

@@ -60,6 +60,11 @@ class LeaseRecord:
                 f"since {self.acquired_at}; lease {state}")
 
 
+_HELD: set[str] = set()
+"""Owner ids of the leases this process holds now (a lease of this pid that is not here was
+left by an earlier job of this process that could not release it: storage was down)."""
+
+
 def _process_start(pid: int) -> float | None:
     """An identity of a running process (its start time in clock ticks since boot, from
     ``/proc``), 0.0 when it runs but its start is unknown, None when no such process runs."""
@@ -156,6 +161,8 @@ class Lease:
         """Why ``held`` may be taken over without being asked to, or None."""
         if held.expires_at < time.time():
             return "it expired (its holder stopped renewing it)"
+        if held.host == socket.gethostname() and held.pid == os.getpid() and held.owner not in _HELD:
+            return "an earlier job of this process left it behind (it could not be released)"
         if held.host == socket.gethostname():
             started = _process_start(held.pid)
             if started is None or (started and held.pid_started and started != held.pid_started):
@@ -168,11 +175,13 @@ class Lease:
             mine = self._record()
             if self._create(mine):
                 self._confirm()
+                _HELD.add(self.owner)
                 return
             held = self.read()
             if held is None:
                 continue  # released between our create and our read: try again
             if held.owner == self.owner:
+                _HELD.add(self.owner)
                 return
             reason = self.stale_reason(held) or ("broken on request (--break-lease)" if break_lease else None)
             if reason is None:
@@ -184,6 +193,7 @@ class Lease:
             self.broke = held
             self._replace(mine)
             self._confirm()
+            _HELD.add(self.owner)
             return
         raise LeaseError(f"could not take the lease {self.url!r}: it changed under us three times; "
                          "another job is starting on this store, wait and rerun")
@@ -222,6 +232,7 @@ class Lease:
     def release(self) -> None:
         """Stop renewing and remove the lease if it is still ours."""
         self._stop.set()
+        _HELD.discard(self.owner)
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:

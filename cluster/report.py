@@ -109,7 +109,8 @@ class JobReport:
         if self.inputs_used or self.inputs_rejected:
             lines.append(f"  inputs: {self.inputs_used} used, {len(self.inputs_rejected)} rejected")
         lines += [
-            f"  written: {self.bytes_written / 1e6:.1f} MB raw, {self.store_bytes / 1e6:.1f} MB stored; "
+            f"  written: {self.bytes_written / 1e6:.1f} MB raw, "
+            f"{f'{self.store_bytes / 1e6:.1f}' if self.store_bytes >= 0 else '?'} MB stored; "
             f"{self.mpix_per_s:.1f} Mpx/s",
         ]
         if self.timings_s:

@@ -16,7 +16,7 @@ import ray
 
 from cluster._retry import backoff_s
 from cluster.config import WorkerResources
-from cluster.errors import ClusterError, ResourceError
+from cluster.errors import ClusterError, ConfigError, ResourceError
 from cluster.tasks import TileResult, TileTask, TileWorker
 
 __all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome"]
@@ -27,17 +27,29 @@ log = logging.getLogger(__name__)
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None,
                env_vars: Mapping[str, str] | None = None) -> None:
     """Connect to Ray once: to ``address`` if given (or ``RAY_ADDRESS``), else start a
-    local Ray on 127.0.0.1. A no-op when this process is already connected."""
+    local Ray on 127.0.0.1. A no-op when this process is already connected.
+
+    ``env_vars`` (credentials from a job config) are set in this process's environment
+    before a local Ray starts; joining a cluster with them is refused (they would not reach
+    its workers)."""
     if ray.is_initialized():
         return
+    import os
+
+    if env_vars and (address or os.environ.get("RAY_ADDRESS")):
+        raise ConfigError(
+            "storage credentials in a job config do not reach a cluster's workers; give the cluster "
+            "its own (an IRSA or instance role), or forward AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            "from your environment with 'harvest submit'"
+        )
     kwargs: dict[str, Any] = {"log_to_driver": True, "configure_logging": False}
     if env_vars:
-        kwargs["runtime_env"] = {"env_vars": dict(env_vars)}
+        # a local Ray's processes inherit this process's environment: credentials reach the
+        # workers without entering Ray's job config (where they would be stored and shown)
+        os.environ.update(env_vars)
     if address:
         ray.init(address=address, **kwargs)
     else:
-        import os
-
         if os.environ.get("RAY_ADDRESS"):
             ray.init(**kwargs)  # Ray reads RAY_ADDRESS itself
         else:

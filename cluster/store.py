@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import posixpath
 import uuid
@@ -49,6 +50,7 @@ __all__ = [
     "TileWrite",
     "tile_crc32",
     "read_tile",
+    "read_tile_decoded",
     "extent_of",
     "meta_url",
     "write_json",
@@ -355,6 +357,22 @@ def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex)
     return np.asarray(array[:, ys, xs])
 
 
+def read_tile_decoded(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:
+    """A tile of an array as float32 physical values, NaN where missing (CF decoding)."""
+    arr = group[name]
+    assert isinstance(arr, zarr.Array)
+    raw = read_tile(group, name, extent, tile)
+    fill = arr.fill_value
+    out = raw.astype(np.float32)
+    attrs = arr.attrs
+    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
+    if scale is not None or offset is not None:
+        out = (raw.astype(np.float64) * float(scale or 1.0) + float(offset or 0.0)).astype(np.float32)
+    if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
+        out[raw == fill] = np.nan
+    return out
+
+
 # --- bookkeeping beside the group -----------------------------------------------------
 
 
@@ -572,9 +590,12 @@ def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> 
 
 
 def store_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
-    """Bytes the cube occupies on its storage (after compression)."""
+    """Bytes the cube occupies on its storage (after compression); -1 when storage cannot
+    tell (it is down): a statistic for the report, never a reason to fail a finished job."""
     fs, path = filesystem(url, storage_options)
     try:
         return int(fs.du(path))
     except FileNotFoundError:
         return 0
+    except Exception:  # noqa: BLE001 — see the docstring
+        return -1

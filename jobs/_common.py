@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from cluster.config import env_overrides
+from cluster.config import SECRET_NAMES, env_overrides
 
 
 def job_parser(verb: str, description: str) -> argparse.ArgumentParser:
@@ -32,6 +32,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        if key.rsplit(".", 1)[-1].lower() in SECRET_NAMES:
+            raise SystemExit(
+                f"--set {key}=... refused: a secret on the command line is visible to every user in 'ps' "
+                "and is recorded in Ray's job table. Give credentials through the environment "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), an AWS profile or an instance/IRSA role")
         out[key] = yaml.safe_load(value)  # '20' -> 20, '[a, b]' -> a list
     if getattr(args, "break_lease", False):
         out["break_lease"] = True

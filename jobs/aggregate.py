@@ -23,7 +23,6 @@ from cluster.aggregation import (
     AggregateConfig,
     AggregatePlan,
     AggregateWorker,
-    crop_names,
     plan_aggregate,
     region_frame,
 )
@@ -60,13 +59,13 @@ def run(config: AggregateConfig, address: str | None = None,
 
     # no manifest and no lease: aggregation only reads the cube, and recomputes from it
     report = run_tile_job("aggregate", config, "", p.tiles,
-                          functools.partial(AggregateWorker, p, config.storage.to_fsspec()),
+                          functools.partial(AggregateWorker, p, config.storage.for_workers()),
                           address, writes_store=False, on_result=keep_partial)
     partial = merged.result()
     report.warnings.extend(str(i) for i in p.region_issues)
     regions = region_frame(p)
     table = finalize(partial, regions, quantiles=config.quantiles,
-                     crop_names=crop_names(config)) if partial is not None else pd.DataFrame()
+                     crop_names=p.crop_names) if partial is not None else pd.DataFrame()
     if "crop_name" in table:  # the tidy contract: crop is the class name
         table = table.drop(columns="crop").rename(columns={"crop_name": "crop"})
     seen = set(table["region_id"]) if not table.empty else set()
@@ -76,7 +75,14 @@ def run(config: AggregateConfig, address: str | None = None,
                                    "smaller than a pixel under the pixel-centre rule); it has no rows")
     out = config.out_path()
     write_statistics(table, out, storage_options=config.storage.to_fsspec())
-    write_report(report, config, t0, statistics=f"{out}.parquet (+ .csv)")
+    outputs = {"statistics": f"{out}.parquet (+ .csv)"}
+    if "flag_meanings" in p.crop_attrs and not table.empty:
+        from cluster.classify.areas import crop_areas
+
+        areas = crop_areas(table, p.crop_attrs)
+        write_statistics(areas, f"{out}_crop_areas", storage_options=config.storage.to_fsspec())
+        outputs["crop_areas"] = f"{out}_crop_areas.parquet (+ .csv): mapped and error-adjusted (95 % CI)"
+    write_report(report, config, t0, **outputs)
     return report, table
 
 

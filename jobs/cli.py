@@ -14,10 +14,10 @@ VERBS: dict[str, str] = {
     "demo": "make a demo season and run the whole pipeline on it, locally",
     "ingest": "tile scenes into a Zarr cube on the processing grid",
     "indices": "compute spectral indices into the cube",
-    "classify": "map crop types from the cube's index time series",
+    "classify": "train a crop-type model (train) and map crops into the cube (predict)",
     "aggregate": "per-region statistics from the cube",
     "forecast": "yield and production forecasts with a backtest",
-    "run": "ingest -> indices -> classify -> aggregate -> forecast",
+    "run": "ingest -> indices -> classify (predict) -> aggregate, from one config",
     "verify": "check a cube: every tile recorded done is there and unchanged",
     "submit": "submit any of these as a Ray job to a cluster",
 }

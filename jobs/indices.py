@@ -36,10 +36,11 @@ def run(config: IndicesConfig, address: str | None = None,
     called with each tile's final result as it arrives)."""
     t0 = time.perf_counter()
     p = plan(config)
-    so = config.storage.to_fsspec()
+    so = config.storage.for_workers()  # no credentials in what actors receive
     report = run_tile_job("indices", config, p.hash, p.tiles, functools.partial(IndicesWorker, p, so),
                           address, prepare=lambda: prepare_indices(p, config), on_result=progress)
-    report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{k}", so) for k in p.kernels)
+    report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{k}", config.storage.to_fsspec())
+                             for k in p.kernels)
     write_report(report, config, t0, cube=config.store, indices=", ".join(p.kernels))
     return report
 

@@ -38,7 +38,7 @@ def run(config: IngestConfig, address: str | None = None,
     """
     t0 = time.perf_counter()
     p = plan(config)
-    so = config.storage.to_fsspec()
+    so = config.storage.for_workers()  # no credentials in what actors receive
     check = CubeCheck([b.name for b in p.stored_bands])
     report = run_tile_job("ingest", config, p.hash, p.tiles, functools.partial(IngestWorker, p, so),
                           address, prepare=lambda: prepare_store(p, config),
@@ -47,7 +47,7 @@ def run(config: IngestConfig, address: str | None = None,
     report.inputs_used = len(p.scenes)
     report.inputs_rejected = [vars(r) for r in p.rejected]
     report.warnings.extend(p.warnings)
-    report.store_bytes = cstore.store_bytes(config.store, so)
+    report.store_bytes = cstore.store_bytes(config.store, config.storage.to_fsspec())
     write_report(report, config, t0, cube=config.store)
     return report
 

@@ -1,9 +1,11 @@
-"""Run the pipeline's steps in order from one config: ingest -> indices -> aggregate.
+"""Run the pipeline's steps in order from one config: ingest -> indices -> classify -> aggregate.
 
 Each section is the config of that step's job; a section left out is skipped. Top-level
 ``store``, ``storage``, ``max_actors`` and ``resources`` are defaults for every section.
-The forecast runs on its own (``harvest forecast``) with the statistics table as its series
-input: it needs yield history and a crop calendar that are not part of a cube run.
+``classify`` is the predict step (``harvest classify predict``: a trained model maps every
+season of the cube); train the model first with ``harvest classify train``. The forecast
+runs on its own (``harvest forecast``) with the statistics table as its series input: it
+needs yield history and a crop calendar that are not part of a cube run.
 Writes what the steps write, plus ``<store>.harvest/run-report.json``.
 
     harvest run --config run.yaml
@@ -41,6 +43,8 @@ class RunConfig(StrictModel):
     break_lease: bool | None = None
     ingest: dict[str, Any] | None = None
     indices: dict[str, Any] | None = None
+    classify: dict[str, Any] | None = None
+    """The predict step: ``model`` (a folder from ``harvest classify train``), ``years``, ..."""
     aggregate: dict[str, Any] | None = None
 
     def section(self, name: str, model: type[StrictModel]) -> Any:
@@ -60,6 +64,10 @@ class RunConfig(StrictModel):
             out.append(("ingest", self.section("ingest", IngestConfig)))
         if self.indices is not None:
             out.append(("indices", self.section("indices", IndicesConfig)))
+        if self.classify is not None:
+            from cluster.classify.predict import PredictConfig
+
+            out.append(("classify", self.section("classify", PredictConfig)))
         if self.aggregate is not None:
             out.append(("aggregate", self.section("aggregate", AggregateConfig)))
         return out
@@ -71,11 +79,13 @@ def run(config: RunConfig, address: str | None = None) -> list[Any]:
     from jobs import indices as indices_job
     from jobs import ingest as ingest_job
 
-    runners = {"ingest": ingest_job.run, "indices": indices_job.run,
+    from cluster.classify.run import run_predict
+
+    runners = {"ingest": ingest_job.run, "indices": indices_job.run, "classify": run_predict,
                "aggregate": lambda cfg, address=None: aggregate_job.run(cfg, address=address)[0]}
     steps = config.steps()
     if not steps:
-        raise ClusterError("run config has no steps; add 'ingest', 'indices' and/or 'aggregate' sections")
+        raise ClusterError("run config has no steps; add 'ingest', 'indices', 'classify' and/or 'aggregate' sections")
     t0 = time.perf_counter()
     reports = []
     for name, cfg in steps:

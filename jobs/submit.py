@@ -30,6 +30,7 @@ import shlex
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
@@ -90,6 +91,9 @@ class SubmitConfig:
     """Query the cluster's nodes and refuse impossible requests before submitting."""
     token: str | None = field(default=None, repr=False)
     """Ray auth token; default read from the environment (:func:`read_auth_token`)."""
+    allow_insecure_http: bool = False
+    """Send the token over plain ``http://`` to a host that is not this machine. Off by
+    default: anyone on the path could read the token and run code on the cluster."""
 
     def __post_init__(self) -> None:
         if self.job not in JOBS and not _is_dotted_module(self.job):
@@ -197,8 +201,20 @@ def run(config: SubmitConfig, *, environ: Mapping[str, str] | None = None,
     runtime_env = build_runtime_env(config.working_dir, environ=environ)
     secrets = [v for v in runtime_env.get("env_vars", {}).values()] + ([token] if token else [])
 
+    host = urllib.parse.urlsplit(config.address).hostname or ""
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if token and config.address.startswith("http://") and not loopback and not config.allow_insecure_http:
+        raise ConfigError(
+            f"refusing to send the Ray token over plain http:// to {host!r}: anyone on the path could read it "
+            "and run code on the cluster. Use https://, or a port-forward to this machine (kubectl "
+            "port-forward svc/<cluster>-head-svc 8265, then --address http://127.0.0.1:8265); on a "
+            "network you trust, pass --allow-insecure-http"
+        )
     print(f"harvest submit: {entrypoint}", file=out)
     print(f"  address: {config.address}  token: {'yes' if token else 'no'}", file=out)
+    if not token:
+        print("  no Ray token found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token): a cluster "
+              "with token authentication will refuse the request (HTTP 401)", file=out)
     print(f"  env_vars: {mask_env(runtime_env.get('env_vars', {}))}", file=out)
 
     if config.resource_check:
@@ -317,6 +333,8 @@ def _parse_args(argv: Sequence[str] | None) -> SubmitConfig:
     parser.add_argument("--submission-id", default=None)
     parser.add_argument("--timeout-s", type=float, default=None)
     parser.add_argument("--no-resource-check", action="store_true")
+    parser.add_argument("--allow-insecure-http", action="store_true",
+                        help="send the Ray token over plain http:// to a non-loopback address")
     args = parser.parse_args(argv)
     address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or ""
     if not address and os.environ.get("RAY_ADDRESS", "").startswith("http"):
@@ -340,6 +358,7 @@ def _parse_args(argv: Sequence[str] | None) -> SubmitConfig:
         submission_id=args.submission_id,
         timeout_s=args.timeout_s,
         resource_check=not args.no_resource_check,
+        allow_insecure_http=args.allow_insecure_http,
     )
 
 

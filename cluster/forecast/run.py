@@ -244,8 +244,11 @@ def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConf
     if "area_ha" in series and series["area_ha"].notna().any():
         start = as_of - pd.Timedelta(days=366)
         cm = series[(series["date"] > start) & series["area_ha"].notna()].sort_values("date")
-        for rid, v in cm.groupby("region_id")["area_ha"].last().items():
-            area[rid], source[rid] = float(v), "crop_map"
+        last = cm.groupby("region_id").last()
+        for rid, v in last["area_ha"].items():
+            # a series may say which crop-map area it carries (mapped, or error-adjusted)
+            label = last.at[rid, "area_source"] if "area_source" in last else None
+            area[rid], source[rid] = float(v), str(label) if isinstance(label, str) else "crop_map"
     stats = inputs.yields_all[(inputs.yields_all["year"] < season_year) & inputs.yields_all["harvested_area_ha"].notna()
                               & (inputs.yields_all["harvested_area_ha"] > 0)].sort_values("year")
     for rid, row in stats.groupby("region_id").last().iterrows():

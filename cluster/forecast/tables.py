@@ -2,7 +2,8 @@
 
 Contracts (standard column names):
 
-* series: ``region_id, crop, date, index, mean`` (+ optional ``count_px, area_ha, valid_fraction, std``)
+* series: ``region_id, crop, date, index, mean`` (+ optional ``count_px, area_ha, area_source,
+  valid_fraction, std``; ``area_source`` names the area's kind, e.g. error-adjusted)
 * yields: ``region_id, year, crop, yield_t_ha, harvested_area_ha, production_t`` (+ optional ``country``)
 * calendar: ``region_id, crop, sos_doy, eos_doy``
 * regions: ``region_id, name, parent``
@@ -165,7 +166,7 @@ def read_table(spec: TableInput, kind: str, config: ForecastConfig | None = None
         derived = df["production_t"].isna() & df["yield_t_ha"].notna() & df["harvested_area_ha"].notna()
         df.loc[derived, "production_t"] = df.loc[derived, "yield_t_ha"] * df.loc[derived, "harvested_area_ha"]
         df["year"] = df["year"].astype("Int64")
-    keep = list(REQUIRED[kind]) + [c for c in ("country", "count_px", "area_ha", "valid_fraction", "std")
+    keep = list(REQUIRED[kind]) + [c for c in ("country", "count_px", "area_ha", "area_source", "valid_fraction", "std")
                                    if c in df.columns and c not in REQUIRED[kind]]
     return df[keep].reset_index(drop=True)
 

@@ -1,0 +1,1 @@
+"""Crop-type classification: season features, models, training, prediction, accuracy."""

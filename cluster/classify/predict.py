@@ -1,0 +1,234 @@
+"""Crop maps at cluster scale: each actor loads the model once and classifies its tiles.
+
+For every season of the cube (or the configured harvest years), a tile's bands are read
+and decoded (CF scale/offset, masked pixels NaN), turned into the season's features
+(:func:`cluster.classify.features.season_features`, the same definition training used),
+classified, and written as two ``(time, y, x)`` arrays on the cube's time axis:
+
+* ``crop_type`` (uint8): the class code of the season each date belongs to, the class table
+  in CF ``flag_values`` / ``flag_meanings``; 255 where the pixel had no valid observation in
+  the season, or the date lies outside every classified season;
+* ``crop_probability`` (uint8, percent): the probability of the winning class.
+
+Writing the map on the time axis keeps one layout for every product: the aggregate job
+reads ``crop_type`` date by date, so each date's statistics use that season's map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import zarr
+from pydantic import Field
+
+from cluster import store as cstore
+from cluster.classify.features import FeatureConfig, check_bands, season_features
+from cluster.classify.model import CropModel
+from cluster.config import TileJobConfig
+from cluster.errors import ConfigError
+from cluster.grid import CubeExtent
+from cluster.tasks import TileResult, TileTask
+
+__all__ = ["PredictConfig", "PredictPlan", "PredictWorker", "plan_predict", "prepare_predict",
+           "FILL", "CROP_TYPE", "CROP_PROBABILITY"]
+
+FILL = 255
+CROP_TYPE = "crop_type"
+CROP_PROBABILITY = "crop_probability"
+_CHUNK_PX = 65_536
+"""Pixels classified per batch: bounds the feature matrix (~100 features) to ~25 MB."""
+
+
+class PredictConfig(TileJobConfig):
+    """``harvest classify predict``: the model and the cube it maps (``store``)."""
+
+    model: str
+    """The model folder written by ``harvest classify train`` (local or s3://)."""
+    years: list[int] | None = None
+    """Harvest years to map; default: every season the cube's dates cover."""
+    band_names: dict[str, str] = Field(default_factory=dict)
+    """Feature band name -> cube array name, when they differ (e.g. nir: B08)."""
+    smooth_px: int = Field(default=0, ge=0)
+    """Average the class probabilities over a ``smooth_px`` x ``smooth_px`` window before
+    picking the class (0: off). Removes the salt-and-pepper errors of per-pixel maps inside
+    fields; keep it below the narrowest field's width in pixels."""
+    overwrite: bool = False
+    """Map again even if tiles of this plan are done."""
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    store: str
+    model: str
+    extent: CubeExtent
+    years: tuple[int, ...]
+    season_steps: tuple[tuple[int, ...], ...]
+    """Per year, the cube time steps inside that season."""
+    dates: tuple[str, ...]
+    bands: dict[str, str]
+    classes: tuple[str, ...]
+    tiles: tuple[TileTask, ...]
+    hash: str
+    smooth_px: int = 0
+
+
+def _covered_years(features: FeatureConfig, dates: np.ndarray) -> list[int]:
+    years = sorted({int(str(d)[:4]) for d in dates} | {int(str(d)[:4]) + 1 for d in dates})
+    d = dates.astype("datetime64[D]")
+    out = []
+    for y in years:
+        s, e = features.season.bounds(y)
+        inside = (d >= np.datetime64(s)) & (d <= np.datetime64(e))
+        # a season counts when observations span at least half of it
+        if inside.any() and (d[inside].max() - d[inside].min()).astype(int) >= (e - s).days / 2:
+            out.append(y)
+    return out
+
+
+def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
+    """Check the model against the cube (bands, seasons) and list the tiles. Reads metadata."""
+    so = config.storage.to_fsspec()
+    group = cstore.open_group(config.store, so, mode="r")
+    extent = cstore.extent_of(group)
+    arrays = set(group.array_keys())
+    bands = {b: config.band_names.get(b, b) for b in model.features.bands}
+    check_bands(model.features, [b for b, a in bands.items() if a in arrays], f"the cube {config.store!r}")
+    times = cstore.open_cube(config.store, so).time.values
+    years = config.years or _covered_years(model.features, times)
+    if not years:
+        raise ConfigError(f"the cube {config.store!r} covers no whole season {model.features.season.start} to "
+                          f"{model.features.season.end} (dates {str(times.min())[:10]} to {str(times.max())[:10]}); "
+                          "set years, or train with a season the cube covers")
+    d = times.astype("datetime64[D]")
+    steps = []
+    for y in years:
+        s, e = model.features.season.bounds(y)
+        idx = tuple(int(i) for i in np.flatnonzero((d >= np.datetime64(s)) & (d <= np.datetime64(e))))
+        if not idx:
+            raise ConfigError(f"the cube {config.store!r} has no date in the {y} season ({s} to {e}); "
+                              f"drop {y} from years")
+        steps.append(idx)
+    h = hashlib.sha256(json.dumps({
+        "ingest": str(group.attrs.get("harvest", {}).get("plan_hash", "")),
+        "model": model.meta.get("created_at"), "model_classes": list(model.classes),
+        "model_features": list(model.feature_names), "years": list(years), "bands": bands,
+        "smooth_px": config.smooth_px,
+    }, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    tiles = tuple(TileTask(t) for t in extent.iter_tiles())
+    return PredictPlan(config.store, config.model, extent, tuple(years), tuple(steps),
+                       tuple(str(t) for t in times), bands, model.classes, tiles, h, config.smooth_px)
+
+
+def prepare_predict(plan: PredictPlan, config: PredictConfig, model: CropModel) -> cstore.Manifest:
+    """Create ``crop_type`` and ``crop_probability`` (kept if this plan has done tiles)."""
+    so = config.storage.to_fsspec()
+    manifest = cstore.Manifest(plan.store, "classify", plan.hash, so)
+    if config.overwrite:
+        manifest.clear()
+    common = {"harvest_job": "classify", "harvest_plan_hash": plan.hash, "model": plan.model,
+              "model_created_at": model.meta.get("created_at"), "years": list(plan.years),
+              "season_dates": {str(y): [str(d) for d in model.features.season.bounds(y)] for y in plan.years},
+              "validation": model.meta.get("validation", {}),
+              "confusion_counts": model.meta.get("confusion_counts"),
+              "confusion_unit": model.meta.get("confusion_unit", "sample"),
+              "confusion_orientation": "rows = map (predicted) class, columns = reference class"}
+    specs = [
+        cstore.ArraySpec(CROP_TYPE, "uint8", FILL, attrs={
+            **common, "long_name": "crop type", "flag_values": list(range(len(plan.classes))),
+            "flag_meanings": " ".join(c.replace(" ", "_") for c in plan.classes),
+            "comment": "the class of the season each date belongs to; 255: not classified"}),
+        cstore.ArraySpec(CROP_PROBABILITY, "uint8", FILL, attrs={
+            **common, "long_name": "probability of the mapped crop type", "units": "percent"}),
+    ]
+    cstore.add_arrays(plan.store, specs, like=next(iter(plan.bands.values())), storage_options=so,
+                      overwrite=not manifest.done())
+    return manifest
+
+
+def _smooth(probs: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """Mean class probabilities over k x k windows of classified pixels (``(y, x, K)``)."""
+    from scipy.ndimage import uniform_filter
+
+    w = seen.astype(np.float32)
+    den = uniform_filter(w, size=k, mode="nearest")
+    out = np.empty_like(probs)
+    for c in range(probs.shape[2]):
+        num = uniform_filter(probs[:, :, c] * w, size=k, mode="nearest")
+        out[:, :, c] = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return out
+
+
+class PredictWorker:
+    """Loads the model once per actor; reads, featurises, classifies and writes tiles."""
+
+    def __init__(self, plan: PredictPlan, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.plan = plan
+        self.so = dict(storage_options or {})
+        self.model = CropModel.load(plan.model, self.so)
+        self._group: zarr.Group | None = None
+        threads = os.environ.get("OMP_NUM_THREADS")  # Ray sets it to the actor's num_cpus
+        self.threads = int(threads) if threads and threads.isdigit() else 0
+
+    def process(self, task: TileTask) -> TileResult:
+        t_start = time.perf_counter()
+        plan = self.plan
+        if self._group is None:
+            self._group = cstore.open_group(plan.store, self.so, mode="r+")
+        group = self._group
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        values = {b: cstore.read_tile_decoded(group, name, plan.extent, task.tile) for b, name in plan.bands.items()}
+        timings["read"] = time.perf_counter() - t0
+        nt, ny, nx = next(iter(values.values())).shape
+        crop = np.full((nt, ny, nx), FILL, dtype=np.uint8)
+        prob = np.full((nt, ny, nx), FILL, dtype=np.uint8)
+        result = TileResult(task.tile.id, "done", pid=os.getpid())
+        dates = np.asarray(plan.dates, dtype="datetime64[ns]")
+        timings["features"] = timings["predict"] = 0.0
+        mapped = 0
+        for year, steps in zip(plan.years, plan.season_steps):
+            sel = list(steps)
+            flat = {b: v[sel].reshape(len(sel), ny * nx) for b, v in values.items()}
+            seen = np.zeros(ny * nx, dtype=bool)
+            for v in flat.values():
+                seen |= (~np.isnan(v)).any(axis=0)
+            todo = np.flatnonzero(seen)
+            if todo.size == 0:
+                continue
+            probs = np.zeros((ny * nx, len(plan.classes)), dtype=np.float32)
+            for start in range(0, todo.size, _CHUNK_PX):
+                part = todo[start:start + _CHUNK_PX]
+                t0 = time.perf_counter()
+                fm = season_features({b: v[:, part] for b, v in flat.items()}, dates[sel], self.model.features, year)
+                timings["features"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                probs[part] = self.model.predict_proba(fm.values, threads=self.threads)
+                timings["predict"] += time.perf_counter() - t0
+            if plan.smooth_px > 1:
+                probs = _smooth(probs.reshape(ny, nx, -1), seen.reshape(ny, nx), plan.smooth_px).reshape(ny * nx, -1)
+            cls = np.where(seen, np.argmax(probs, axis=1), FILL).astype(np.uint8)
+            pct = np.where(seen, np.round(100 * probs.max(axis=1)), FILL).astype(np.uint8)
+            mapped += int(todo.size)
+            crop[sel] = cls.reshape(ny, nx)[None]
+            prob[sel] = pct.reshape(ny, nx)[None]
+        t0 = time.perf_counter()
+        if mapped:
+            crc = {}
+            for name, block in ((CROP_TYPE, crop), (CROP_PROBABILITY, prob)):
+                w = cstore.write_tile(group, name, plan.extent, task.tile, block, plan.store)
+                result.bytes_written += w.nbytes
+                crc[name] = w.crc32
+            result.record = {"crc32": crc}
+        else:
+            result.status = "empty"
+        timings["encode_write"] = time.perf_counter() - t0
+        result.pixels = nt * ny * nx
+        result.timings_s = timings
+        result.seconds = time.perf_counter() - t_start
+        return result

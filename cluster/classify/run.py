@@ -1,0 +1,220 @@
+"""The classify pipeline: samples -> features -> validated model -> crop maps in the cube.
+
+:func:`run_train` is ``harvest classify train``; :func:`run_predict` is ``harvest classify
+predict`` (a tile job, through the engine like ingest and indices).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from cluster import store as cstore
+from cluster.classify.features import FeatureConfig, FeatureMatrix, season_features
+from cluster.classify.labels import LabelsConfig, SampleWorker, load_labels, plan_sampling, samples_frame
+from cluster.classify.model import CropModel, LightGBMParams
+from cluster.classify.predict import PredictConfig, PredictWorker, plan_predict, prepare_predict
+from cluster.classify.samples import LabelMapping, SampleTableConfig, load_samples, map_labels, to_arrays
+from cluster.classify.train import CrossValidation, ValidationConfig, report_files, train_model
+from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources
+from cluster.errors import ConfigError, DataError
+from cluster.report import JobReport
+from cluster.tasks import TileResult
+
+__all__ = ["TrainConfig", "TrainResult", "run_train", "run_predict", "sample_cube"]
+
+
+class TrainConfig(StrictModel):
+    """``harvest classify train``: labelled samples -> a model folder and its validation report."""
+
+    model: str
+    """The model folder to write (local or s3://)."""
+    year: int
+    """Harvest year of the labels (the season whose features are learnt)."""
+    table: SampleTableConfig | None = None
+    """Samples from a labelled table (long or wide); or ``labels`` + ``store``."""
+    labels: LabelsConfig | None = None
+    """Labelled fields or points, sampled from the cube ``store`` by the actor pool."""
+    store: str | None = None
+    band_names: dict[str, str] = Field(default_factory=dict)
+    """Feature band -> cube array name, when sampling a cube whose names differ."""
+    mapping: LabelMapping = Field(default_factory=LabelMapping)
+    """Source labels -> the project's classes."""
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
+    storage: StorageOptions = Field(default_factory=StorageOptions)
+    max_actors: int = Field(default=DEFAULT_MAX_ACTORS, ge=1)
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+    threads: int = Field(default=0, ge=0)
+    """Training threads; 0: every core."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TrainConfig":
+        if (self.table is None) == (self.labels is None):
+            raise ValueError("set exactly one sample source: 'table' (a labelled sample file) or "
+                             "'labels' (fields/points) with 'store' (the cube to sample)")
+        if self.labels is not None and self.store is None:
+            raise ValueError("'labels' needs 'store': the cube to sample at the labels")
+        return self
+
+
+@dataclass
+class TrainResult:
+    """What ``harvest classify train`` produced."""
+
+    model: CropModel
+    report: dict[str, Any]
+    """The validation report (``report.json``)."""
+    cv: CrossValidation
+    samples: pd.DataFrame
+    """One row per sample: id, group, label, class (the training set)."""
+    issues: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def summary(self) -> str:
+        r = self.report
+        base = r.get("baseline", {})
+        sp = r["spread"]["balanced_accuracy"]
+        lines = [f"harvest classify train: {r['n_samples']} samples in {r['n_groups']} groups "
+                 f"({r['folds']} folds by {r['split']['by']!r}, seeds {r['split']['seeds']}) in {self.wall_s:.0f} s",
+                 f"  balanced accuracy {_f(r['balanced_accuracy'])} (folds {_f(sp['fold_min'])}-{_f(sp['fold_max'])}), "
+                 f"overall {_f(r['overall_accuracy'])}, kappa {_f(r['kappa'])}"
+                 + (f"; baseline (random forest, raw bands) {_f(base.get('balanced_accuracy'))}" if base else ""),
+                 "  F1: " + ", ".join(f"{k} {_f(v['f1'])}" for k, v in r["per_class"].items())]
+        for i in self.issues[:8]:
+            lines.append(f"  note: {i}")
+        for k, v in self.outputs.items():
+            lines.append(f"  {k}: {v}")
+        return "\n".join(lines)
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def sample_cube(config: TrainConfig, address: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Sample the cube at the labels with the actor pool; returns the long sample table."""
+    from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
+
+    assert config.labels is not None and config.store is not None
+    so = config.storage.for_workers()
+    labels = load_labels(config.labels)
+    bands = {b: config.band_names.get(b, b) for b in config.features.bands}
+    plan = plan_sampling(config.store, so, labels, bands, config.labels)
+    issues = []
+    if plan.outside:
+        issues.append(f"{len(plan.outside)} label(s) lie outside the cube and were not sampled "
+                      f"(e.g. {list(plan.outside[:3])!r})")
+    parts: list[dict[str, Any]] = []
+
+    def keep(r: TileResult) -> None:
+        s = r.extra.pop("samples", None)
+        if s is not None:
+            parts.append(s)
+
+    ensure_ray(address)
+    outcome = run_tile_tasks(functools.partial(SampleWorker, plan, so), plan.tiles,
+                             PoolOptions.from_config(config.max_actors, config.resources), on_result=keep)
+    failed = [r for r in outcome.results if r.status == "failed"]
+    if failed:
+        raise DataError(f"sampling the cube failed on {len(failed)} tile(s), e.g. {failed[0].tile_id}: "
+                        f"{failed[0].error}; fix that and rerun (a model from partial samples would be biased)")
+    frame = samples_frame(plan, parts)
+    sampled = set(frame.field_id.unique())
+    unsampled = [f for f in plan.labels.field_id if f not in sampled]
+    if unsampled:
+        issues.append(f"{len(unsampled)} field(s) own no pixel centre on the grid (smaller than a pixel?) "
+                      f"and gave no sample, e.g. {unsampled[:3]!r}")
+    return frame, issues
+
+
+def _groups(frame: pd.DataFrame, validation: ValidationConfig) -> np.ndarray:
+    """The validation group of each sample (one value per sample_id, in sample order)."""
+    per = frame.groupby("sample_id", sort=True).first()
+    if validation.group == "block":
+        if not {"x", "y"} <= set(per.columns):
+            raise ConfigError("validation.group 'block' needs sample coordinates (x, y); sample a cube, or "
+                              "group by a column of the table")
+        # the block of the field's first sampled pixel: every pixel of a field in one block
+        key = per["field_id"] if "field_id" in per else per.index.to_series()
+        first = per.groupby(key)[["x", "y"]].transform("first")
+        bx = np.floor(first["x"].to_numpy() / validation.block_m).astype(np.int64)
+        by = np.floor(first["y"].to_numpy() / validation.block_m).astype(np.int64)
+        return np.array([f"{a}_{b}" for a, b in zip(bx, by)])
+    if validation.group == "sample_id":
+        return per.index.to_numpy().astype(str)
+    if validation.group not in per.columns:
+        raise ConfigError(f"validation.group {validation.group!r} is not a sample column; columns: "
+                          f"{sorted(c for c in per.columns if c not in ('date',))!r} (or 'sample_id', 'block')")
+    return per[validation.group].astype(str).to_numpy()
+
+
+def run_train(config: TrainConfig, address: str | None = None) -> TrainResult:
+    """Samples -> features -> cross-validated booster (and baseline) -> model folder."""
+    t0 = time.perf_counter()
+    so = config.storage.to_fsspec()
+    if config.table is not None:
+        loaded = load_samples(config.table, config.mapping)
+        frame, issues = loaded.frame, list(loaded.issues)
+        source: dict[str, Any] = {"table": config.table.model_dump(mode="json")}
+    else:
+        frame, issues = sample_cube(config, address)
+        classes, unmapped = map_labels(frame.groupby("sample_id", sort=True)["label"].first(), config.mapping)
+        frame["class"] = frame["sample_id"].map(classes)
+        if unmapped:
+            issues.append("unmapped labels left out: " + ", ".join(f"{k!r} ({v} samples)" for k, v in
+                                                                  sorted(unmapped.items())))
+        frame = frame[frame["class"].notna()]
+        source = {"labels": config.labels.model_dump(mode="json") if config.labels else None,
+                  "store": config.store}
+    per = frame.groupby("sample_id", sort=True).first()
+    present = [c for c in config.mapping.classes if c in set(per["class"])]
+    if len(present) < 2:
+        raise DataError(f"the samples hold {len(present)} class(es) {present!r} after label mapping; "
+                        "a classifier needs at least 2: check the mapping rules and the labels")
+    ids, dates, values = to_arrays(frame, config.features.bands)
+    per = per.reindex(ids)
+    fm = season_features(values, dates, config.features, config.year)
+    code = {c: i for i, c in enumerate(present)}
+    y = per["class"].map(code).to_numpy().astype(np.int64)
+    groups = _groups(frame, config.validation)
+    meta = {"trained_on": {**source, "year": config.year, "n_samples": int(len(y)),
+                           "class_counts": {c: int((y == i).sum()) for c, i in code.items()}},
+            "season_year": config.year}
+    fields = per["field_id"].astype(str).to_numpy() if "field_id" in per else None
+    model, cv = train_model(fm, y, groups, present, config.features, config.lightgbm, config.validation,
+                            meta, threads=config.threads, fields=fields)
+    report = cv.report(config.validation.group)
+    model.save(config.model, so, extra_files=report_files(report, f"crop-type model, season {config.year}"))
+    wall = time.perf_counter() - t0
+    table = pd.DataFrame({"sample_id": ids, "group": groups, "label": per["label"].to_numpy(),
+                          "class": per["class"].to_numpy()})
+    return TrainResult(model, report, cv, table, issues,
+                       {"model": f"{config.model}/model.txt (+ model.json)",
+                        "report": f"{config.model}/report.json (+ report.md, confusion.png)"}, wall)
+
+
+def run_predict(config: PredictConfig, address: str | None = None,
+                progress: Callable[[TileResult], None] | None = None) -> JobReport:
+    """Map crop types into the cube, tile by tile, resumable (``harvest classify predict``)."""
+    from cluster.engine import run_tile_job, write_report
+
+    t0 = time.perf_counter()
+    model = CropModel.load(config.model, config.storage.to_fsspec())
+    so = config.storage.for_workers()
+    plan = plan_predict(config, model)
+    report = run_tile_job("classify", config, plan.hash, plan.tiles, functools.partial(PredictWorker, plan, so),
+                          address, prepare=lambda: prepare_predict(plan, config, model), on_result=progress)
+    report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{a}", config.storage.to_fsspec())
+                             for a in ("crop_type", "crop_probability"))
+    write_report(report, config, t0, cube=config.store, arrays="crop_type, crop_probability",
+                 years=", ".join(map(str, plan.years)), classes=", ".join(plan.classes))
+    return report

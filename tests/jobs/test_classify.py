@@ -1,0 +1,186 @@
+"""``harvest classify`` on a real cube (the small demo season, in the shared Ray session).
+
+One feature definition for pixels and tables, training from labels sampled by the actor
+pool, prediction written tile by tile and resumable, per-crop aggregation with
+error-adjusted areas, and the bad inputs the issue lists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cluster import store as cstore
+from cluster.aggregation import AggregateConfig
+from cluster.classify.features import season_features
+from cluster.classify.model import CropModel
+from cluster.classify.predict import PredictConfig
+from cluster.classify.run import TrainConfig, run_predict, run_train
+from cluster.classify.samples import LabelMapping, SampleTableConfig, load_samples, to_arrays
+from cluster.demo import make_demo_season
+from cluster.errors import ConfigError, DataError
+from cluster.grid import TileIndex
+from cluster.indices import IndicesConfig
+from cluster.ingest import IngestConfig
+from cluster.verify import verify_store
+from jobs import aggregate as aggregate_job
+from jobs import classify as classify_job
+from jobs import indices as indices_job
+from jobs import ingest as ingest_job
+from jobs.demo import SIZES, demo_configs
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, ray_session: dict) -> dict:
+    root = tmp_path_factory.mktemp("classify")
+    season = make_demo_season(root / "season", SIZES["small"])
+    cfgs = demo_configs(season, root)
+    assert ingest_job.run(IngestConfig.model_validate(cfgs["ingest"])).ok
+    assert indices_job.run(IndicesConfig.model_validate(cfgs["indices"])).ok
+    cfgs["season"] = season
+    cfgs["root"] = root
+    return cfgs
+
+
+def _train_config(demo: dict, **changes: object) -> TrainConfig:
+    c = classify_job.ClassifyConfig.model_validate(demo["classify"])
+    train = c.section("train")
+    return TrainConfig.model_validate({**train.model_dump(), **changes})
+
+
+def test_classify__a_pixel_and_its_table_rows_give_identical_features(demo: dict, tmp_path: Path) -> None:
+    train = _train_config(demo)
+    store = demo["ingest"]["store"]
+    group = cstore.open_group(store, mode="r")
+    extent = cstore.extent_of(group)
+    bands = train.features.bands
+    tile = max(extent.iter_tiles(), key=lambda t: np.isfinite(
+        cstore.read_tile_decoded(group, "red", extent, t)).sum())  # the tile with the most data
+    cube = {b: cstore.read_tile_decoded(group, b, extent, tile) for b in bands}
+    times = cstore.open_cube(store).time.values
+    seen = np.isfinite(cube["red"]).any(axis=0)
+    rows_, cols_ = np.nonzero(seen)
+    pick = np.random.default_rng(1).choice(rows_.size, 12, replace=False)
+    picks = [(int(rows_[i]), int(cols_[i])) for i in pick]
+    flat = {b: np.stack([cube[b][:, r, c] for r, c in picks], axis=1) for b in bands}
+    from_cube = season_features(flat, times, train.features, train.year)
+    # the same pixels as rows of a long sample table, read back through the table loader
+    rows = [{"id": f"px{k}", "date": str(t)[:10], "crop": "wheat", **{b: cube[b][i, r, c] for b in bands}}
+            for k, (r, c) in enumerate(picks) for i, t in enumerate(times)]
+    path = tmp_path / "pixels.csv"
+    pd.DataFrame(rows).to_csv(path, index=False, float_format="%.9g")
+    table = SampleTableConfig(paths=[str(path)], layout="long", id_column="id", label_column="crop",
+                              time_column="date", bands={b: {"column": b} for b in bands})
+    samples = load_samples(table, LabelMapping(classes=["wheat"]))
+    ids, dates, values = to_arrays(samples.frame, bands)
+    from_table = season_features(values, dates, train.features, train.year)
+    assert list(ids) == sorted(f"px{k}" for k in range(len(picks)))
+    order = [int(i[2:]) for i in ids]
+    from_cube = season_features({b: v[:, order] for b, v in flat.items()}, times, train.features, train.year)
+    np.testing.assert_array_equal(from_table.values, from_cube.values)
+    assert from_table.names == from_cube.names
+
+
+def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    store = demo["ingest"]["store"]
+    cfg_path = Path(demo["root"]) / "classify.yaml"
+    cfg_path.write_text(yaml.safe_dump({**demo["classify"], "train": {
+        **demo["classify"]["train"], "validation": {**demo["classify"]["train"]["validation"], "folds": 3}}}))
+    assert classify_job.main(["train", "--config", str(cfg_path)]) == 0
+    out = capsys.readouterr().out
+    assert "baseline (random forest, raw bands)" in out
+    model_dir = Path(demo["classify"]["model"])
+    report = json.loads((model_dir / "report.json").read_text())
+    assert {"overall_accuracy", "balanced_accuracy", "kappa", "per_class", "confusion", "n_samples", "n_groups",
+            "folds", "split", "baseline"} <= set(report)
+    assert report["split"]["by"] == "block" and report["n_groups"] >= 3 and report["folds"] == 3
+    # validation is by block: no field's pixels on both sides (every field in one group)
+    assert (model_dir / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| wheat |" in (model_dir / "report.md").read_text()
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["format"].startswith("harvest-crop-model/") and meta["confusion_unit"] == "field"
+    assert not list(model_dir.glob("*.pkl")) and not list(model_dir.glob("*.pickle"))
+    assert report["balanced_accuracy"] > 0.6 and report["per_class"]["wheat"]["f1"] > 0.8
+
+    assert classify_job.main(["predict", "--config", str(cfg_path)]) == 0
+    ds = cstore.open_cube(store, chunks=None)
+    crop = cstore.open_group(store, mode="r")["crop_type"]
+    assert crop.dtype == np.uint8 and crop.fill_value == 255
+    assert crop.attrs["flag_meanings"].split() == list(meta["classes"])
+    assert crop.attrs["flag_values"] == list(range(len(meta["classes"])))
+    years = pd.DatetimeIndex(ds.time.values).year
+    raw = cstore.open_group(store, mode="r")["crop_type"][:]
+    red = ds.red.values
+    for year in sorted(set(years)):  # every season mapped, where it has data; one map per season
+        sel = np.flatnonzero(years == year)
+        seen = np.isfinite(red[sel]).any(axis=0)
+        assert seen.sum() > 10_000
+        assert (raw[sel[0]][seen] != 255).all() and (raw[sel[0]][~seen] == 255).all()
+        assert (raw[sel] == raw[sel[0]]).all()
+    prob = cstore.open_group(store, mode="r")["crop_probability"][:]
+    mapped = prob[raw != 255]  # the winning class has at least 1/K of the probability
+    assert mapped.min() >= 100 // len(meta["classes"]) and mapped.max() <= 100 and (prob[raw == 255] == 255).all()
+    # resumable through the manifest: a rerun skips every tile
+    again = run_predict(PredictConfig(store=store, model=str(model_dir), smooth_px=3))
+    assert again.ok and again.tiles_skipped == again.tiles_total
+    found = verify_store(store)
+    assert found.ok and "classify" in found.jobs, found.summary()
+
+    agg = AggregateConfig.model_validate(demo["aggregate"])
+    report_agg, table = aggregate_job.run(agg)
+    assert report_agg.ok and set(table["crop"]) <= set(meta["classes"]) and "wheat" in set(table["crop"])
+    areas = pd.read_parquet(Path(agg.out).with_name(Path(agg.out).name + "_crop_areas.parquet"))
+    last = areas[areas.season_year == demo["season"].spec.years[-1]]
+    assert {"mapped_area_ha", "estimated_area_ha", "ci95_low_ha", "ci95_high_ha"} <= set(last.columns)
+    ok = last.dropna(subset=["estimated_area_ha"])
+    assert len(ok) and (ok.ci95_low_ha <= ok.estimated_area_ha).all() and (ok.estimated_area_ha <= ok.ci95_high_ha).all()
+    # per region, the error-adjusted areas add up to the mapped total (a re-allocation)
+    for _, g in ok.groupby(["region_id", "season_year"]):
+        assert g.estimated_area_ha.sum() == pytest.approx(g.mapped_area_ha.sum(), rel=1e-6)
+
+
+def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path) -> None:
+    store = demo["ingest"]["store"]
+    model_dir = Path(demo["classify"]["model"])
+    if not (model_dir / "model.json").exists():
+        run_train(_train_config(demo, validation={"folds": 2, "seeds": [0], "group": "block", "baseline": False}))
+    # a model folder from another major format version
+    other = tmp_path / "old-model"
+    other.mkdir()
+    meta = json.loads((model_dir / "model.json").read_text())
+    (other / "model.json").write_text(json.dumps({**meta, "format": "harvest-crop-model/0"}))
+    (other / "model.txt").write_text((model_dir / "model.txt").read_text())
+    with pytest.raises(ConfigError, match=r"has format 'harvest-crop-model/0', this version reads .*retrain"):
+        CropModel.load(str(other))
+    # a cube that lacks a band the model was trained on
+    with pytest.raises(ConfigError, match=r"lacks band\(s\) \['nir'\].*ingest them"):
+        run_predict(PredictConfig(store=store, model=str(model_dir), band_names={"nir": "nir_missing"}))
+    # a season the cube does not cover
+    with pytest.raises(ConfigError, match=r"has no date in the 2019 season"):
+        run_predict(PredictConfig(store=store, model=str(model_dir), years=[2019]))
+    # labels that all lie outside the cube
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    far = tmp_path / "far.geojson"
+    gpd.GeoDataFrame({"field_id": ["a"], "crop_surveyed": ["wheat"]},
+                     geometry=[box(10, 10, 10.01, 10.01)], crs="EPSG:4326").to_file(far)
+    with pytest.raises(DataError, match=r"none of the 1 labels lies inside the cube"):
+        run_train(_train_config(demo, labels={**_train_config(demo).labels.model_dump(), "path": str(far)}))
+    # a class with fewer samples than the folds need
+    fm_labels = tmp_path / "two.gpkg"
+    src = gpd.read_file(demo["season"].field_labels)
+    one_maize = pd.concat([src[src.crop_surveyed == "wheat"].head(6), src[src.crop_surveyed == "maize"].head(1)])
+    one_maize.to_file(fm_labels)
+    cfg = _train_config(demo, labels={**_train_config(demo).labels.model_dump(), "path": str(fm_labels),
+                                                    "max_pixels_per_field": 1},
+                        validation={"folds": 2, "seeds": [0], "group": "sample_id", "baseline": False})
+    with pytest.raises(DataError, match=r"class\(es\) \['maize'\] have fewer than 2 samples"):
+        run_train(cfg)
