@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 
 from cluster.aggregation import AggregateConfig
+from cluster.classify.predict import PredictConfig
+from cluster.classify.run import run_predict, run_train
 from cluster.demo import make_demo_season
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig, IngestWorker, plan_ingest
@@ -28,6 +30,7 @@ from cluster.verify import verify_store
 from jobs import aggregate as aggregate_job
 from jobs import indices as indices_job
 from jobs import ingest as ingest_job
+from jobs.classify import ClassifyConfig
 from jobs.demo import SIZES, demo_configs
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
@@ -93,7 +96,7 @@ def _assert_survived(report, killer: ActorKiller) -> None:  # noqa: ANN001
     assert killer.killed not in killer.seen[killer.kill_index:]
 
 
-def test_faults__killed_actor_mid_ingest_and_mid_indices(demo: dict[str, dict], tmp_path: Path) -> None:
+def test_faults__killed_actor_mid_ingest_indices_and_classify(demo: dict[str, dict], tmp_path: Path) -> None:
     clean = str(tmp_path / "clean.zarr")
     chaos = str(tmp_path / "chaos.zarr")
     ingest = IngestConfig.model_validate(demo["ingest"] | {"store": clean, "max_actors": 2})
@@ -116,13 +119,27 @@ def test_faults__killed_actor_mid_ingest_and_mid_indices(demo: dict[str, dict], 
     found = verify_store(chaos)
     assert found.ok and set(found.jobs) == {"ingest", "indices"}, found.summary()
 
+    # classify predict: one model, the clean cube and the chaos cube mapped with it
+    train = ClassifyConfig.model_validate({**demo["classify"], "train": {
+        **demo["classify"]["train"], "validation": {"folds": 2, "seeds": [0], "group": "block", "baseline": False}}})
+    run_train(train.section("train").model_copy(update={"store": clean, "model": str(tmp_path / "model")}))
+    predict = PredictConfig(store=clean, model=str(tmp_path / "model"), max_actors=2)
+    assert run_predict(predict).ok
+    killer = ActorKiller(after=3)
+    report = run_predict(predict.model_copy(update={"store": chaos}), progress=killer)
+    _assert_survived(report, killer)
+    a, b = _chunks(clean), _chunks(chaos)
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+    assert verify_store(chaos).ok
+
 
 def test_faults__killed_actor_mid_aggregate(demo: dict[str, dict], tmp_path: Path) -> None:
     store = str(tmp_path / "cube.zarr")
     base = {"store": store, "max_actors": 2}
     assert ingest_job.run(IngestConfig.model_validate(demo["ingest"] | base)).ok
     assert indices_job.run(IndicesConfig.model_validate(demo["indices"] | base)).ok
-    agg = AggregateConfig.model_validate(demo["aggregate"] | base | {"out": str(tmp_path / "clean")})
+    agg = AggregateConfig.model_validate(demo["aggregate"] | base | {"out": str(tmp_path / "clean"),
+                                                                     "crop_map": None})
     clean_report, clean = aggregate_job.run(agg)
     assert clean_report.ok and len(clean)
 

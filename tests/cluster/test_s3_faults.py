@@ -24,12 +24,12 @@ from tests.jobs.test_ingest import cbers_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
-GRID = {"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16}
+GRID = {"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 32}  # 6 tiles: enough to kill mid-job
 
 
 @pytest.fixture(scope="module")
 def bucket(s3_endpoint: str, ray_session: dict) -> Iterator[dict[str, str]]:
-    """A bucket with four CBERS dates and a clean cube ingested straight from moto."""
+    """A bucket with three CBERS dates and a clean cube ingested straight from moto."""
     import uuid
 
     import boto3
@@ -40,11 +40,11 @@ def bucket(s3_endpoint: str, ray_session: dict) -> Iterator[dict[str, str]]:
     fs = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": s3_endpoint},
                            skip_instance_cache=True)
     root = shared_data("cbers4_awfi_cerrado_timeseries")
-    for f in sorted(root.glob("*_2017-0*.tif")) + sorted(root.glob("*_2017-10-0*.tif")):
+    for f in sorted(root.glob("*_2017-0*.tif")):
         fs.put(str(f), f"{name}/scenes/{f.name}")
     info = {"bucket": name, "scenes": f"s3://{name}/scenes/CBERS-4_AWFI_{{band}}_*.tif"}
     report = ingest_job.run(_config(info, f"s3://{name}/clean.zarr", s3_endpoint))
-    assert report.ok and report.tiles_done > 10
+    assert report.ok and report.tiles_done >= 4
     yield info
 
 
@@ -74,7 +74,7 @@ def test_s3_faults__flaky_storage_gives_identical_bytes(bucket: dict, proxy: Fau
     store = f"s3://{bucket['bucket']}/flaky.zarr"
     report = ingest_job.run(_config(bucket, store, proxy.endpoint))
     stats = proxy.stats()
-    assert stats["errors"] > 20 and stats["resets"] > 5, stats
+    assert stats["errors"] > 10 and stats["resets"] > 2, stats
     assert report.ok, report.summary()
     assert not report.inputs_rejected  # a 5xx is never taken for a bad scene
     clean = _objects(s3_endpoint, f"{bucket['bucket']}/clean.zarr")
@@ -86,7 +86,7 @@ def test_s3_faults__most_scene_reads_answering_503(bucket: dict, proxy: FaultPro
     proxy.set(error_rate=0.6, match=rf"^(GET|HEAD) /{bucket['bucket']}/scenes/")
     store = f"s3://{bucket['bucket']}/storm.zarr"
     report = ingest_job.run(_config(bucket, store, proxy.endpoint))
-    assert proxy.stats()["errors"] > 50
+    assert proxy.stats()["errors"] > 20
     assert report.ok and not report.inputs_rejected, report.summary()
     assert _objects(s3_endpoint, f"{bucket['bucket']}/storm.zarr") == \
         _objects(s3_endpoint, f"{bucket['bucket']}/clean.zarr")
