@@ -27,6 +27,10 @@ class TileActor:
         self.worker = factory()
         self.node_id = ray.get_runtime_context().get_node_id()
 
+    def ready(self) -> str:
+        """Answers once the worker is built: the pool hands tiles only to actors that are up."""
+        return str(self.node_id)
+
     def process(self, task: TileTask) -> TileResult:
         try:
             result = self.worker.process(task)

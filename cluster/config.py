@@ -152,6 +152,9 @@ def check_url(url: str, role: Literal["store", "input"]) -> str:
     if "://" not in url:
         return url
     proto = url.split("://", 1)[0].lower()
+    if proto != "file" and any(part in ("..", ".") for part in url.split("://", 1)[1].split("/")):
+        raise ValueError(f"URL {url!r} has '.' or '..' segments: object keys are taken literally, so it "
+                         "names another object than it seems to; write the path without them")
     if proto == "file":
         return url
     import fsspec

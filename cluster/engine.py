@@ -18,6 +18,8 @@ Imports no Ray at module level (the pool is imported when tiles run).
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -51,7 +53,8 @@ class RecordingWorker:
             if self.owner is not None:
                 check_lease(self.store, self.owner, self.so)  # another job took the store
             self.manifest.mark(task.tile.id, {"tile": task.tile.id, "status": result.status,
-                                              "bytes_written": result.bytes_written, **result.record})
+                                              "bytes_written": result.bytes_written, "pid": os.getpid(),
+                                              "host": socket.gethostname(), **result.record})
         return result
 
 

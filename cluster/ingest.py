@@ -483,19 +483,26 @@ class CubeCheck:
     """Catches a silently wrong cube from the tiles' results, as they arrive.
 
     Two bands identical in every tile with data (read from the same source by mistake),
-    or no tile with data at all (every pixel masked or nodata), end the job as failed.
-    Only tiles processed in this run are seen: a rerun that skips every tile checks nothing.
+    or no tile with data at all (every pixel masked or nodata), end the job as failed; a
+    scene that gave no valid pixel anywhere is a warning. Only tiles processed in this run
+    are seen: a rerun that skips every tile checks nothing.
     """
 
-    def __init__(self, bands: Sequence[str]) -> None:
+    def __init__(self, bands: Sequence[str], scenes: Sequence[Scene] = ()) -> None:
         self.bands = list(bands)
+        self.scenes = list(scenes)
         self.data_tiles = 0
         self.empty_tiles = 0
+        self.failed_tiles = 0
         self.identical: dict[tuple[str, str], int] = {}
+        self.with_data: set[int] = set()
 
     def add(self, r: TileResult) -> None:
+        self.with_data.update(r.extra.get("scenes_with_data", ()))
         if r.status == "empty":
             self.empty_tiles += 1
+        if r.status == "failed":
+            self.failed_tiles += 1
         if r.status != "done":
             return
         self.data_tiles += 1
@@ -512,6 +519,14 @@ class CubeCheck:
                 out.append(f"bands {a!r} and {b!r} are identical in every tile with data: they were read "
                            "from the same source. Check the band mapping (file tokens, index, description)")
         return out
+
+    def warnings(self) -> list[str]:
+        """Scenes that gave no valid, clear pixel in any tile (checked only on a full run)."""
+        if self.failed_tiles or not (self.data_tiles + self.empty_tiles):
+            return []
+        return [f"scene {s.id!r} gave no valid pixel in any tile (all nodata, or all masked as cloud): it "
+                "adds nothing to the cube; check its nodata value and mask, or drop it"
+                for i, s in enumerate(self.scenes) if i not in self.with_data]
 
 
 # --- the tile worker ------------------------------------------------------------------
@@ -726,7 +741,7 @@ class IngestWorker:
                 if nod is not None and not (isinstance(nod, float) and math.isnan(nod)):
                     valid &= arr != nod
                 if np.issubdtype(arr.dtype, np.floating):
-                    valid &= ~np.isnan(arr)
+                    valid &= np.isfinite(arr)  # NaN and +-inf are missing, never data
                 if (ri, bi) in coverage:
                     valid &= coverage[(ri, bi)].astype(bool)
                 data[b.name] = arr
@@ -734,6 +749,8 @@ class IngestWorker:
                 valid &= plan.mask.clear(data[plan.mask.band])
             timings["mask"] += time.perf_counter() - t0
             t0 = time.perf_counter()
+            if valid.any():
+                result.extra.setdefault("scenes_with_data", []).append(si)
             take = valid & ~filled[t]
             if take.any():
                 for name, block in blocks.items():

@@ -94,9 +94,14 @@ class JobReport:
         d["config"] = mask_secrets(self.config)
         return d
 
+    def _status(self) -> str:
+        if not self.ok:
+            return "FAILED" if self.stopped or not (self.tiles_done + self.tiles_empty) else "PARTIAL"
+        return f"OK, {len(self.inputs_rejected)} input(s) rejected" if self.inputs_rejected else "OK"
+
     def summary(self) -> str:
         lines = [
-            f"harvest {self.job}: {'OK' if self.ok else 'FAILED'} in {self.wall_s:.1f} s -> {self.store}",
+            f"harvest {self.job}: {self._status()} in {self.wall_s:.1f} s -> {self.store}",
             f"  tiles: {self.tiles_done} done, {self.tiles_empty} empty, {self.tiles_skipped} skipped "
             f"(already done), {self.tiles_failed} failed, of {self.tiles_total}"
             + (f"; {self.retries} retried" if self.retries else "")

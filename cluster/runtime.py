@@ -176,6 +176,10 @@ def run_tile_tasks(
         return TileActor.options(**options).remote(factory_ref)
 
     actors = [spawn() for _ in range(n_actors)]
+    # an actor takes tiles once it is up: a replacement on a cluster that lost a node may wait
+    # for a free slot (or for the autoscaler) while the others carry on
+    starting: dict[Any, int] = {a.ready.remote(): i for i, a in enumerate(actors)}
+    start_failures = 0
     unavailable_after = opts.unavailable_after or max(4, 2 * n_actors)
     # Locality: each actor owns a contiguous strip of the (row-major) tiles, and an idle actor
     # with an empty strip steals from the far end of the longest strip. Neighbouring tiles read
@@ -184,7 +188,7 @@ def run_tile_tasks(
     strips = _strips(tasks, n_actors)
     retry_queue: list[tuple[float, int, TileTask]] = []  # (not before, seq, task): a heap
     attempts: dict[str, int] = {}
-    idle = list(range(n_actors))
+    idle: list[int] = []
     in_flight: dict[Any, tuple[int, TileTask]] = {}
     down_streak = 0
     seq = 0
@@ -239,12 +243,29 @@ def run_tile_tasks(
                 i = idle.pop()
                 attempts.setdefault(task.tile.id, 1)
                 in_flight[actors[i].process.remote(task)] = (i, task)
-            if not in_flight:  # only retries waiting for their backoff
+            if not in_flight and not starting:  # only retries waiting for their backoff
                 time.sleep(max(0.0, min(1.0, retry_queue[0][0] - time.monotonic())))
                 continue
             wait_s = max(0.05, retry_queue[0][0] - time.monotonic()) if retry_queue else None
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
+            ready, _ = ray.wait([*in_flight, *starting], num_returns=1, timeout=wait_s)
             if not ready:
+                continue
+            if ready[0] in starting:
+                i = starting.pop(ready[0])
+                try:
+                    ray.get(ready[0])
+                except ray.exceptions.RayError as e:
+                    # the worker could not be built: the same factory fails the same way again
+                    start_failures += 1
+                    if start_failures >= 3:
+                        raise ClusterError(f"tile actors fail to start ({type(e).__name__}: "
+                                           f"{_first_line(e)}); fix the cause and rerun") from None
+                    ray.kill(actors[i], no_restart=True)
+                    actors[i] = spawn()
+                    starting[actors[i].ready.remote()] = i
+                    continue
+                start_failures = 0
+                idle.append(i)
                 continue
             i, task = in_flight.pop(ready[0])
             idle.append(i)
@@ -254,8 +275,10 @@ def run_tile_tasks(
                 # the actor process is gone (killed, out of memory, node lost): replace it and
                 # give the tile to whichever actor is idle next
                 log.warning("tile %s: actor died (%s); replacing it", task.tile.id, type(e).__name__)
+                idle.remove(i)
                 ray.kill(actors[i], no_restart=True)
                 actors[i] = spawn()
+                starting[actors[i].ready.remote()] = i
                 outcome.actors_replaced += 1
                 retry_or_finish(task, TileResult(
                     task.tile.id, "failed",

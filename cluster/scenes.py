@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
@@ -346,6 +347,7 @@ def _scene_from_files(scene_id: str, files: Mapping[str, str], bands: Mapping[st
             url = files[name]
             if url not in opened:
                 opened[url] = open_raster(url, storage_options)
+                _check_complete(opened[url], url, storage_options)
             ds = opened[url]
             if ds.crs is None:
                 raise SceneError(f"{url!r} has no CRS; set one with gdal_edit.py -a_srs or rio edit-info")
@@ -389,6 +391,31 @@ def _scene_from_files(scene_id: str, files: Mapping[str, str], bands: Mapping[st
     finally:
         for ds in opened.values():
             ds.close()
+
+
+def _check_complete(ds: rasterio.DatasetReader, url: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Refuse a GeoTIFF cut short (a download that stopped): its header is whole, so it
+    opens, but its last data block lies past the end of the file. One size query; the
+    pixels are not read."""
+    if ds.driver not in ("GTiff", "COG"):
+        return
+    bh, bw = ds.block_shapes[0]
+    bx, by = (ds.width + bw - 1) // bw - 1, (ds.height + bh - 1) // bh - 1
+    offset = ds.get_tag_item(f"BLOCK_OFFSET_{bx}_{by}", "TIFF", bidx=ds.count)
+    size = ds.get_tag_item(f"BLOCK_SIZE_{bx}_{by}", "TIFF", bidx=ds.count)
+    if not offset or not size:
+        return
+    end = int(offset) + int(size)
+    if _is_local(url):
+        have = Path(_local_path(url)).stat().st_size
+    else:
+        from cluster._retry import retry_storage
+
+        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        have = int(retry_storage(lambda: fs.size(path), f"cannot read the size of {url!r}"))
+    if end > have:
+        raise SceneError(f"{url!r} is truncated: its last data block ends at byte {end:,} but the file has "
+                         f"{have:,} bytes (a download cut short?); fetch it again")
 
 
 def _band_token(name: str, spec: BandSpec) -> str:
@@ -445,9 +472,11 @@ def discover_scenes(
                 files = groups[key]
                 missing = sorted(set(bands) - set(files))
                 if missing:
+                    names = ", ".join(f"{tokens[m]!r} ({m})" for m in missing)
                     rejected.append(RejectedScene(
                         key, f"missing band file(s) for {missing!r}",
-                        "add the files or drop those bands from the mapping"))
+                        f"band files are named by their token in place of {{band}}: {names}; add the files, "
+                        "map each band's token with bands.<name>.file, or drop those bands"))
                     continue
                 add(key, files, None)
         else:
@@ -462,6 +491,13 @@ def discover_scenes(
             add(scene_id, files, date if date_rule.source in ("stac", "filename") else None)
 
     scenes.sort(key=lambda s: (s.date, s.id))
+    unique: list[Scene] = []
+    for s in scenes:  # the same file matched by two patterns is one scene, used once
+        if unique and unique[-1].id == s.id and unique[-1].date == s.date:
+            rejected.append(RejectedScene(s.id, "listed twice (two patterns match it)", "used once; nothing to do"))
+            continue
+        unique.append(s)
+    scenes = unique
     return scenes, rejected
 
 

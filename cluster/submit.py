@@ -254,7 +254,8 @@ class ResourceRequest:
                 f"{where} has unknown keys {unknown!r}; expected some of {sorted(known)}; "
                 "fix the spelling"
             )
-        return cls(**data)
+        # unset (null) means "not asked for", as in a job config's WorkerResources
+        return cls(**{k: v for k, v in data.items() if v is not None})
 
     def to_ray(self) -> dict[str, float]:
         """Ray resource names -> amounts (memory in bytes), zeros dropped.

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import yaml
 
 from cluster.config import SECRET_NAMES, env_overrides
+from cluster.errors import ConfigError
 
 
 def job_parser(verb: str, description: str) -> argparse.ArgumentParser:
@@ -31,9 +32,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         if key.rsplit(".", 1)[-1].lower() in SECRET_NAMES:
-            raise SystemExit(
+            raise ConfigError(
                 f"--set {key}=... refused: a secret on the command line is visible to every user in 'ps' "
                 "and is recorded in Ray's job table. Give credentials through the environment "
                 "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), an AWS profile or an instance/IRSA role")
@@ -51,7 +52,9 @@ def job_main(verb: str, description: str, model: type[Any], run: Any,
              argv: Sequence[str] | None) -> int:
     """The shared ``main`` of a tile job: parse, load and validate the config, run, print.
 
-    Exit codes: 0 done, 1 some tiles failed (listed in the report), 2 bad config or input.
+    Exit codes: 0 done; 1 finished, but some tiles failed, a check failed or inputs were
+    rejected (all listed in the report; a rerun redoes only what is missing); 2 bad config or
+    input, nothing written.
     """
     from cluster.config import load_config
     from cluster.errors import ClusterError
@@ -64,4 +67,4 @@ def job_main(verb: str, description: str, model: type[Any], run: Any,
         print(f"harvest {verb}: {e}", file=sys.stderr)
         return 2
     print(report.summary())
-    return 0 if report.ok else 1
+    return 0 if report.ok and not report.inputs_rejected else 1

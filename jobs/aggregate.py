@@ -69,6 +69,10 @@ def run(config: AggregateConfig, address: str | None = None,
     if "crop_name" in table:  # the tidy contract: crop is the class name
         table = table.drop(columns="crop").rename(columns={"crop_name": "crop"})
     seen = set(table["region_id"]) if not table.empty else set()
+    if not seen:
+        report.errors.append(f"none of the {len(regions)} region(s) has a pixel on the cube {config.store!r}: "
+                             "the table is empty. Check that the regions file covers the cube's area "
+                             "(and its CRS), or aggregate another cube")
     for rid in regions.region_id:
         if rid not in seen:
             report.warnings.append(f"region {rid!r} has no pixels on the cube's grid (outside it, or "

@@ -39,11 +39,13 @@ def run(config: IngestConfig, address: str | None = None,
     t0 = time.perf_counter()
     p = plan(config)
     so = config.storage.for_workers()  # no credentials in what actors receive
-    check = CubeCheck([b.name for b in p.stored_bands])
+    check = CubeCheck([b.name for b in p.stored_bands], p.scenes)
     report = run_tile_job("ingest", config, p.hash, p.tiles, functools.partial(IngestWorker, p, so),
                           address, prepare=lambda: prepare_store(p, config),
                           on_result=_both(check.add, progress))
     report.errors.extend(check.errors())
+    if not report.tiles_skipped:
+        report.warnings.extend(check.warnings())
     report.inputs_used = len(p.scenes)
     report.inputs_rejected = [vars(r) for r in p.rejected]
     report.warnings.extend(p.warnings)

@@ -203,6 +203,13 @@ def _check_yields(y: pd.DataFrame, config: ForecastConfig, log: IssueLog) -> pd.
                 f"yields: {len(items)} row(s) have a zero or negative yield ({format_ids(items)}); "
                 "treated as not reported (a failed crop is reported with its area) and excluded", items)
     ok = ~missing & ~nonpos
+    typical = float(y.loc[ok, "yield_t_ha"].median()) if ok.any() else 0.0
+    if typical > 100:
+        # no crop yields 100 t/ha (silage maize tops out near 60); 1,000-10,000 is kg/ha
+        raise DataError(
+            f"yields: the median yield is {typical:,.0f}, which looks like kg/ha, not t/ha (grain yields "
+            "are 0.5-15 t/ha). Convert the column: multipliers: {yield_t_ha: 0.001} in the yields table "
+            "input (or 0.0628 for bu/acre of wheat, see bu_per_acre_to_t_ha)")
     # Local median (11 years centred on the row's year, the row included) so that a century of
     # trend (US wheat: 10 -> 45 bu/acre) does not make recent yields look absurd.
     good = y[ok].sort_values("year")

@@ -164,6 +164,27 @@ class LocalRayCluster:
                 raise RuntimeError(f"Ray worker nodes failed twice; see {self.base}/worker*.log")
         return self
 
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL worker node ``index`` and every process it started (raylet, agents, and the
+        worker processes, which Ray puts in process groups of their own): a lost node."""
+        proc = self._procs[1 + index]
+        tree, todo = [], [proc.pid]
+        while todo:  # the whole descendant tree, from /proc, before anything dies
+            pid = todo.pop()
+            tree.append(pid)
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                        todo.append(int(stat.parent.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
     def stop(self, grace_s: float = 3.0) -> None:
         """End the nodes this object started (workers first), by process group id."""
         for proc in reversed(self._procs):

@@ -67,6 +67,13 @@ def test_load_inputs__strict_turns_issues_into_errors(rows, kw, code, message):
     assert message in str(e.value)
 
 
+def test_load_inputs__yields_in_kg_per_ha_are_detected_and_named():
+    rows = [(r, yr, v * 1000) for r, yr, v in GOOD]  # 5,000 kg/ha written where t/ha is expected
+    with pytest.raises(DataError, match=r"median yield is 5,\d{3}, which looks like kg/ha, not t/ha.*"
+                                        r"multipliers: \{yield_t_ha: 0.001\}"):
+        load_inputs(ForecastConfig(**_frames(rows)))
+
+
 def test_load_inputs__crop_never_seen_in_training():
     cfg = ForecastConfig(**{**_frames(GOOD), "crop": "oats"})
     with pytest.raises(DataError, match=r"crop 'oats' never appears in the yield history \(crops there: \['wheat'\]\)"):
