@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import traceback
 from typing import Callable
 
@@ -44,4 +45,7 @@ class TileActor:
                                 traceback=traceback.format_exc())
         result.node_id = self.node_id
         result.pid = os.getpid()
+        # ru_maxrss is KiB on Linux: the process's high-water mark, the figure that an OOM
+        # killer or memory_mib must allow for
+        result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return result

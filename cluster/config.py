@@ -39,7 +39,8 @@ ENV_PREFIX = "HARVEST_"
 DEFAULT_TILE_SIZE_PX = 512
 """512 x 512 x 2 bytes x 30 dates ~ 16 MB per band per tile: big enough that per-tile
 overheads (task round trip ~1 ms, S3 request latency) are amortised, small enough that an
-actor holds a few tiles of a dozen bands in a few hundred MB."""
+actor holds a tile of a dozen bands, with its source windows, in well under its 1 GiB
+(:attr:`WorkerResources.memory_mib`)."""
 
 DEFAULT_MAX_ACTORS = max(1, (os.cpu_count() or 2))
 """One actor per CPU: warping and decoding are CPU-bound, and GDAL releases the GIL."""
@@ -129,8 +130,12 @@ class WorkerResources(StrictModel):
     """CPUs per actor; warping and decoding are CPU-bound, so 1."""
     num_gpus: float = Field(default=0.0, ge=0)
     """GPUs per actor; use 1/n fractions to share a device. 0 runs on CPU."""
-    memory_mib: int | None = Field(default=None, ge=64)
-    """Ray logical memory per actor (scheduling only; not a hard limit)."""
+    memory_mib: int | None = Field(default=1024, ge=64)
+    """Ray logical memory per actor (scheduling: Ray places no more actors on a node than its
+    memory holds; not a hard limit). 1 GiB: measured peaks are 0.5-0.65 GiB for ingest (GDAL
+    cache capped at 256 MiB, scenes streamed in batches; the same at 1x and 10x the demo's
+    area: ``python -m benchmarks.soak``), ~0.5 GiB for indices and aggregate, ~0.65 GiB for
+    classify predict. None: no reservation."""
     resources: dict[str, float] = Field(default_factory=dict)
     """Custom Ray resources, e.g. ``{gpu_worker: 1}`` to pin actors to a node group."""
 
@@ -308,6 +313,13 @@ SECRET_NAMES = frozenset({"key", "secret", "token", "password", "aws_secret_acce
 _OPTIONS: dict[str, Any] = {
     "write_threads": 8,
     # zarr's async concurrency inside one region write; chunks are encoded in threads.
+    "scenes_per_batch": 16,
+    "gdal_cache_mib": 256,
+    # GDAL block cache per ingest actor: neighbouring tiles of a strip reuse the source
+    # blocks they share (a 512 px tile of a season of one footprint is ~100-200 MB of blocks)
+    # scenes read, warped and mosaicked at once per tile: bounds an actor's memory (a 512 px
+    # tile of 6 bands is ~3 MB per scene, x3 for windows and warped layers) while one GDAL
+    # warp still serves many dates of one footprint
     "scene_cache_size": 512,
     # open datasets an actor keeps (~100 kB each): a season of one-file-per-band scenes
     # touching one tile (30 dates x 5 files) must fit, or every tile re-opens them all.

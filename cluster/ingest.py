@@ -546,6 +546,13 @@ class IngestWorker:
         from cluster.config import options
 
         self._cache_size = int(options()["scene_cache_size"])
+        self._batch = int(options()["scenes_per_batch"])
+        # GDAL's block cache defaults to 5 % of the machine's RAM *per process*: every actor
+        # on a node would grow to that. Capped here, so an actor's memory does not grow with
+        # the scenes it has read
+        from rasterio.env import set_gdal_config
+
+        set_gdal_config("GDAL_CACHEMAX", int(options()["gdal_cache_mib"]))
 
     # datasets stay open across tiles: re-opening a COG costs a header read (an S3 GET)
     def _dataset(self, url: str) -> rasterio.DatasetReader:
@@ -688,22 +695,18 @@ class IngestWorker:
                       resampling=RioResampling.nearest, tolerance=0)
         return dst, cover
 
-    def process(self, task: TileTask) -> TileResult:
-        t_start = time.perf_counter()
+    def _mosaic_batch(self, batch: Sequence[int], tile: TileIndex, tb: BBox, bounds_cache: dict[str, BBox],
+                      blocks: dict[str, np.ndarray], filled: np.ndarray, timings: dict[str, float],
+                      result: TileResult) -> int:
+        """Read, warp, mask and mosaic one batch of scenes into ``blocks``; returns how many
+        scenes gave pixels."""
         plan = self.plan
-        tile = task.tile
         grid = plan.extent.grid
         n = grid.tile_size_px
-        n_time = len(plan.times)
-        tb = grid.tile_bounds(tile)
-        timings: dict[str, float] = {"read_decode": 0.0, "warp": 0.0, "mask": 0.0, "mosaic": 0.0}
-        result = TileResult(tile.id, "done", pid=os.getpid())
-
         # 1. read every needed source window (scenes in mosaic order)
         t0 = time.perf_counter()
-        bounds_cache: dict[str, BBox] = {}
         reads: list[tuple[int, list[tuple[ResolvedBand, tuple[Any, ...], np.ndarray]]]] = []
-        for si in task.payload:
+        for si in batch:
             r = self._read_scene_checked(plan.scenes[si], grid.crs, tb, bounds_cache, tile)
             if r is not None:
                 reads.append((si, r))
@@ -726,9 +729,6 @@ class IngestWorker:
         timings["warp"] += time.perf_counter() - t0
 
         # 3. mask and mosaic in (date, scene id) order: first valid and clear pixel wins
-        blocks = {b.name: np.full((n_time, n, n), b.fill_value, dtype=b.dtype)
-                  for b in plan.bands if b.stored}
-        filled = np.zeros((n_time, n, n), dtype=bool)
         used = 0
         for ri, (si, bands) in enumerate(reads):
             t = plan.scene_time[si]
@@ -758,6 +758,30 @@ class IngestWorker:
                 filled[t] |= take
                 used += 1
             timings["mosaic"] += time.perf_counter() - t0
+        return used
+
+    def process(self, task: TileTask) -> TileResult:
+        t_start = time.perf_counter()
+        plan = self.plan
+        tile = task.tile
+        grid = plan.extent.grid
+        n = grid.tile_size_px
+        n_time = len(plan.times)
+        tb = grid.tile_bounds(tile)
+        timings: dict[str, float] = {"read_decode": 0.0, "warp": 0.0, "mask": 0.0, "mosaic": 0.0}
+        result = TileResult(tile.id, "done", pid=os.getpid())
+
+        blocks = {b.name: np.full((n_time, n, n), b.fill_value, dtype=b.dtype)
+                  for b in plan.bands if b.stored}
+        filled = np.zeros((n_time, n, n), dtype=bool)
+        bounds_cache: dict[str, BBox] = {}
+        used = 0
+        # Scenes stream through in batches, in mosaic order: an actor's memory is bounded by
+        # one batch of source windows and warped layers, whatever the number of scenes that
+        # touch the tile (a season of daily looks is hundreds).
+        for start in range(0, len(task.payload), self._batch):
+            batch = task.payload[start:start + self._batch]
+            used += self._mosaic_batch(batch, tile, tb, bounds_cache, blocks, filled, timings, result)
 
         # 4. write the whole tile (the engine marks it done afterwards)
         t0 = time.perf_counter()

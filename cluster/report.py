@@ -39,6 +39,8 @@ class JobReport:
     inputs_rejected: list[dict[str, str]] = field(default_factory=list)
     bytes_written: int = 0
     store_bytes: int = 0
+    peak_actor_rss_mib: float = 0.0
+    """The largest peak resident memory of any tile actor (what resources.memory_mib must allow)."""
     pixels: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -78,6 +80,7 @@ class JobReport:
             self.failures.append(failure)
         self.bytes_written += r.bytes_written
         self.pixels += r.pixels
+        self.peak_actor_rss_mib = max(self.peak_actor_rss_mib, r.peak_rss_mib)
         for k, v in r.timings_s.items():
             self.timings_s[k] = self.timings_s.get(k, 0.0) + v
         self.warnings.extend(r.warnings)
@@ -116,7 +119,8 @@ class JobReport:
         lines += [
             f"  written: {self.bytes_written / 1e6:.1f} MB raw, "
             f"{f'{self.store_bytes / 1e6:.1f}' if self.store_bytes >= 0 else '?'} MB stored; "
-            f"{self.mpix_per_s:.1f} Mpx/s",
+            f"{self.mpix_per_s:.1f} Mpx/s"
+            + (f"; peak actor memory {self.peak_actor_rss_mib:,.0f} MiB" if self.peak_actor_rss_mib else ""),
         ]
         if self.timings_s:
             total = sum(self.timings_s.values()) or 1.0

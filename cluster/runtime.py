@@ -106,7 +106,15 @@ def _check_resources(opts: PoolOptions) -> int:
                 f"the job asks for resource {name}={amount:g} per actor but the cluster has {have:g}; "
                 "fix resources.resources or start nodes that offer it"
             )
+    memory_mib = float(total.get("memory", 0)) / 2**20
+    if opts.memory_mib and opts.memory_mib > memory_mib:
+        raise ResourceError(
+            f"the job asks for memory_mib={opts.memory_mib} per actor but the cluster has {memory_mib:,.0f} MiB "
+            "of Ray memory; lower resources.memory_mib (or set it to null) or add memory"
+        )
     fit = int(cpus // opts.num_cpus) if opts.num_cpus else opts.max_actors
+    if opts.memory_mib:
+        fit = min(fit, int(memory_mib // opts.memory_mib))
     if opts.num_gpus:
         fit = min(fit, int(gpus // opts.num_gpus))
     return max(1, min(opts.max_actors, fit))

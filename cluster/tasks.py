@@ -46,6 +46,8 @@ class TileResult:
     """What the manifest records for a done tile (e.g. a checksum per array written)."""
     node_id: str | None = None
     pid: int | None = None
+    peak_rss_mib: float = 0.0
+    """The actor process's peak resident memory so far (after this tile)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Small job-specific results, e.g. an aggregation partial table."""
 

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_run__example_config_validates_every_step() -> None:
     cfg = load_config(RunConfig, ROOT / "examples" / "run.yaml")
     steps = dict(cfg.steps())
-    assert list(steps) == ["ingest", "indices", "aggregate"]
-    assert steps["ingest"].store == steps["aggregate"].store == cfg.store
+    assert list(steps) == ["ingest", "indices", "classify", "aggregate"]
+    assert steps["ingest"].store == steps["classify"].store == steps["aggregate"].store == cfg.store
+    assert steps["aggregate"].crop_map == "crop_type" and steps["classify"].smooth_px == 3
     assert steps["indices"].max_actors == 64 and steps["ingest"].resources.num_cpus == 1
 
 
