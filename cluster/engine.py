@@ -86,7 +86,8 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
     so = config.storage.for_workers()
     report = JobReport(job=job, store=config.store, plan_hash=plan_hash, config=config.public_dict())
     report.tiles_total = len(tasks)
-    lease = Lease(config.store, job, plan_hash, so) if writes_store else None
+    # the driver uses the config's credentials; what travels to actors has none (so)
+    lease = Lease(config.store, job, plan_hash, config.storage.to_fsspec()) if writes_store else None
     if lease is not None:
         lease.acquire(break_lease=config.break_lease)
         if lease.broke is not None:
