@@ -18,7 +18,7 @@ import re
 import time
 from typing import Callable, Iterator, TypeVar
 
-__all__ = ["is_transient", "endpoint_of", "retry_transient", "retry_storage", "backoff_s"]
+__all__ = ["is_transient", "endpoint_of", "http_status_of", "retry_transient", "retry_storage", "backoff_s"]
 
 _T = TypeVar("_T")
 
@@ -115,6 +115,16 @@ def is_transient(exc: BaseException) -> bool:
         if _TRANSIENT_TEXT.search(text):
             transient = True
     return transient
+
+
+def http_status_of(exc: BaseException) -> int | None:
+    """The first HTTP status found in the exception's cause chain (botocore keeps it in
+    ``response``), or None."""
+    for e in _chain(exc):
+        status = _http_status(e)
+        if status is not None:
+            return status
+    return None
 
 
 def endpoint_of(exc: BaseException, default: str | None = None) -> str | None:

@@ -101,6 +101,44 @@ class GridConfig(StrictModel):
         return self
 
 
+class ExtentConfig(StrictModel):
+    """The area a cube covers: ``bounds`` in ``crs``, or the bounds of a vector file."""
+
+    bounds: tuple[float, float, float, float] | None = None
+    """(west/left, south/bottom, east/right, north/top) in ``crs``."""
+    crs: str = "EPSG:4326"
+    path: str | None = None
+    """GeoJSON, GeoPackage, Shapefile or GeoParquet (regions, an AOI polygon): its bounds."""
+
+    @model_validator(mode="after")
+    def _one(self) -> "ExtentConfig":
+        if (self.bounds is None) == (self.path is None):
+            raise ValueError("set exactly one of extent.bounds (with extent.crs) and extent.path")
+        if self.bounds is not None:
+            w, s, e, n = self.bounds
+            if not (w < e and s < n):
+                raise ValueError(f"extent.bounds {self.bounds!r} must be (left, bottom, right, top) with "
+                                 "left < right and bottom < top")
+        return self
+
+    def in_crs(self, crs: str) -> BBox:
+        """The extent's bounds in ``crs`` (edges densified)."""
+        if self.path is not None:
+            import geopandas as gpd
+
+            try:
+                frame = gpd.read_parquet(self.path) if self.path.endswith((".parquet", ".geoparquet")) \
+                    else gpd.read_file(self.path)
+            except Exception as e:  # noqa: BLE001 — readers raise many types
+                raise ConfigError(f"extent.path {self.path!r} cannot be read ({type(e).__name__}: {e}); "
+                                  "give a GeoJSON, GeoPackage, Shapefile or GeoParquet file") from None
+            if frame.crs is None or frame.empty:
+                raise ConfigError(f"extent.path {self.path!r} has no CRS or no features")
+            return BBox(*frame.to_crs(crs).total_bounds)
+        assert self.bounds is not None
+        return BBox(*transform_bounds(self.crs, crs, *self.bounds, densify_pts=21))
+
+
 class IngestConfig(TileJobConfig):
     """Everything ``harvest ingest`` needs. YAML keys are these field names."""
 
@@ -122,6 +160,10 @@ class IngestConfig(TileJobConfig):
     """None: one time step per scene date. N: composites over N-day bins counted from
     1970-01-01, labelled by the bin's first day (stable whatever scenes are added)."""
     bbox: tuple[float, float, float, float] | None = None
+    extent: ExtentConfig | None = None
+    """The cube's area, explicitly: bounds in any CRS, or a vector file (its features'
+    total bounds). Scenes outside it are rejected; without it (or bbox), the scenes'
+    footprints set the area and far-off scenes are left out as outliers."""
     """Limit the cube to (west, south, east, north) in degrees; default: all scenes."""
     compression: Literal["lz4", "zstd", "none"] = "lz4"
     """lz4 (blosc, byte shuffle) writes fastest and compressed best in our measurements."""
@@ -369,8 +411,12 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
     footprints: list[BBox] = []
     kept: list[Scene] = []
     aoi = None
+    if config.bbox is not None and config.extent is not None:
+        raise ConfigError("set either bbox (degrees) or extent, not both")
     if config.bbox is not None:
         aoi = BBox(*transform_bounds("EPSG:4326", grid.crs, *config.bbox, densify_pts=21))
+    elif config.extent is not None:
+        aoi = config.extent.in_crs(grid.crs)
     for s in scenes:
         try:
             fp = s.footprint(grid.crs)
@@ -383,7 +429,7 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
                                           "use a grid CRS that covers the scene"))
             continue
         if aoi is not None and not fp.intersects(aoi):
-            rejected.append(RejectedScene(s.id, "outside the configured bbox", "widen bbox or drop the scene"))
+            rejected.append(RejectedScene(s.id, "outside the configured extent", "widen extent/bbox or drop the scene"))
             continue
         kept.append(s)
         footprints.append(fp)

@@ -13,6 +13,11 @@ from cluster.tasks import TileResult
 __all__ = ["JobReport"]
 
 
+MAX_TILE_ENTRIES = 2000
+"""Per-tile entries a report keeps (besides retried and failed tiles): bounds the driver's
+memory (~3 KB per entry) whatever the size of the plan."""
+
+
 @dataclass
 class JobReport:
     """What a tile job did. ``ok`` is False when any tile failed."""
@@ -86,9 +91,13 @@ class JobReport:
         self.warnings.extend(r.warnings)
         if r.node_id:
             self.tiles_per_node[r.node_id] = self.tiles_per_node.get(r.node_id, 0) + 1
-        self.tiles.append({"tile": r.tile_id, "status": r.status, "seconds": round(r.seconds, 4),
-                           "node_id": r.node_id, "pid": r.pid, "bytes_written": r.bytes_written,
-                           "attempts": r.attempts, **({"extra": r.extra} if r.extra else {})})
+        # per-tile detail for the first tiles and every tile that needed a retry; the rest is in
+        # the counters (and each done tile's manifest record): the driver's memory must not
+        # grow with a continent's 100,000 tiles
+        if len(self.tiles) < MAX_TILE_ENTRIES or r.attempts > 1 or r.status == "failed":
+            self.tiles.append({"tile": r.tile_id, "status": r.status, "seconds": round(r.seconds, 4),
+                               "node_id": r.node_id, "pid": r.pid, "bytes_written": r.bytes_written,
+                               "attempts": r.attempts, **({"extra": r.extra} if r.extra else {})})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

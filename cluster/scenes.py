@@ -258,15 +258,32 @@ def open_raster(url: str, storage_options: Mapping[str, Any] | None = None) -> r
 
     The caller closes it. ``storage_options`` go to fsspec (s3fs: endpoint, keys, ...).
     """
+    from cluster._retry import http_status_of, is_transient, retry_transient
+    from cluster.errors import StorageUnavailableError
+
     try:
         if _is_local(url):
             return rasterio.open(_local_path(url))
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        # Ask storage first, in Python: a refusal (403) raised inside GDAL's read callback
+        # aborts the whole process (rasterio 1.4's opener), instead of raising
+        retry_transient(lambda: fs.cat_file(path, start=0, end=1), attempts=3)
         # the filesystem object itself (not fs.open): rasterio then also uses its
         # isfile/ls for GDAL's sidecar probes instead of opening guessed names
-        return rasterio.open(path, opener=fs)
+        return retry_transient(lambda: rasterio.open(path, opener=fs), attempts=3)
     except rasterio.errors.RasterioIOError as e:
         raise SceneError(f"cannot open raster {url!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 — classified: storage trouble is not a bad scene
+        status = http_status_of(e)
+        if isinstance(e, PermissionError) or status == 403:
+            raise SceneError(f"access denied reading {url!r}: the credentials may not read it; check them "
+                             "(AWS_* or the role), the bucket policy and the object's ACL") from None
+        if isinstance(e, FileNotFoundError) or status == 404:
+            raise SceneError(f"no such file or object {url!r}") from None
+        if is_transient(e):
+            raise StorageUnavailableError(f"object storage did not answer opening {url!r} ({type(e).__name__}: "
+                                          f"{e}); the job stops here, rerun when it answers") from e
+        raise SceneError(f"cannot open raster {url!r}: {type(e).__name__}: {e}") from None
 
 
 def _expand(pattern: str, storage_options: Mapping[str, Any] | None) -> list[str]:

@@ -128,3 +128,14 @@ def test_s3_faults__a_rerun_during_503s_on_metadata_never_deletes(bucket: dict, 
             update={"overwrite": True}))
     assert _objects(s3_endpoint, f"{bucket['bucket']}/clean.zarr") == before
     assert cstore.inspect_store(store, {"client_kwargs": {"endpoint_url": s3_endpoint}}).kind == "cube"
+
+
+def test_s3_faults__a_scene_the_credentials_may_not_read_is_rejected_by_name(
+        bucket: dict, proxy: FaultProxy, s3_endpoint: str) -> None:
+    denied = "CBERS-4_AWFI_B16_2017-09-14.tif"
+    proxy.set(error_rate=1.0, error_statuses=(403,), match=rf"^(GET|HEAD) /{bucket['bucket']}/scenes/{denied}")
+    report = ingest_job.run(_config(bucket, f"s3://{bucket['bucket']}/denied.zarr", proxy.endpoint))
+    assert report.ok and report.inputs_used == 2, report.summary()
+    [rejected] = report.inputs_rejected
+    assert "2017-09-14" in rejected["item"] and "access denied reading" in rejected["reason"]
+    assert denied in rejected["reason"] and "credentials" in rejected["reason"]

@@ -378,3 +378,26 @@ def test_ingest__landsat_warped_to_equal_area_matches_rioxarray(tmp_path: Path) 
     like = raw.nir.isel(time=0).rio.write_crs(raw.rio.crs)
     TILE_PX[0] = 64
     np.testing.assert_array_equal(raw.nir.isel(time=0).values, reproject_reference(l7, 4, like, 0))
+
+
+def test_ingest__explicit_extent_in_any_crs_or_from_a_file(tmp_path: Path) -> None:
+    """The cube's area set by bounds in the scenes' own CRS, or by a polygon file: the same
+    tiles either way, fewer than the scenes' footprint gives, and no scene is an outlier."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    root = shared_data("cbers4_awfi_cerrado_timeseries")
+    with rasterio.open(root / "CBERS-4_AWFI_B13_2017-08-29.tif") as ds:
+        left, bottom, right, top = ds.bounds
+        crs = ds.crs.to_wkt()
+    half = (left, bottom, (left + right) / 2, top)  # the western half, in EPSG:10857
+    grid = {"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16}
+    full = plan_ingest(cbers_config(str(tmp_path / "a.zarr"), grid=grid))
+    by_bounds = plan_ingest(cbers_config(str(tmp_path / "b.zarr"), grid=grid, extent={"bounds": half, "crs": crs}))
+    path = tmp_path / "aoi.gpkg"
+    gpd.GeoDataFrame({"name": ["west"]}, geometry=[box(*half)], crs=crs).to_file(path)
+    by_file = plan_ingest(cbers_config(str(tmp_path / "c.zarr"), grid=grid, extent={"path": str(path)}))
+    assert by_bounds.extent == by_file.extent
+    assert len(by_bounds.tiles) < len(full.tiles) and not by_bounds.rejected
+    with pytest.raises(ValueError, match="set exactly one of extent.bounds"):
+        cbers_config(str(tmp_path / "d.zarr"), extent={"crs": crs})
