@@ -466,7 +466,8 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
 
     h = hashlib.sha256()
     h.update(json.dumps({
-        "config": config.model_dump(mode="json", exclude=set(RUN_KEYS)),
+        # defaults left out: a new optional setting (of a later version) keeps old cubes' hashes
+        "config": config.model_dump(mode="json", exclude=set(RUN_KEYS), exclude_defaults=True),
         "grid": extent.to_dict(),
         "times": [str(t) for t in labels],
         "scenes": [(s.id, s.date.isoformat()) for s in kept],
