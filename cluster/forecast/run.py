@@ -275,6 +275,18 @@ def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConf
     reg["anomaly_5yr_pct"] = 100 * (reg["yield_t_ha"] / reg["yield_5yr_mean_t_ha"] - 1)
     reg["anomaly_last_year_pct"] = 100 * (reg["yield_t_ha"] / reg["yield_last_year_t_ha"] - 1)
     reg["condition"] = [condition_class(a) for a in reg["anomaly_5yr_pct"]]
+    # a condition class says what the imagery shows: without an observation of this season
+    # up to as_of, a forecast is history (trend, past yields) and gets none
+    season_obs = series[(series["date"] > as_of - pd.Timedelta(days=366)) & (series["date"] <= as_of)]
+    seen = set(season_obs.dropna(subset=["mean"])["region_id"]) if "mean" in season_obs else set()
+    blind = ~reg["region_id"].isin(seen)
+    if blind.any():
+        reg.loc[blind, "condition"] = "history only (no imagery this season yet)"
+        ids = sorted(reg.loc[blind, "region_id"])
+        log.add("season_without_observations", "series",
+                f"series: {len(ids)} region(s) have no index observation of the {season_year} season up to "
+                f"{as_of.date()} ({format_ids(ids)}); their forecast is history only (trend and past yields) "
+                "and gets no condition class", ids)
     obs = y[y["year"] == season_year].set_index("region_id")
     reg["observed_yield_t_ha"] = reg["region_id"].map(obs["yield_t_ha"])
     reg["observed_production_t"] = reg["region_id"].map(obs["production_t"])

@@ -63,6 +63,9 @@ def test_forecast_season__as_of_before_any_observation_is_reported():
     reg = table[table["level"] == "region"]
     assert len(reg) == 12 and reg["yield_t_ha"].notna().all()
     assert (reg["n_obs"] == 0).all()
+    # a forecast from history alone says so, instead of a condition class imagery never gave
+    assert (reg["condition"] == "history only (no imagery this season yet)").all()
+    assert [i.code for i in inputs.issues.issues].count("season_without_observations") == 1
 
 
 def test_run_forecast__nl_end_to_end(tmp_path):
