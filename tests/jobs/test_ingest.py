@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import xarray as xr
 import yaml
 
 from cluster import store as cstore
-from cluster.errors import SceneError, StoreMismatchError
+from cluster.errors import GridError, SceneError, StoreMismatchError
 from cluster.ingest import IngestConfig, plan_ingest
 from jobs import ingest as ingest_job
 from tests._data import shared_data
@@ -401,3 +402,69 @@ def test_ingest__explicit_extent_in_any_crs_or_from_a_file(tmp_path: Path) -> No
     assert len(by_bounds.tiles) < len(full.tiles) and not by_bounds.rejected
     with pytest.raises(ValueError, match="set exactly one of extent.bounds"):
         cbers_config(str(tmp_path / "d.zarr"), extent={"crs": crs})
+
+
+def _moved_copy(src: Path, dst: Path, dx_m: float = 0.0, crs: str | None = None) -> None:
+    """A copy of a scene shifted east by ``dx_m`` (in its CRS units), or relabelled to ``crs``."""
+    with rasterio.open(src) as ds:
+        profile, data = ds.profile, ds.read()
+    t = profile["transform"]
+    profile["transform"] = rasterio.Affine(t.a, t.b, t.c + dx_m, t.d, t.e, t.f)
+    if crs is not None:
+        profile["crs"] = crs
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+
+
+def test_ingest__far_scenes_are_outliers_and_absurd_plans_stop_before_allocating(tmp_path: Path) -> None:
+    root = shared_data("cbers4_awfi_cerrado_timeseries")
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    dates = ("2017-08-29", "2017-09-14", "2017-09-30")
+    for d in dates:
+        for b in ("B13", "B14", "B15", "B16", "CMASK"):
+            shutil.copy(root / f"CBERS-4_AWFI_{b}_{d}.tif", scenes)
+    grid = {"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16}
+    near = plan_ingest(cbers_config(str(tmp_path / "a.zarr"), scenes=str(scenes / "CBERS-4_AWFI_{band}_*.tif"), grid=grid))
+    # one date's files moved 5,700 km east: an outlier, left out and named; the plan stays small
+    for b in ("B13", "B14", "B15", "B16", "CMASK"):
+        f = scenes / f"CBERS-4_AWFI_{b}_{dates[2]}.tif"
+        _moved_copy(f, f, dx_m=5_700_000)
+    far = plan_ingest(cbers_config(str(tmp_path / "b.zarr"), scenes=str(scenes / "CBERS-4_AWFI_{band}_*.tif"), grid=grid))
+    assert len(far.tiles) <= len(near.tiles) and len(far.scenes) == 2
+    [out] = [r for r in far.rejected if "outlier" in r.reason]
+    assert dates[2] in out.item and "km from the other 2 scenes" in out.reason and "extent" in out.fix
+    with pytest.raises(SceneError, match="strict mode: scene\\(s\\) far from the others"):
+        plan_ingest(cbers_config(str(tmp_path / "c.zarr"), scenes=str(scenes / "CBERS-4_AWFI_{band}_*.tif"),
+                                 grid=grid, strict=True))
+    # two scenes far apart (no majority): the plan would be mostly empty; it stops, naming them
+    two = tmp_path / "two"
+    two.mkdir()
+    for d in dates[1:]:
+        for b in ("B13", "B14", "B15", "B16", "CMASK"):
+            shutil.copy(scenes / f"CBERS-4_AWFI_{b}_{d}.tif", two)
+    with pytest.raises(GridError, match=r"would span [\d,]+ tiles, but the scenes cover at most [\d,]+ tiles' "
+                                        r"worth.*The extremes are .*2017-09-14.*2017-09-30.*Set 'extent'"):
+        plan_ingest(cbers_config(str(tmp_path / "d.zarr"), scenes=str(two / "CBERS-4_AWFI_{band}_*.tif"), grid=grid))
+    # a tile too big for an actor's memory stops too, naming the settings
+    with pytest.raises(GridError, match=r"one tile needs about [\d.]+ GiB.*lower grid.tile_size_px"):
+        plan_ingest(cbers_config(str(tmp_path / "e.zarr"), scenes=str(root / "CBERS-4_AWFI_{band}_*.tif"),
+                                 grid={**grid, "tile_size_px": 4096}, resources={"memory_mib": 64}))
+
+
+def test_cube_check__identical_bands_and_all_empty_fail_the_job() -> None:
+    from cluster.ingest import CubeCheck
+    from cluster.tasks import TileResult
+
+    check = CubeCheck(["red", "nir", "green"])
+    for i in range(3):
+        check.add(TileResult(f"t{i}", "done", extra={"identical_bands": [["nir", "red"]]}))
+    check.add(TileResult("t3", "empty"))
+    [err] = check.errors()
+    assert "bands 'nir' and 'red' are identical in every tile with data" in err
+    check.add(TileResult("t4", "done"))  # one tile where they differ: not the same source
+    assert check.errors() == []
+    empty = CubeCheck(["red"])
+    for i in range(4):
+        empty.add(TileResult(f"t{i}", "empty"))
+    assert "every tile (4) is empty" in empty.errors()[0]
