@@ -40,6 +40,13 @@ _LAZY = {
     "IngestConfig": ("cluster.ingest", "IngestConfig"),
     "RegionsConfig": ("cluster.regions", "RegionsConfig"),
     "load_regions": ("cluster.regions", "load_regions"),
+    "TrainConfig": ("cluster.classify.run", "TrainConfig"),
+    "PredictConfig": ("cluster.classify.predict", "PredictConfig"),
+    "CropModel": ("cluster.classify.model", "CropModel"),
+    "run_train": ("cluster.classify.run", "run_train"),
+    "run_predict": ("cluster.classify.run", "run_predict"),
+    "run_tile_job": ("cluster.engine", "run_tile_job"),
+    "verify_store": ("cluster.verify", "verify_store"),
 }
 
 
@@ -61,6 +68,7 @@ __all__ = [
     "BBox",
     "ClusterError",
     "ConfigError",
+    "CropModel",
     "CubeExtent",
     "DataError",
     "DemoSeason",
@@ -70,9 +78,11 @@ __all__ = [
     "GridSpec",
     "IndicesConfig",
     "IngestConfig",
+    "PredictConfig",
     "RegionsConfig",
     "ResourceError",
     "TileIndex",
+    "TrainConfig",
     "accumulate_tile",
     "finalize",
     "kernels",
@@ -81,4 +91,8 @@ __all__ = [
     "merge_partials",
     "open_cube",
     "run_forecast",
+    "run_predict",
+    "run_tile_job",
+    "run_train",
+    "verify_store",
 ]
