@@ -101,7 +101,8 @@ class FeatureConfig(StrictModel):
     indices: list[str] = Field(default_factory=lambda: ["ndvi", "ndwi", "ndmi"])
     """Indices computed per period from the composited bands (kernel names)."""
     phenology_index: str | None = "ndvi"
-    """The index whose curve gives the phenology metrics; None: no phenology."""
+    """The index (or band: a product that ships NDVI) whose curve gives the phenology
+    metrics; None: no phenology."""
     sum_bands: list[str] = Field(default_factory=list)
     """Bands summed per period instead of taking the median (precipitation)."""
 
@@ -109,8 +110,9 @@ class FeatureConfig(StrictModel):
     def _consistent(self) -> "FeatureConfig":
         if not self.bands:
             raise ValueError("features.bands is empty: name at least one band")
-        if self.phenology_index is not None and self.phenology_index not in self.indices:
-            raise ValueError(f"phenology_index {self.phenology_index!r} must be one of indices {self.indices!r}")
+        if self.phenology_index is not None and self.phenology_index not in (*self.indices, *self.bands):
+            raise ValueError(f"phenology_index {self.phenology_index!r} must be one of indices {self.indices!r} "
+                             f"or bands {self.bands!r}")
         extra = sorted(set(self.sum_bands) - set(self.bands))
         if extra:
             raise ValueError(f"sum_bands {extra!r} are not in bands {self.bands!r}")
@@ -358,7 +360,8 @@ def season_features(values: Mapping[str, np.ndarray], dates: Sequence[Any] | np.
     for b in config.bands:
         gap |= ~raw_valid[b]
     if config.phenology_index is not None:
-        pheno = _phenology(idx_values[config.phenology_index], centres, lengths)
+        curve = idx_values.get(config.phenology_index)
+        pheno = _phenology(curve if curve is not None else filled[config.phenology_index], centres, lengths)
         cols += [pheno[m][:, None] for m in PHENOLOGY]
     cols.append((gap.sum(axis=0) / max(P, 1)).astype(np.float32)[:, None])
     matrix = np.ascontiguousarray(np.concatenate(cols, axis=1), dtype=np.float32)

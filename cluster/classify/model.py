@@ -43,8 +43,10 @@ class LightGBMParams(StrictModel):
     300 at 0.05 on the demo and the WorldCereal table, and predicts twice as fast."""
     learning_rate: float = Field(default=0.1, gt=0, le=1)
     num_leaves: int = Field(default=31, ge=2)
-    min_child_samples: int = Field(default=10, ge=1)
-    """Small: a rare class (rye, oats) has few samples."""
+    min_child_samples: int | None = Field(default=None, ge=1)
+    """Samples a leaf needs. None: half the rarest class's training samples, between 2 and
+    10, so that a class of a handful of fields can still get a leaf of its own (10, LightGBM's
+    usual floor, forbids any split on 18 samples)."""
     feature_fraction: float = Field(default=0.8, gt=0, le=1)
     bagging_fraction: float = Field(default=0.8, gt=0, le=1)
     lambda_l2: float = Field(default=1.0, ge=0)
@@ -52,10 +54,16 @@ class LightGBMParams(StrictModel):
     """``balanced`` weighs classes by inverse frequency, so rare crops are not ignored."""
 
 
-def _lgb_params(params: LightGBMParams, n_classes: int, seed: int, threads: int) -> dict[str, Any]:
+def _lgb_params(params: LightGBMParams, n_classes: int, seed: int, threads: int,
+                y: np.ndarray | None = None) -> dict[str, Any]:
+    min_child = params.min_child_samples
+    if min_child is None:
+        counts = np.bincount(y, minlength=n_classes) if y is not None else np.array([20])
+        rarest = int(counts[counts > 0].min()) if (counts > 0).any() else 20
+        min_child = int(np.clip(rarest // 2, 2, 10))
     return {
         "objective": "multiclass", "num_class": n_classes, "learning_rate": params.learning_rate,
-        "num_leaves": params.num_leaves, "min_child_samples": params.min_child_samples,
+        "num_leaves": params.num_leaves, "min_child_samples": min_child, "min_data_in_bin": 1,
         "feature_fraction": params.feature_fraction, "bagging_fraction": params.bagging_fraction,
         "bagging_freq": 1 if params.bagging_fraction < 1 else 0, "lambda_l2": params.lambda_l2,
         "seed": seed, "deterministic": True, "force_row_wise": True, "num_threads": threads,
@@ -80,7 +88,7 @@ def fit_booster(X: np.ndarray, y: np.ndarray, n_classes: int, params: LightGBMPa
     data = lgb.Dataset(X, label=y, weight=_weights(y, n_classes, params.class_weight),
                        feature_name=list(feature_names) if feature_names else "auto",
                        params={"verbosity": -1}, free_raw_data=True)
-    return lgb.train(_lgb_params(params, n_classes, seed, threads), data,
+    return lgb.train(_lgb_params(params, n_classes, seed, threads, y), data,
                      num_boost_round=params.n_estimators)
 
 
