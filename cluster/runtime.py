@@ -1,6 +1,6 @@
 """Starting or joining Ray, and running tile tasks on a pool of actors.
 
-The embedded default is a local Ray started in-process, bound to 127.0.0.1. Set
+The embedded default is a local Ray started in-process, every listener on 127.0.0.1. Set
 ``address`` (or ``RAY_ADDRESS``, which Ray reads itself) to join an existing cluster.
 """
 
@@ -53,8 +53,24 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None,
         if os.environ.get("RAY_ADDRESS"):
             ray.init(**kwargs)  # Ray reads RAY_ADDRESS itself
         else:
+            _keep_on_loopback()
             ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      **kwargs)
+
+
+def _keep_on_loopback() -> None:
+    """Make a local Ray listen on 127.0.0.1 only.
+
+    Ray replaces a loopback node address with the host's interface address
+    (``services.resolve_ip_for_localhost``) and its servers then listen on every interface.
+    Its single-node switch (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, what it does on macOS)
+    keeps the node address, and so every gRPC, agent and metrics listener, on loopback. The
+    variable is read when Ray is imported, so the module flag is set here; the processes
+    Ray starts take the address from their command lines.
+    """
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 class PoolOptions:
