@@ -114,16 +114,18 @@ def sample_cube(config: TrainConfig, address: str | None = None) -> tuple[pd.Dat
         issues.append(f"{len(plan.outside)} label(s) lie outside the cube and were not sampled "
                       f"(e.g. {list(plan.outside[:3])!r})")
     parts: list[dict[str, Any]] = []
+    failed: list[TileResult] = []
 
     def keep(r: TileResult) -> None:
         s = r.extra.pop("samples", None)
         if s is not None:
             parts.append(s)
+        if r.status == "failed":
+            failed.append(r)
 
     ensure_ray(address)
-    outcome = run_tile_tasks(functools.partial(SampleWorker, plan, so), plan.tiles,
-                             PoolOptions.from_config(config.max_actors, config.resources), on_result=keep)
-    failed = [r for r in outcome.results if r.status == "failed"]
+    run_tile_tasks(functools.partial(SampleWorker, plan, so), plan.tiles,
+                   PoolOptions.from_config(config.max_actors, config.resources), on_result=keep)
     if failed:
         raise DataError(f"sampling the cube failed on {len(failed)} tile(s), e.g. {failed[0].tile_id}: "
                         f"{failed[0].error}; fix that and rerun (a model from partial samples would be biased)")

@@ -13,6 +13,7 @@ import pytest
 from cluster.errors import ClusterError, ResourceError
 from cluster.ingest import IngestWorker, plan_ingest, prepare_store
 from cluster.runtime import PoolOptions, run_tile_tasks
+from cluster.tasks import TileResult
 from cluster.testing import FailOnWorker, KillOnceWorker
 from tests.jobs.test_ingest import cbers_config
 
@@ -33,12 +34,15 @@ def _prepared(store: str):  # noqa: ANN202
 
 def test_runtime__killed_worker_costs_a_retry_not_a_tile(tmp_path: Path) -> None:
     clean_plan, clean = _prepared(str(tmp_path / "clean.zarr"))
-    assert all(r.status != "failed" for r in run_tile_tasks(clean, clean_plan.tiles, PoolOptions(2)).results)
+    outcome = run_tile_tasks(clean, clean_plan.tiles, PoolOptions(2))
+    assert "failed" not in outcome.counts and sum(outcome.counts.values()) == len(clean_plan.tiles)
 
     plan, inner = _prepared(str(tmp_path / "chaos.zarr"))
     victim = plan.tiles[len(plan.tiles) // 2].tile.id
     factory = functools.partial(KillOnceWorker, inner, victim, str(tmp_path), 0.05)
-    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2)).results
+    results: list[TileResult] = []
+    outcome = run_tile_tasks(factory, plan.tiles, PoolOptions(2), on_result=results.append)
+    assert outcome.retries >= 1 and outcome.actors_replaced == 1
     killed_pid = int((tmp_path / f"killed-{victim}").read_text())
     by_tile = {r.tile_id: r for r in results}
     assert by_tile[victim].status in ("done", "empty")
@@ -51,7 +55,9 @@ def test_runtime__failing_tile_is_reported_and_the_rest_goes_on(tmp_path: Path) 
     plan, inner = _prepared(str(tmp_path / "c.zarr"))
     bad = plan.tiles[0].tile.id
     factory = functools.partial(FailOnWorker, inner, (bad,))
-    results = run_tile_tasks(factory, plan.tiles, PoolOptions(2)).results
+    results: list[TileResult] = []
+    outcome = run_tile_tasks(factory, plan.tiles, PoolOptions(2), on_result=results.append)
+    assert outcome.counts["failed"] == 1
     failed = [r for r in results if r.status == "failed"]
     assert [r.tile_id for r in failed] == [bad]
     assert "simulated read failure on tile" in failed[0].error

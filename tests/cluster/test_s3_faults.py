@@ -107,6 +107,10 @@ def test_s3_faults__endpoint_down_stops_clearly_and_a_rerun_finishes(bucket: dic
     report = ingest_job.run(cfg, progress=take_down_after_three)
     assert not report.ok and report.stopped and "object storage did not answer" in report.stopped
     assert any(proxy.endpoint in f["error"] for f in report.failures), report.failures[:3]
+    # every tile is accounted for: the ones in flight, waiting for a retry or never started
+    # are reported failed ("not finished"), none is lost from the count
+    assert report.tiles_done + report.tiles_empty + report.tiles_failed == report.tiles_total
+    assert any("not finished" in f["error"] for f in report.failures)
     assert "rerun" in report.summary()
     proxy.up()
     again = ingest_job.run(cfg)
