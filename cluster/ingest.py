@@ -543,9 +543,13 @@ class CubeCheck:
         self.failed_tiles = 0
         self.identical: dict[tuple[str, str], int] = {}
         self.with_data: set[int] = set()
+        self.invalid: dict[tuple[int, str], int] = {}
 
     def add(self, r: TileResult) -> None:
         self.with_data.update(r.extra.get("scenes_with_data", ()))
+        for si, per_band in r.extra.get("invalid_values", {}).items():
+            for band, n in per_band.items():
+                self.invalid[(si, band)] = self.invalid.get((si, band), 0) + n
         if r.status == "empty":
             self.empty_tiles += 1
         if r.status == "failed":
@@ -567,16 +571,46 @@ class CubeCheck:
                            "from the same source. Check the band mapping (file tokens, index, description)")
         return out
 
-    def warnings(self) -> list[str]:
-        """Scenes that gave no valid, clear pixel in any tile (checked only on a full run)."""
-        if self.failed_tiles or not (self.data_tiles + self.empty_tiles):
-            return []
-        return [f"scene {s.id!r} gave no valid pixel in any tile (all nodata, or all masked as cloud): it "
-                "adds nothing to the cube; check its nodata value and mask, or drop it"
-                for i, s in enumerate(self.scenes) if i not in self.with_data]
+    def warnings(self, bands: Sequence[ResolvedBand] = (), full_run: bool = True) -> list[str]:
+        """Scenes with values that are no data (NaN, infinite, outside a band's valid range)
+        in the tiles seen, and scenes that gave no valid, clear pixel in any tile (only
+        after a run that processed every tile: ``full_run``)."""
+        ranges = {b.name: b.spec.valid_range for b in bands}
+        out = []
+        for si in sorted({si for si, _ in self.invalid}):
+            parts = []
+            for (i, band), n in sorted(self.invalid.items()):
+                if i == si:
+                    r = ranges.get(band)
+                    parts.append(f"{band} {n:,}" + (f" (valid range [{r[0]:g}, {r[1]:g}])" if r else ""))
+            out.append(f"scene {self.scenes[si].id!r}: pixel values that are NaN, infinite or outside their band's "
+                       f"valid range were left out as missing: {'; '.join(parts)}. A few are saturated or damaged "
+                       "pixels; many mean a wrong scale/offset for this product (check the preset, or set "
+                       "bands.<name>.scale/offset/valid_range)")
+        if not full_run or self.failed_tiles or not (self.data_tiles + self.empty_tiles):
+            return out
+        return out + [f"scene {s.id!r} gave no valid pixel in any tile (all nodata, or all masked as cloud): it "
+                      "adds nothing to the cube; check its nodata value and mask, or drop it"
+                      for i, s in enumerate(self.scenes) if i not in self.with_data]
 
 
 # --- the tile worker ------------------------------------------------------------------
+
+
+def _invalid_values(arr: np.ndarray, band: ResolvedBand) -> np.ndarray | None:
+    """Pixels that hold no physical value: NaN, infinities, or outside the band's
+    ``valid_range`` (compared in DN, so no float copy of an integer band). None: no check
+    applies to this band and dtype."""
+    bad = ~np.isfinite(arr) if np.issubdtype(arr.dtype, np.floating) else None
+    if band.spec.valid_range is None:
+        return bad
+    scale = band.scale if band.scale is not None else 1.0
+    offset = band.offset if band.offset is not None else 0.0
+    lo, hi = sorted(((v - offset) / scale for v in band.spec.valid_range))
+    # a small tolerance: the range's ends are round physical values, the DN are integers
+    eps = 1e-6 * max(abs(lo), abs(hi), 1.0)
+    out = (arr < lo - eps) | (arr > hi + eps)
+    return out if bad is None else out | bad
 
 _RESAMPLING = {name: getattr(RioResampling, name) for name in
                ("nearest", "bilinear", "cubic", "average", "mode", "max", "min", "med")}
@@ -785,12 +819,17 @@ class IngestWorker:
             for bi, (b, key, _) in enumerate(bands):
                 arr = warped[(ri, bi)]
                 nod = key[4]
-                if nod is not None and not (isinstance(nod, float) and math.isnan(nod)):
-                    valid &= arr != nod
-                if np.issubdtype(arr.dtype, np.floating):
-                    valid &= np.isfinite(arr)  # NaN and +-inf are missing, never data
                 if (ri, bi) in coverage:
                     valid &= coverage[(ri, bi)].astype(bool)
+                if nod is not None and not (isinstance(nod, float) and math.isnan(nod)):
+                    valid &= arr != nod
+                bad = _invalid_values(arr, b)  # NaN, +-inf, outside the valid range: missing
+                if bad is not None:
+                    n_bad = int(np.count_nonzero(bad & valid))
+                    if n_bad:
+                        per_band = result.extra.setdefault("invalid_values", {}).setdefault(si, {})
+                        per_band[b.name] = per_band.get(b.name, 0) + n_bad
+                    valid &= ~bad
                 data[b.name] = arr
             if plan.mask is not None:
                 valid &= plan.mask.clear(data[plan.mask.band])

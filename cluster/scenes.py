@@ -69,6 +69,16 @@ class BandSpec(StrictModel):
     resampling: Resampling = "nearest"
     """Warp resampling. Nearest keeps DN exact; use bilinear/cubic for smooth reflectance
     when the grid's pixel size differs from the scene's."""
+    valid_range: tuple[float, float] | None = None
+    """Physical values outside ``[low, high]`` are not data (saturated, corrupt or wrongly
+    scaled pixels): left out like nodata, and counted per scene and band in the report, as
+    are NaN and infinities. The reflectance presets use ``[-0.2, 1.6]``."""
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "BandSpec":
+        if self.valid_range is not None and not self.valid_range[0] < self.valid_range[1]:
+            raise ValueError(f"valid_range {list(self.valid_range)} must be [low, high] with low < high")
+        return self
 
 
 class MaskRule(StrictModel):
@@ -147,14 +157,23 @@ class SensorPreset:
 
 
 def _b(file: str, scale: float | None = None, offset: float | None = None,
-       nodata: float | None = None, resampling: Resampling = "nearest") -> BandSpec:
-    return BandSpec(file=file, scale=scale, offset=offset, nodata=nodata, resampling=resampling)
+       nodata: float | None = None, resampling: Resampling = "nearest",
+       valid_range: tuple[float, float] | None = None) -> BandSpec:
+    return BandSpec(file=file, scale=scale, offset=offset, nodata=nodata, resampling=resampling,
+                    valid_range=valid_range)
 
 
 # Scale/offset: Sentinel-2 L2A processing baseline >= 04.00 adds BOA_ADD_OFFSET = -1000,
 # so reflectance = DN / 10000 - 0.1. Landsat C2 L2: 0.0000275 * DN - 0.2.
-_S2 = dict(scale=1e-4, offset=-0.1, nodata=0)
-_LS = dict(scale=2.75e-5, offset=-0.2, nodata=0)
+# Valid ranges: surface or top-of-atmosphere reflectance beyond [-0.2, 1.6] is an artefact
+# (saturation, a corrupt block, a wrong scale), not a surface; MOD13Q1's documented NDVI/EVI
+# range is -2000..10000 DN.
+_REFLECTANCE = (-0.2, 1.6)
+_S2: dict[str, Any] = dict(scale=1e-4, offset=-0.1, nodata=0, valid_range=_REFLECTANCE)
+_LS: dict[str, Any] = dict(scale=2.75e-5, offset=-0.2, nodata=0, valid_range=_REFLECTANCE)
+_CBERS: dict[str, Any] = dict(scale=1e-4, offset=0.0, nodata=-9999, valid_range=_REFLECTANCE)
+_MODIS_VI: dict[str, Any] = dict(scale=1e-4, offset=0.0, nodata=-3000, valid_range=(-0.2, 1.0))
+_MODIS_SR: dict[str, Any] = dict(scale=1e-4, offset=0.0, nodata=-1000, valid_range=_REFLECTANCE)
 SENSORS: dict[str, SensorPreset] = {
     "sentinel2-l2a": SensorPreset(
         bands={
@@ -178,10 +197,8 @@ SENSORS: dict[str, SensorPreset] = {
     ),
     "cbers4-awfi": SensorPreset(
         bands={
-            "blue": _b("B13", scale=1e-4, offset=0.0, nodata=-9999),
-            "green": _b("B14", scale=1e-4, offset=0.0, nodata=-9999),
-            "red": _b("B15", scale=1e-4, offset=0.0, nodata=-9999),
-            "nir": _b("B16", scale=1e-4, offset=0.0, nodata=-9999),
+            "blue": _b("B13", **_CBERS), "green": _b("B14", **_CBERS),
+            "red": _b("B15", **_CBERS), "nir": _b("B16", **_CBERS),
             "cmask": _b("CMASK", nodata=255),
         },
         mask=MaskRule(band="cmask", clear_values=[0, 127]),
@@ -189,12 +206,9 @@ SENSORS: dict[str, SensorPreset] = {
     ),
     "modis-mod13q1": SensorPreset(
         bands={
-            "ndvi": _b("NDVI", scale=1e-4, offset=0.0, nodata=-3000),
-            "evi": _b("EVI", scale=1e-4, offset=0.0, nodata=-3000),
-            "red": _b("red_reflectance", scale=1e-4, offset=0.0, nodata=-1000),
-            "nir": _b("NIR_reflectance", scale=1e-4, offset=0.0, nodata=-1000),
-            "blue": _b("blue_reflectance", scale=1e-4, offset=0.0, nodata=-1000),
-            "swir22": _b("MIR_reflectance", scale=1e-4, offset=0.0, nodata=-1000),
+            "ndvi": _b("NDVI", **_MODIS_VI), "evi": _b("EVI", **_MODIS_VI),
+            "red": _b("red_reflectance", **_MODIS_SR), "nir": _b("NIR_reflectance", **_MODIS_SR),
+            "blue": _b("blue_reflectance", **_MODIS_SR), "swir22": _b("MIR_reflectance", **_MODIS_SR),
         },
         note="MOD13Q1 250 m 16-day composites; already cloud-screened (no mask band).",
     ),

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cluster.errors import ConfigError, DataError
+from cluster.errors import ClusterError, ConfigError
 from cluster.forecast import ForecastConfig, ForecastResult, load_forecast_config, run_forecast
 
 __all__ = ["ForecastReport", "plan", "run", "main"]
@@ -100,12 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         report = run(config)
-    except ConfigError as e:
+    except ClusterError as e:  # bad config or input (or strict and an issue): nothing written
         print(f"harvest forecast: {e}", file=sys.stderr)
         return 2
-    except DataError as e:
-        print(f"harvest forecast: {e}", file=sys.stderr)
-        return 1
     print(report.summary())
     return 0 if report.ok else 1
 

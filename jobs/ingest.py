@@ -44,8 +44,7 @@ def run(config: IngestConfig, address: str | None = None,
                           address, prepare=lambda: prepare_store(p, config),
                           on_result=_both(check.add, progress))
     report.errors.extend(check.errors())
-    if not report.tiles_skipped:
-        report.warnings.extend(check.warnings())
+    report.warnings.extend(check.warnings(p.bands, full_run=not report.tiles_skipped))
     report.inputs_used = len(p.scenes)
     report.inputs_rejected = [vars(r) for r in p.rejected]
     report.warnings.extend(p.warnings)

@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["condition_class", "CONDITION_RULE", "rollup", "national_yield"]
+__all__ = ["condition_class", "CONDITION_RULE", "HISTORY_ONLY", "rollup", "national_yield"]
+
+HISTORY_ONLY = "history only (no imagery this season yet)"
+"""The condition of a forecast made before any index observation of its season."""
 
 CONDITION_RULE = (
     "condition from the forecast yield's anomaly a against the 5-year mean: "
@@ -82,6 +85,8 @@ def _aggregate(rows: pd.DataFrame, level: str, region_id: str, parent: str | Non
             rec[col] = rows[col].sum(min_count=len(rows))  # NaN unless every region has it
     if "area_source" in rows:
         rec["area_source"] = ";".join(sorted(set(rows["area_source"].astype(str))))
+    if "n_obs" in rows:
+        rec["n_obs"] = rows["n_obs"].sum(min_count=1)
     return rec
 
 
@@ -108,4 +113,6 @@ def rollup(regional: pd.DataFrame) -> pd.DataFrame:
     if "observed_production_t" in df and "observed_area_ha" in df:
         df["observed_yield_t_ha"] = df["observed_production_t"] / df["observed_area_ha"]
     df["condition"] = [condition_class(a) for a in df.get("anomaly_5yr_pct", pd.Series(np.nan, index=df.index))]
+    if "n_obs" in df:  # no region below saw this season: the sum is history too
+        df.loc[df["n_obs"] == 0, "condition"] = HISTORY_ONLY
     return df

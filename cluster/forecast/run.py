@@ -20,7 +20,7 @@ from cluster.forecast.evaluate import SELECTED, backtest, compute_metrics
 from cluster.forecast.features import build_features, cutoff_days, feature_columns, season_windows
 from cluster.forecast.issues import Issue, IssueLog, format_ids
 from cluster.forecast.models import BASELINES, select_and_fit
-from cluster.forecast.rollup import CONDITION_RULE, condition_class, rollup
+from cluster.forecast.rollup import CONDITION_RULE, HISTORY_ONLY, condition_class, rollup
 from cluster.forecast.tables import ForecastInputs, load_inputs
 
 __all__ = ["ForecastResult", "run_forecast", "forecast_season", "run_backtest"]
@@ -80,7 +80,8 @@ class ForecastResult:
             for r in top.itertuples():
                 lines.append(f"  {r.region_id:8} yield {r.yield_t_ha:6.2f} t/ha [{r.yield_lo_t_ha:.2f}, {r.yield_hi_t_ha:.2f}]"
                              f"  production {r.production_t / 1e3:10.1f} kt  anomaly vs 5y {r.anomaly_5yr_pct:+6.1f} %  {r.condition}")
-        lines.append(f"{len(self.issues)} data issue(s)" + (": " + ", ".join(sorted({i.code for i in self.issues})) if self.issues else ""))
+        lines.append(f"{len(self.issues)} data issue(s)" + (":" if self.issues else ""))
+        lines.extend(f"  [{i.code}] {i.message}" for i in self.issues)
         for name, path in self.outputs.items():
             lines.append(f"  wrote {name}: {path}")
         return "\n".join(lines)
@@ -181,11 +182,6 @@ def forecast_season(inputs: ForecastInputs, config: ForecastConfig, *, as_of: da
     train_all = train_all.assign(parent=train_all["region_id"].map(regions["parent"]))
     train = train_all[train_all["complete"]]
     test = feats[feats["year"] == season_year].copy()
-    no_obs = sorted(test.loc[test["n_obs"] == 0, "region_id"])
-    if no_obs and len(series):
-        log.add("region_no_observations_in_season", "series",
-                f"series: {len(no_obs)} region(s) have no index observation in the {season_year} season up to "
-                f"{as_of.isoformat()} ({format_ids(no_obs)}); their forecast rests on the yield history only", no_obs)
     test["y"] = np.nan
     test["parent"] = test["region_id"].map(regions["parent"])
     parts = []
@@ -275,13 +271,12 @@ def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConf
     reg["anomaly_5yr_pct"] = 100 * (reg["yield_t_ha"] / reg["yield_5yr_mean_t_ha"] - 1)
     reg["anomaly_last_year_pct"] = 100 * (reg["yield_t_ha"] / reg["yield_last_year_t_ha"] - 1)
     reg["condition"] = [condition_class(a) for a in reg["anomaly_5yr_pct"]]
-    # a condition class says what the imagery shows: without an observation of this season
-    # up to as_of, a forecast is history (trend, past yields) and gets none
-    season_obs = series[(series["date"] > as_of - pd.Timedelta(days=366)) & (series["date"] <= as_of)]
-    seen = set(season_obs.dropna(subset=["mean"])["region_id"]) if "mean" in season_obs else set()
-    blind = ~reg["region_id"].isin(seen)
+    # a condition class says what the imagery shows: without an observation in the region's
+    # season window (its calendar's start of season up to as_of), a forecast is history
+    # (trend, past yields) and gets none
+    blind = reg["n_obs"] == 0
     if blind.any():
-        reg.loc[blind, "condition"] = "history only (no imagery this season yet)"
+        reg.loc[blind, "condition"] = HISTORY_ONLY
         ids = sorted(reg.loc[blind, "region_id"])
         log.add("season_without_observations", "series",
                 f"series: {len(ids)} region(s) have no index observation of the {season_year} season up to "

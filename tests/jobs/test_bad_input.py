@@ -16,6 +16,7 @@ from typing import Callable
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import yaml
@@ -23,9 +24,11 @@ from shapely.geometry import Polygon, box
 
 from cluster import store as cstore
 from jobs import aggregate as aggregate_job
+from jobs import forecast as forecast_job
 from jobs import indices as indices_job
 from jobs import ingest as ingest_job
 from tests._data import shared_data
+from tests.cluster.forecast._cybench import example_dict
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -122,6 +125,37 @@ def _all_nodata(scenes: Path) -> None:
             ds.write(np.full((1, ds.height, ds.width), -9999, dtype=ds.dtypes[0]))
 
 
+def _out_of_range(scenes: Path) -> None:
+    with rasterio.open(scenes / f"CBERS-4_AWFI_B15_{DATES[1]}.tif", "r+") as ds:
+        red = ds.read(1)
+        red[:10, :10] = 30_000  # reflectance 3.0: saturated, or a wrong scale
+        ds.write(red, 1)
+
+
+def _nan_and_inf(scenes: Path) -> None:
+    f = scenes / f"CBERS-4_AWFI_B16_{DATES[2]}.tif"
+    with rasterio.open(f) as ds:
+        profile, nir = ds.profile, ds.read(1).astype("float32")
+    nir[:5, :] = np.nan
+    nir[5:10, :] = np.inf
+    profile.update(dtype="float32")
+    with rasterio.open(f, "w", **profile) as out:
+        out.write(nir, 1)
+
+
+def _complete_but_missing_where_invalid(tmp: Path, _: dict) -> None:
+    """Every tile done; the cube equals a clean run's except pixels now missing, and no
+    value outside the valid range reached it."""
+    assert _run_ingest(_ingest_cfg(tmp, _scenes(tmp / "good"), store=str(tmp / "clean.zarr"))).ok
+    got = cstore.open_cube(str(tmp / "cube.zarr"), chunks=None)
+    want = cstore.open_cube(str(tmp / "clean.zarr"), chunks=None)
+    for band in ("red", "nir"):
+        g, w = got[band].values, want[band].values
+        differ = ~((g == w) | (np.isnan(g) & np.isnan(w)))
+        assert differ.any() and np.isnan(g[differ]).all(), band
+        assert np.nanmax(g) <= 1.6
+
+
 def _regions_case(make: Callable[[Path], gpd.GeoDataFrame], **regions: object
                   ) -> Callable[[Path], tuple[int, dict]]:
     def run(tmp: Path) -> tuple[int, dict]:
@@ -145,6 +179,44 @@ def _cube_halves(path: Path, cube, transform=None) -> None:  # noqa: ANN001
     (transform or (lambda g: g))(gdf).to_crs(4326).to_file(path)
 
 
+def _forecast_case(spoil: Callable[[pd.DataFrame], None] = lambda y: None, **config: object
+                   ) -> Callable[[Path], tuple[int, dict]]:
+    """The Netherlands' CY-Bench wheat files copied, the yield table spoiled, one learner."""
+    def run(tmp: Path) -> tuple[int, dict]:
+        src = shared_data("cybench_wheat_es_nl")
+        for f in src.glob("*_NL.csv"):
+            shutil.copy(f, tmp / f.name)
+        yields = pd.read_csv(tmp / "yield_wheat_NL.csv")
+        spoil(yields)
+        yields.to_csv(tmp / "yield_wheat_NL.csv", index=False)
+        raw = example_dict(("NL",), tmp)
+        raw.update(lead_times=["middle-of-season"], learners=["ridge"], inner_folds=3, plots=False,
+                   out_dir=str(tmp / "out"), **config)
+        return _main(forecast_job.main, tmp, raw), {}
+    return run
+
+
+def _every_region_forecast(condition: str | None = None) -> Callable[[Path, dict], None]:
+    def check(tmp: Path, _: dict) -> None:
+        table = pd.read_parquet(tmp / "out" / "forecast.parquet")
+        regions = table[table["level"] == "region"]
+        assert len(regions) == 12 and regions["yield_t_ha"].gt(0).all()
+        if condition is not None:
+            assert (table["condition"] == condition).all(), table[["region_id", "condition"]]
+    return check
+
+
+def _set_yields(rows: dict[int, float]) -> Callable[[pd.DataFrame], None]:
+    def spoil(y: pd.DataFrame) -> None:
+        for i, v in rows.items():
+            y.loc[i, "yield"] = v
+    return spoil
+
+
+def _no_outputs(tmp: Path, _: dict) -> None:
+    assert not (tmp / "out").exists()
+
+
 CASES = [
     Case("truncated-geotiff", _spoil_ingest(_truncate), 1,
          r"rejected .*B15_2017-09-14\.tif.* is truncated: its last data block ends at byte [\d,]+ but the file "
@@ -161,6 +233,13 @@ CASES = [
          _complete_without(DATES[2])),
     Case("all-nodata-scene", _spoil_ingest(_all_nodata), 0,
          r"warning: scene .*2017-09-30\.tif' gave no valid pixel in any tile \(all nodata, or all masked"),
+    Case("reflectance-out-of-range", _spoil_ingest(_out_of_range), 0,
+         r"warning: scene '.*2017-09-14\.tif': pixel values that are NaN, infinite or outside their band's valid "
+         r"range were left out as missing: red \d[\d,]* \(valid range \[-0\.2, 1\.6\]\)\. .*wrong scale/offset",
+         _complete_but_missing_where_invalid),
+    Case("nan-and-inf-values", _spoil_ingest(_nan_and_inf), 0,
+         r"warning: scene '.*2017-09-30\.tif': pixel values that are NaN, infinite .*: nir \d[\d,]* \(valid range",
+         _complete_but_missing_where_invalid),
     Case("glob-matches-nothing", _spoil_ingest(lambda s: [f.unlink() for f in s.glob("*.tif")]), 2,
          r"no usable scenes; nothing to ingest:\n  .*: no files match any band token \['B13', 'B14', 'B15', "
          r"'B16', 'CMASK'\]"),
@@ -219,6 +298,25 @@ CASES = [
          r"duplicate ids in column 'code': \['A'\]"),
     Case("self-intersecting-region-repaired-and-reported", _regions_case(_cube_halves), 0,
          r"warning: row 1 \(region 'E'\): .*repaired"),
+    Case("overlapping-regions-reported",
+         _regions_case(lambda p, cube: _cube_halves(p, cube, lambda g: g.assign(
+             geometry=[g.geometry[0].buffer(500), g.geometry[1].envelope]))), 0,
+         r"warning: region 'W': overlaps region 'E'; kept; shared pixels count for 'E' only \(lowest region code "
+         r"wins\)"),
+    Case("yields-in-kg-per-ha", _forecast_case(lambda y: y.__setitem__("yield", y["yield"] * 1000)), 2,
+         r"the median yield is 8,\d{3}, which looks like kg/ha, not t/ha .*multipliers: \{yield_t_ha: 0\.001\}",
+         _no_outputs),
+    Case("zero-and-negative-yields", _forecast_case(_set_yields({3: 0.0, 10: -1.5})), 0,
+         r"\[yield_not_positive\].*2 row\(s\) have a zero or negative yield \('NL11/2003', 'NL11/2010'\)",
+         _every_region_forecast()),
+    Case("outlier-yield", _forecast_case(_set_yields({5: 33.3})), 0,
+         r"\[yield_absurd\].*NL11/2005", _every_region_forecast()),
+    Case("unknown-crop-name", _forecast_case(crop="whaet"), 2,
+         r"crop 'whaet' never appears in the yield history \(crops there: \['wheat'\]\).*Fix 'crop'", _no_outputs),
+    Case("season-with-no-observation-yet", _forecast_case(as_of="2019-09-01"), 0,
+         r"\[season_without_observations\].*12 region\(s\) have no index observation of the 2020 season up to "
+         r"2019-09-01",
+         _every_region_forecast("history only (no imagery this season yet)")),
 ]
 
 

@@ -32,7 +32,7 @@ def test_main__nl_config_runs_and_writes_report(tmp_path, capsys):
 
 
 def test_main__strict_fails_on_data_issues(tmp_path, capsys):
-    assert main(["--config", _nl_config_file(tmp_path), "--strict"]) == 1
+    assert main(["--config", _nl_config_file(tmp_path), "--strict"]) == 2
     err = capsys.readouterr().err
     assert "strict=True" in err and "[series_nodata]" in err
 
