@@ -45,6 +45,7 @@ __all__ = [
     "open_cube",
     "create_cube",
     "add_arrays",
+    "add_layers",
     "check_aligned",
     "write_tile",
     "TileWrite",
@@ -236,16 +237,7 @@ def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
     made = []
     for spec in specs:
         if spec.name in group:
-            existing = dict(group[spec.name].attrs)
-            job = (spec.attrs or {}).get("harvest_job")
-            # index arrays of 0.1.0 carry their kernel but no job name
-            owner = existing.get("harvest_job") or ("indices" if "harvest_kernel" in existing else None)
-            if owner != job:
-                owner = owner or "ingest (a band) or another tool"
-                raise StoreError(
-                    f"the cube {url!r} already has an array {spec.name!r} written by {owner}; the {job} "
-                    f"job never writes into or replaces it. Pick another output name"
-                )
+            _check_owner(group, url, spec.name, (spec.attrs or {}).get("harvest_job"))
             if not overwrite:
                 continue
         attrs: dict[str, Any] = dict(spec.attrs or {})
@@ -265,6 +257,59 @@ def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
         )
         made.append(spec.name)
     return made
+
+
+def _check_owner(group: zarr.Group, url: str, name: str, job: str | None) -> None:
+    """Raise StoreError unless the existing array ``name`` was written by ``job``."""
+    existing = dict(group[name].attrs)
+    # index arrays of 0.1.0 carry their kernel but no job name
+    owner = existing.get("harvest_job") or ("indices" if "harvest_kernel" in existing else None)
+    if owner != job:
+        owner = owner or "ingest (a band) or another tool"
+        raise StoreError(
+            f"the cube {url!r} already has an array {name!r} written by {owner}; the {job} "
+            f"job never writes into or replaces it. Pick another output name"
+        )
+
+
+def add_layers(url: str, name: str, season: Sequence[int], n_layers: int, *, like: str, layer_dim: str,
+               attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None,
+               compression: str = "lz4", compression_level: int = 5, overwrite: bool = False) -> bool:
+    """Add a float32 ``(season, layer, y, x)`` array: per-pixel values that belong to a
+    season, not to a date (a season's feature vectors), with a ``season`` coordinate; the
+    layer dimension is called ``layer_dim`` and has no coordinate (name the layers in
+    ``attrs``).
+
+    Spatially chunked like ``like``; one shard holds a tile's every season and layer, so a
+    tile is one whole-shard write. ``attrs["harvest_job"]`` names the owner, as in
+    :func:`add_arrays`. Returns False when the array exists and is kept.
+    """
+    group = open_group(url, storage_options)
+    ref = group[like]
+    assert isinstance(ref, zarr.Array)
+    if name in group:
+        _check_owner(group, url, name, attrs.get("harvest_job"))
+        if not overwrite:
+            return False
+    from xarray.backends.zarr import FillValueCoder
+
+    ny, nx = ref.shape[-2:]
+    chunk = ref.chunks[-2:]
+    tile = (ref.shards or ref.chunks)[-2:]
+    n_seasons = len(season)
+    all_attrs = {**attrs, "_FillValue": FillValueCoder.encode(np.nan, np.dtype("float32")),
+                 "grid_mapping": "spatial_ref"}
+    group.create_array(
+        name, shape=(n_seasons, n_layers, ny, nx), dtype="float32", chunks=(1, 1, *chunk),
+        shards=(n_seasons, n_layers, *tile), fill_value=np.nan,
+        compressors=_compressors(compression, compression_level),
+        dimension_names=("season", layer_dim, "y", "x"), attributes=_jsonable(all_attrs),
+        overwrite=True,
+    )
+    coord = group.create_array("season", shape=(n_seasons,), dtype="int64", dimension_names=("season",),
+                               attributes={"long_name": "harvest year"}, overwrite=True)
+    coord[:] = np.asarray(season, dtype="int64")
+    return True
 
 
 def _jsonable(obj: Any) -> Any:
@@ -310,7 +355,8 @@ def tile_crc32(block: np.ndarray) -> int:
 
 def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex,
                block: np.ndarray, url: str = "?") -> TileWrite:
-    """Write one tile (all dates) of one array: one whole shard, so a retry is idempotent.
+    """Write one tile (every date, or every leading index) of one array: one whole shard,
+    so a retry is idempotent.
 
     Transient storage errors are retried here; what remains is raised as
     :class:`TileWriteError` with the storage error as its cause (the pool then retries
@@ -321,12 +367,14 @@ def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex
     ys, xs = extent.tile_slices(tile)
     array = group[name]
     assert isinstance(array, zarr.Array)
-    region = (slice(0, array.shape[0]), ys, xs)
+    lead = tuple(array.shape[:-2])
+    region = (*(slice(0, n) for n in lead), ys, xs)
     check_aligned(array, region)
-    if block.shape != (array.shape[0], ys.stop - ys.start, xs.stop - xs.start):
+    want = (*lead, ys.stop - ys.start, xs.stop - xs.start)
+    if block.shape != want:
         raise TileWriteError(
             f"tile={tile.id} array={name!r} path={url!r}: block shape {block.shape} does not "
-            f"match the region {(array.shape[0], ys.stop - ys.start, xs.stop - xs.start)}"
+            f"match the region {want}"
         )
     data = np.ascontiguousarray(block.astype(array.dtype, copy=False))
     try:
@@ -350,11 +398,11 @@ def extent_of(group: zarr.Group) -> CubeExtent:
 
 
 def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:
-    """Read one tile (all dates) of one array, raw (undecoded DN)."""
+    """Read one tile (every date, or every leading index) of one array, raw (undecoded DN)."""
     ys, xs = extent.tile_slices(tile)
     array = group[name]
     assert isinstance(array, zarr.Array)
-    return np.asarray(array[:, ys, xs])
+    return np.asarray(array[..., ys, xs])
 
 
 def read_tile_decoded(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:

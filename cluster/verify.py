@@ -98,7 +98,7 @@ def _jobs_of(group: zarr.Group) -> dict[tuple[str, str], list[str]]:
     jobs: dict[tuple[str, str], list[str]] = {}
     for name in sorted(group.array_keys()):
         arr = group[name]
-        if arr.ndim != 3:
+        if arr.ndim < 3:
             continue  # coordinates
         attrs = arr.attrs
         job = attrs.get("harvest_job") or ("indices" if "harvest_kernel" in attrs else "ingest")
@@ -111,13 +111,15 @@ def _check_metadata(group: zarr.Group, extent: CubeExtent, n_time: int, report: 
     tile = extent.grid.tile_size_px
     for name in sorted(group.array_keys()):
         arr = group[name]
-        if arr.ndim != 3:
-            continue
-        if arr.shape != (n_time, *extent.shape):
+        if arr.ndim < 3:
+            continue  # coordinates
+        # (time, y, x) arrays, and (season, feature, y, x) layers: one shard per tile either way
+        lead = (n_time,) if arr.ndim == 3 else tuple(arr.shape[:-2])
+        if arr.shape != (*lead, *extent.shape):
             report.problems.append(Problem("metadata", f"shape {arr.shape} but the cube's plan is "
-                                           f"{(n_time, *extent.shape)} (time, y, x)", array=name,
+                                           f"{(*lead, *extent.shape)} (..., y, x)", array=name,
                                            fix="the array does not belong to this cube: rerun the job that wrote it with overwrite"))
-        elif (arr.shards or arr.chunks)[1:] != (tile, tile):
+        elif (arr.shards or arr.chunks)[-2:] != (tile, tile) or (arr.ndim > 3 and (arr.shards or arr.chunks)[:-2] != lead):
             report.problems.append(Problem("metadata", f"shards {(arr.shards or arr.chunks)} do not match the "
                                            f"grid's {tile} px tiles", array=name,
                                            fix="rerun the job that wrote it with overwrite"))

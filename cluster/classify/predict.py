@@ -8,7 +8,12 @@ classified, and written as two ``(time, y, x)`` arrays on the cube's time axis:
 * ``crop_type`` (uint8): the class code of the season each date belongs to, the class table
   in CF ``flag_values`` / ``flag_meanings``; 255 where the pixel had no valid observation in
   the season, or the date lies outside every classified season;
-* ``crop_probability`` (uint8, percent): the probability of the winning class.
+* ``crop_probability`` (uint8, percent): the probability of the winning class;
+* with ``features: write``, ``season_features`` (float32, ``(season, feature, y, x)``): the
+  feature vector each pixel was classified from, the feature names and their definitions
+  (periods, composite rule, phenology) in its attributes (:func:`label_features` puts the
+  names on the ``feature`` axis). For inspecting a map, not for whole continents: ~100
+  features are 400 bytes per pixel and season.
 
 Writing the map on the time axis keeps one layout for every product: the aggregate job
 reads ``crop_type`` date by date, so each date's statistics use that season's map.
@@ -21,14 +26,14 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import zarr
 from pydantic import Field
 
 from cluster import store as cstore
-from cluster.classify.features import FeatureConfig, check_bands, season_features
+from cluster.classify.features import FeatureConfig, check_bands, feature_definitions, season_features
 from cluster.classify.model import CropModel
 from cluster.config import TileJobConfig
 from cluster.errors import ConfigError
@@ -36,11 +41,12 @@ from cluster.grid import CubeExtent
 from cluster.tasks import TileResult, TileTask
 
 __all__ = ["PredictConfig", "PredictPlan", "PredictWorker", "plan_predict", "prepare_predict",
-           "FILL", "CROP_TYPE", "CROP_PROBABILITY"]
+           "label_features", "FILL", "CROP_TYPE", "CROP_PROBABILITY", "SEASON_FEATURES"]
 
 FILL = 255
 CROP_TYPE = "crop_type"
 CROP_PROBABILITY = "crop_probability"
+SEASON_FEATURES = "season_features"
 _CHUNK_PX = 65_536
 """Pixels classified per batch: bounds the feature matrix (~100 features) to ~25 MB."""
 
@@ -58,6 +64,9 @@ class PredictConfig(TileJobConfig):
     """Average the class probabilities over a ``smooth_px`` x ``smooth_px`` window before
     picking the class (0: off). Removes the salt-and-pepper errors of per-pixel maps inside
     fields; keep it below the narrowest field's width in pixels."""
+    features: Literal["none", "write"] = "none"
+    """``write``: also store each pixel's season feature vector (``season_features``, with
+    the features' names and definitions in its attributes), to inspect what the model saw."""
     overwrite: bool = False
     """Map again even if tiles of this plan are done."""
 
@@ -76,6 +85,8 @@ class PredictPlan:
     tiles: tuple[TileTask, ...]
     hash: str
     smooth_px: int = 0
+    n_features: int = 0
+    """Length of the feature vectors written per pixel and season (0: none written)."""
 
 
 def _covered_years(features: FeatureConfig, dates: np.ndarray) -> list[int]:
@@ -118,11 +129,13 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
         "ingest": str(group.attrs.get("harvest", {}).get("plan_hash", "")),
         "model": model.meta.get("created_at"), "model_classes": list(model.classes),
         "model_features": list(model.feature_names), "years": list(years), "bands": bands,
-        "smooth_px": config.smooth_px,
+        "smooth_px": config.smooth_px, "features": config.features,
     }, sort_keys=True, default=str).encode()).hexdigest()[:16]
     tiles = tuple(TileTask(t) for t in extent.iter_tiles())
+    n_features = len(model.feature_names) if config.features == "write" else 0
     return PredictPlan(config.store, config.model, extent, tuple(years), tuple(steps),
-                       tuple(str(t) for t in times), bands, model.classes, tiles, h, config.smooth_px)
+                       tuple(str(t) for t in times), bands, model.classes, tiles, h, config.smooth_px,
+                       n_features)
 
 
 def prepare_predict(plan: PredictPlan, config: PredictConfig, model: CropModel) -> cstore.Manifest:
@@ -146,9 +159,24 @@ def prepare_predict(plan: PredictPlan, config: PredictConfig, model: CropModel) 
         cstore.ArraySpec(CROP_PROBABILITY, "uint8", FILL, attrs={
             **common, "long_name": "probability of the mapped crop type", "units": "percent"}),
     ]
-    cstore.add_arrays(plan.store, specs, like=next(iter(plan.bands.values())), storage_options=so,
-                      overwrite=not manifest.done())
+    like = next(iter(plan.bands.values()))
+    cstore.add_arrays(plan.store, specs, like=like, storage_options=so, overwrite=not manifest.done())
+    if plan.n_features:
+        definitions = {str(y): feature_definitions(model.features, y) for y in plan.years}
+        cstore.add_layers(plan.store, SEASON_FEATURES, plan.years, plan.n_features, like=like, layer_dim="feature",
+                          storage_options=so, overwrite=not manifest.done(), attrs={
+                              **common, "long_name": "season feature vector the crop type was mapped from",
+                              "feature_names": list(model.feature_names),
+                              "feature_definitions": definitions,
+                              "comment": "NaN: no valid observation of the pixel in the season"})
     return manifest
+
+
+def label_features(cube: Any) -> Any:
+    """``season_features`` of an opened cube (:func:`cluster.open_cube`) with the feature
+    names on its ``feature`` axis: ``label_features(ds).sel(feature="ndvi_peak_value")``."""
+    da = cube[SEASON_FEATURES]
+    return da.assign_coords(feature=list(da.attrs["feature_names"]))
 
 
 def _smooth(probs: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
@@ -192,7 +220,9 @@ class PredictWorker:
         dates = np.asarray(plan.dates, dtype="datetime64[ns]")
         timings["features"] = timings["predict"] = 0.0
         mapped = 0
-        for year, steps in zip(plan.years, plan.season_steps):
+        feats = (np.full((len(plan.years), plan.n_features, ny * nx), np.nan, dtype=np.float32)
+                 if plan.n_features else None)
+        for k, (year, steps) in enumerate(zip(plan.years, plan.season_steps)):
             sel = list(steps)
             flat = {b: v[sel].reshape(len(sel), ny * nx) for b, v in values.items()}
             seen = np.zeros(ny * nx, dtype=bool)
@@ -207,6 +237,8 @@ class PredictWorker:
                 t0 = time.perf_counter()
                 fm = season_features({b: v[:, part] for b, v in flat.items()}, dates[sel], self.model.features, year)
                 timings["features"] += time.perf_counter() - t0
+                if feats is not None:
+                    feats[k][:, part] = fm.values.T
                 t0 = time.perf_counter()
                 probs[part] = self.model.predict_proba(fm.values, threads=self.threads)
                 timings["predict"] += time.perf_counter() - t0
@@ -220,7 +252,10 @@ class PredictWorker:
         t0 = time.perf_counter()
         if mapped:
             crc = {}
-            for name, block in ((CROP_TYPE, crop), (CROP_PROBABILITY, prob)):
+            blocks = [(CROP_TYPE, crop), (CROP_PROBABILITY, prob)]
+            if feats is not None:
+                blocks.append((SEASON_FEATURES, feats.reshape(len(plan.years), plan.n_features, ny, nx)))
+            for name, block in blocks:
                 w = cstore.write_tile(group, name, plan.extent, task.tile, block, plan.store)
                 result.bytes_written += w.nbytes
                 crc[name] = w.crc32

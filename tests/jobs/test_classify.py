@@ -8,6 +8,7 @@ error-adjusted areas, and the bad inputs the issue lists.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from cluster import store as cstore
 from cluster.aggregation import AggregateConfig
 from cluster.classify.features import season_features
 from cluster.classify.model import CropModel
-from cluster.classify.predict import PredictConfig
+from cluster.classify.predict import PredictConfig, label_features
 from cluster.classify.run import TrainConfig, run_predict, run_train
 from cluster.classify.samples import LabelMapping, SampleTableConfig, load_samples, to_arrays
 from cluster.demo import make_demo_season
@@ -132,6 +133,8 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     assert again.ok and again.tiles_skipped == again.tiles_total
     found = verify_store(store)
     assert found.ok and "classify" in found.jobs, found.summary()
+    predict = classify_job.ClassifyConfig.model_validate(demo["classify"]).section("predict")
+    _features_written_are_the_ones_classified(predict, model_dir, meta)
 
     agg = AggregateConfig.model_validate(demo["aggregate"])
     report_agg, table = aggregate_job.run(agg)
@@ -144,6 +147,46 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     # per region, the error-adjusted areas add up to the mapped total (a re-allocation)
     for _, g in ok.groupby(["region_id", "season_year"]):
         assert g.estimated_area_ha.sum() == pytest.approx(g.mapped_area_ha.sum(), rel=1e-6)
+
+
+def _features_written_are_the_ones_classified(predict: PredictConfig, model_dir: Path, meta: dict) -> None:
+    """``features: write`` on a copy of the cube: each pixel's stored vector is the one its
+    class came from (recomputed here from the cube), named and defined in the attributes."""
+    store = predict.store
+    copy = str(Path(store).with_name("with-features.zarr"))
+    shutil.copytree(store, copy)
+    shutil.copytree(cstore.meta_url(store), cstore.meta_url(copy))  # the jobs' manifests
+    report = run_predict(predict.model_copy(update={"store": copy, "features": "write"}))
+    assert report.ok, report.summary()
+    ds = cstore.open_cube(copy, chunks=None)
+    feats = label_features(ds)
+    assert feats.dims == ("season", "feature", "y", "x")
+    assert list(feats.feature.values) == meta["feature_names"]
+    years = sorted(set(pd.DatetimeIndex(ds.time.values).year))
+    assert list(feats.season.values) == [y for y in years if str(y) in feats.attrs["feature_definitions"]]
+    year = int(feats.season.values[-1])
+    definition = feats.attrs["feature_definitions"][str(year)]
+    assert definition["names"] == meta["feature_names"] and len(definition["periods"]) > 1
+    model = CropModel.load(str(model_dir))
+    in_season = (pd.DatetimeIndex(ds.time.values) >= pd.Timestamp(model.features.season.bounds(year)[0])) & \
+                (pd.DatetimeIndex(ds.time.values) <= pd.Timestamp(model.features.season.bounds(year)[1]))
+    values = {b: ds[b].values[in_season] for b in model.features.bands}
+    seen = np.isfinite(values["red"]).any(axis=0)
+    rows, cols = np.nonzero(seen)
+    pick = np.random.default_rng(2).choice(rows.size, 20, replace=False)
+    flat = {b: np.stack([v[:, rows[i], cols[i]] for i in pick], axis=1) for b, v in values.items()}
+    expected = season_features(flat, ds.time.values[in_season], model.features, year).values
+    stored = feats.sel(season=year).values[:, rows[pick], cols[pick]].T
+    np.testing.assert_array_equal(stored, expected)
+    assert np.isnan(feats.sel(season=year).values[:, ~seen]).all()
+    # the map from these vectors is the map without them
+    np.testing.assert_array_equal(ds.crop_type.values, cstore.open_cube(store, chunks=None).crop_type.values)
+    found = verify_store(copy)  # the 4-d array's tiles are checked like the others
+    assert found.ok and found.tiles_checked > 0, found.summary()
+    shard = max(Path(copy, "season_features", "c").rglob("*"), key=lambda f: f.stat().st_size if f.is_file() else 0)
+    shard.write_bytes(shard.read_bytes()[:-4096])  # a shard cut short, as a dying writer leaves it
+    damaged = verify_store(copy)
+    assert not damaged.ok and {p.array for p in damaged.problems} == {"season_features"}, damaged.summary()
 
 
 def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path) -> None:
