@@ -131,7 +131,10 @@ def write_report(report: JobReport, config: TileJobConfig, started: float, **out
     """
     report.wall_s = time.perf_counter() - started
     url = f"{cstore.meta_url(config.store)}/{report.job}-report.json"
-    report.outputs = {**outputs, "report": url}
+    report.store = cstore.shown(report.store)
+    report.outputs = {**outputs, "report": cstore.shown(url)}
+    if "cube" in outputs:
+        report.outputs["cube"] = cstore.shown(outputs["cube"])
     try:
         cstore.write_json(url, report.to_dict(), config.storage.to_fsspec())
     except cstore.StoreError as e:

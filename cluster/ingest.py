@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -400,6 +401,32 @@ def _check_plan_size(grid: GridSpec, bounds: BBox, scenes: Sequence[Scene], foot
         )
 
 
+def _same_date_overlaps(scenes: Sequence[Scene], footprints: Sequence[BBox], share: float = 0.5) -> list[str]:
+    """Notes on scenes of one date that cover mostly the same ground: adjacent granules of one
+    pass are a normal mosaic, but two copies of one scene (a reprocessing, a second download)
+    are usually a mistake the user should hear about."""
+    def area(b: BBox) -> float:
+        return max(b.right - b.left, 0.0) * max(b.top - b.bottom, 0.0)
+
+    notes = []
+    by_date: dict[object, list[int]] = {}
+    for i, s in enumerate(scenes):
+        by_date.setdefault(s.date, []).append(i)
+    for date, idx in by_date.items():
+        for a, b in itertools.combinations(idx, 2):
+            fa, fb = footprints[a], footprints[b]
+            both = BBox(max(fa.left, fb.left), max(fa.bottom, fb.bottom), min(fa.right, fb.right), min(fa.top, fb.top))
+            smaller = min(area(fa), area(fb))
+            if smaller > 0 and area(both) / smaller > share:
+                first, second = sorted((scenes[a].id, scenes[b].id))
+                notes.append(
+                    f"scenes {first!r} and {second!r} share the date {date} and overlap "
+                    f"{100 * area(both) / smaller:.0f} % of the smaller footprint: they make one time step, "
+                    f"mosaicked in scene-id order (the first valid, clear pixel wins, so {first!r} does); "
+                    "if one is a copy or an older processing of the other, drop it")
+    return notes
+
+
 def plan_ingest(config: IngestConfig) -> IngestPlan:
     """Find scenes, read their headers, lay out the cube and list the tiles. No Ray."""
     grid = config.grid.spec()
@@ -445,6 +472,8 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
             raise SceneError("strict mode: scene(s) far from the others:\n  " + "\n  ".join(map(str, outliers)))
         rejected.extend(outliers)
     bands, notes = _resolve_bands(specs, mask, kept)
+    if config.time_bin_days is None:
+        notes.extend(_same_date_overlaps(kept, footprints))
     if aoi is not None:
         bounds = aoi
     else:

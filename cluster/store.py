@@ -59,6 +59,7 @@ __all__ = [
     "OWNER_TAG",
     "filesystem",
     "is_local",
+    "shown",
     "StoreState",
     "inspect_store",
     "remove_store",
@@ -80,6 +81,17 @@ class ArraySpec:
 def is_local(url: str) -> bool:
     """A local path or ``file://`` URL (read and written without fsspec's remote layers)."""
     return "://" not in url or url.startswith("file://")
+
+
+def shown(url: str) -> str:
+    """The URL as a user should read it: a local path made absolute, '..' resolved.
+
+    >>> shown("s3://b/c.zarr")
+    's3://b/c.zarr'
+    >>> shown("/data/x/../cube.zarr")
+    '/data/cube.zarr'
+    """
+    return os.path.abspath(_strip_file(url)) if is_local(url) else url
 
 
 def _strip_file(url: str) -> str:

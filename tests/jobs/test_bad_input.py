@@ -83,14 +83,14 @@ def _spoil_ingest(spoil: Callable[[Path], None], **extra: object) -> Callable[[P
     return run
 
 
-def _complete_without(*dates: str) -> Callable[[Path, dict], None]:
+def _complete_without(*dates: str, **extra: object) -> Callable[[Path, dict], None]:
     """Every tile done, and the cube equal to a clean run of the other dates."""
     def check(tmp: Path, _: dict) -> None:
         good = _scenes(tmp / "good")
         for d in dates:
             for f in good.glob(f"*_{d}.tif"):
                 f.unlink()
-        assert _run_ingest(_ingest_cfg(tmp, good, store=str(tmp / "clean.zarr"))).ok
+        assert _run_ingest(_ingest_cfg(tmp, good, store=str(tmp / "clean.zarr"), **extra)).ok
         got = cstore.open_cube(str(tmp / "cube.zarr"), chunks=None)
         want = cstore.open_cube(str(tmp / "clean.zarr"), chunks=None)
         assert got.sizes["time"] == want.sizes["time"] == len(DATES) - len(dates)
@@ -141,6 +141,23 @@ def _nan_and_inf(scenes: Path) -> None:
     profile.update(dtype="float32")
     with rasterio.open(f, "w", **profile) as out:
         out.write(nir, 1)
+
+
+def _copy_one_date(scenes: Path) -> None:
+    for b in BANDS:
+        shutil.copy(scenes / f"CBERS-4_AWFI_{b}_{DATES[0]}.tif", scenes / f"CBERS-4_AWFI_{b}_{DATES[0]}_copy.tif")
+
+
+def _move_one_date(scenes: Path) -> None:
+    """The last date's files georeferenced 200 km east of the others."""
+    for b in BANDS:
+        with rasterio.open(scenes / f"CBERS-4_AWFI_{b}_{DATES[2]}.tif", "r+") as ds:
+            ds.transform = ds.transform * ds.transform.__class__.translation(200_000 / ds.res[0], 0)
+
+
+def _scene_bounds() -> dict:
+    with rasterio.open(shared_data("cbers4_awfi_cerrado_timeseries") / f"CBERS-4_AWFI_B13_{DATES[0]}.tif") as ds:
+        return {"bounds": list(ds.bounds), "crs": ds.crs.to_string()}
 
 
 def _complete_but_missing_where_invalid(tmp: Path, _: dict) -> None:
@@ -240,6 +257,12 @@ CASES = [
     Case("nan-and-inf-values", _spoil_ingest(_nan_and_inf), 0,
          r"warning: scene '.*2017-09-30\.tif': pixel values that are NaN, infinite .*: nir \d[\d,]* \(valid range",
          _complete_but_missing_where_invalid),
+    Case("duplicate-dates-mosaicked", _spoil_ingest(_copy_one_date), 0,
+         r"warning: scenes .*2017-08-29.* and .*2017-08-29_copy.* share the date 2017-08-29 and overlap 100 % .*"
+         r"mosaicked in scene-id order .*drop it", _complete_without()),
+    Case("scene-wholly-outside-the-extent", _spoil_ingest(_move_one_date, extent=_scene_bounds()), 1,
+         r"rejected .*2017-09-30\.tif: outside the configured extent .*widen extent/bbox or drop the scene",
+         _complete_without(DATES[2], extent=_scene_bounds())),
     Case("glob-matches-nothing", _spoil_ingest(lambda s: [f.unlink() for f in s.glob("*.tif")]), 2,
          r"no usable scenes; nothing to ingest:\n  .*: no files match any band token \['B13', 'B14', 'B15', "
          r"'B16', 'CMASK'\]"),
@@ -274,6 +297,10 @@ CASES = [
     Case("dot-dot-in-an-s3-store",
          lambda tmp: (_main(ingest_job.main, tmp, {**_ingest_cfg(tmp, tmp), "store": "s3://b/cubes/../x.zarr"}), {}),
          2, r"has '\.' or '\.\.' segments: object keys are taken literally"),
+    Case("dot-dot-in-a-local-store",
+         lambda tmp: (_main(ingest_job.main, tmp, _ingest_cfg(tmp, _scenes(tmp / "scenes"),
+                                                               store=str(tmp / "scenes" / ".." / "cube.zarr"))), {}),
+         0, r"OK in [\d.]+ s -> /\S+/test_bad_input_dot_dot_in_a_lo\w*/cube\.zarr\n", _complete_without()),
     Case("secret-on-the-command-line",
          lambda tmp: (_main(ingest_job.main, tmp, _ingest_cfg(tmp, tmp), "--set", "storage.secret=hunter2"), {}), 2,
          r"refused: a secret on the command line is visible to every user in 'ps'"),
@@ -306,6 +333,8 @@ CASES = [
     Case("yields-in-kg-per-ha", _forecast_case(lambda y: y.__setitem__("yield", y["yield"] * 1000)), 2,
          r"the median yield is 8,\d{3}, which looks like kg/ha, not t/ha .*multipliers: \{yield_t_ha: 0\.001\}",
          _no_outputs),
+    Case("missing-yields", _forecast_case(_set_yields({4: float("nan"), 7: float("nan")})), 0,
+         r"\[yield_missing\].*2 row", _every_region_forecast()),
     Case("zero-and-negative-yields", _forecast_case(_set_yields({3: 0.0, 10: -1.5})), 0,
          r"\[yield_not_positive\].*2 row\(s\) have a zero or negative yield \('NL11/2003', 'NL11/2010'\)",
          _every_region_forecast()),
