@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from cluster.errors import ClusterError, ConfigError
 from cluster.forecast import ForecastConfig, ForecastResult, load_forecast_config, run_forecast
@@ -56,9 +56,9 @@ def plan(config: ForecastConfig) -> dict[str, object]:
     }
 
 
-def run(config: ForecastConfig) -> ForecastReport:
+def run(config: ForecastConfig, progress: Callable[[str], None] | None = None) -> ForecastReport:
     t0 = time.perf_counter()
-    result = run_forecast(config)
+    result = run_forecast(config, progress=progress)
     report = ForecastReport(ok=True, seconds=time.perf_counter() - t0, result=result, outputs=dict(result.outputs))
     out = config.resolve(config.out_dir)
     doc = {
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harvest forecast: {e}", file=sys.stderr)
         return 2
     try:
-        report = run(config)
+        report = run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ClusterError as e:  # bad config or input (or strict and an issue): nothing written
         print(f"harvest forecast: {e}", file=sys.stderr)
         return 2

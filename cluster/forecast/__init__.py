@@ -17,7 +17,7 @@ from __future__ import annotations
 from cluster.forecast.config import ForecastConfig, LeadTime, TableInput, load_forecast_config, parse_lead_time
 from cluster.forecast.evaluate import backtest, compute_metrics, iter_folds, nrmse_by_year
 from cluster.forecast.issues import Issue, IssueLog
-from cluster.forecast.rollup import CONDITION_RULE, condition_class, national_yield, rollup
+from cluster.forecast.rollup import CONDITION_RULE, condition_class, national_yield, rollup, rollup_history
 from cluster.forecast.run import ForecastResult, forecast_season, run_backtest, run_forecast
 from cluster.forecast.tables import ACRE_HA, BUSHEL_KG, ForecastInputs, bu_per_acre_to_t_ha, load_inputs, read_table
 
@@ -45,6 +45,7 @@ __all__ = [
     "parse_lead_time",
     "read_table",
     "rollup",
+    "rollup_history",
     "run_backtest",
     "run_forecast",
 ]

@@ -134,6 +134,16 @@ class ForecastConfig(BaseModel):
     ``trend``, ``average``, ``local-trend`` (CY-Bench-style window trend), ``huber-average``
     (the region's level, robust to shock years), a learner (``ridge``, ``hgb``, ``ridge+hgb``),
     or one on the region mean (``ridge@avg``, ``hgb@avg``, ``ridge+hgb@avg``)."""
+    trend_horizon_years: int = Field(default=5, ge=0)
+    """No trend is extrapolated more than this many years past a region's last (or before its
+    first) yield: there the models with a slope give way to the mean of its 5 latest years,
+    and the season forecast reports it (``trend_beyond_horizon``)."""
+    max_area_age_years: int = Field(default=5, ge=0)
+    """A region's harvested area from more than this many seasons before the forecast season
+    is stale: reported (``area_stale``) and, where the other regions of its parent reported in
+    both years, scaled by how their total area changed since."""
+    backtest_workers: int | None = Field(default=None, ge=1)
+    """Processes the backtest's (lead time, country, scheme) tasks run on; None: every core."""
     min_train_years: int = 5
     """Fewest earlier years a walk-forward fold needs; also the fewest years for a per-region trend."""
     inner_folds: int = 4

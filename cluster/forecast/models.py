@@ -26,12 +26,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-__all__ = ["BASELINES", "HISTORY_MODELS", "MODEL_NAMES", "fit_trend", "predict_trend", "huber_level", "fit_predict",
-           "select_and_fit", "Selection"]
+__all__ = ["BASELINES", "HISTORY_MODELS", "LEVEL_MODELS", "MODEL_NAMES", "fit_trend", "predict_trend", "huber_level",
+           "recent_mean", "trend_distance", "fit_predict", "select_and_fit", "bounded", "Selection"]
 
-BASELINES = ("average", "trend")
-"""Baselines computed in the same run on the same folds."""
+BASELINES = ("average", "trend", "mean-5y", "last-year")
+"""Baselines computed in the same run on the same folds: the region's mean over every training
+year, its linear trend, the mean of its 5 latest training years before the predicted year, and
+its latest training year's yield (the persistence forecast)."""
 HISTORY_MODELS = (*BASELINES, "local-trend", "huber-average")
+LEVEL_MODELS = ("average", "mean-5y", "last-year", "huber-average")
+"""History models without a slope: what a region falls back to beyond the trend horizon."""
 """Models of the yield history alone, always fitted and always candidates."""
 MODEL_NAMES = (*HISTORY_MODELS, *(f"{m}{s}" for m in ("ridge", "hgb", "ridge+hgb") for s in ("", "@avg")))
 """Every name :func:`fit_predict` can return (learners when asked for)."""
@@ -47,17 +51,16 @@ def fit_trend(train: pd.DataFrame, min_years: int) -> pd.DataFrame:
     >>> float(predict_trend(t, ["A"], [2006])[0])
     7.0
     """
-    g = train.groupby("region_id")
-    stats = pd.DataFrame({
-        "n": g["y"].size(), "mean_y": g["y"].mean(), "mean_t": g["year"].mean(),
-    })
-    tc = train["year"] - train["region_id"].map(stats["mean_t"])
-    yc = train["y"] - train["region_id"].map(stats["mean_y"])
-    sxy = (tc * yc).groupby(train["region_id"]).sum()
-    sxx = (tc * tc).groupby(train["region_id"]).sum()
-    slope = (sxy / sxx.where(sxx > 0)).fillna(0.0)
-    stats["slope"] = np.where(stats["n"] >= min_years, slope.reindex(stats.index), 0.0)
-    return stats
+    codes, regions = pd.factorize(train["region_id"], sort=True)
+    m = len(regions)
+    year, y = train["year"].to_numpy(float), train["y"].to_numpy(float)
+    n = np.bincount(codes, minlength=m)
+    mean_y, mean_t = np.bincount(codes, y, m) / n, np.bincount(codes, year, m) / n
+    tc, yc = year - mean_t[codes], y - mean_y[codes]
+    sxx = np.bincount(codes, tc * tc, m)
+    slope = np.divide(np.bincount(codes, tc * yc, m), sxx, out=np.zeros(m), where=sxx > 0)
+    return pd.DataFrame({"n": n, "mean_y": mean_y, "mean_t": mean_t, "slope": np.where(n >= min_years, slope, 0.0)},
+                        index=pd.Index(regions, name="region_id"))
 
 
 def predict_trend(params: pd.DataFrame, region_ids, years) -> np.ndarray:
@@ -66,11 +69,38 @@ def predict_trend(params: pd.DataFrame, region_ids, years) -> np.ndarray:
     return (p["mean_y"].to_numpy() + p["slope"].to_numpy() * (np.asarray(years, float) - p["mean_t"].to_numpy()))
 
 
+class _History:
+    """The training rows sorted by (region, year), and where each predicted row's region lies
+    in them: every history model's window is a slice, and its sums come from running sums."""
+
+    def __init__(self, train: pd.DataFrame, rows: pd.DataFrame) -> None:
+        codes, regions = pd.factorize(train["region_id"], sort=True)
+        order = np.lexsort((train["year"].to_numpy(), codes))
+        self.years = train["year"].to_numpy(float)[order]
+        self.y = train["y"].to_numpy(float)[order] if "y" in train else np.zeros(len(order))
+        counts = np.bincount(codes, minlength=len(regions))
+        ends = np.cumsum(counts)
+        row_code = regions.get_indexer(rows["region_id"])
+        self.known = row_code >= 0
+        safe = np.where(self.known, row_code, 0)
+        self.start = np.where(self.known, ends[safe] - counts[safe], 0)
+        self.end = np.where(self.known, ends[safe], 0)
+        self.at = np.asarray(rows["year"], float)
+        keys = codes[order].astype(float) * 1e5 + self.years  # years < 1e5
+        self.before = np.searchsorted(keys, safe * 1e5 + self.at, side="left")  # first index with year >= row's
+        self.before = np.where(self.known, self.before, 0)
+
+    def sums(self, values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Sum of ``values`` (sorted like the history) over each row's slice ``[a, b)``."""
+        c = np.concatenate([[0.0], np.cumsum(values)])
+        return c[b] - c[a]
+
+
 def predict_local_trend(train: pd.DataFrame, rows: pd.DataFrame, *, min_years: int = 5,
                         max_years: int = 10, alpha: float = 0.05) -> np.ndarray:
     """Per row (region, year): an OLS trend on that region's ``max_years`` training years
-    nearest the year, used only where its slope is significant (two-sided t-test at
-    ``alpha``), else their mean. NaN with fewer than ``min_years`` years.
+    nearest the year (ties: the earlier year), used only where its slope is significant
+    (two-sided t-test at ``alpha``), else their mean. NaN with fewer than ``min_years`` years.
 
     This follows the trend baseline of the CY-Bench benchmark: a trend fitted over all years
     extrapolates noise where yields have plateaued (the Netherlands), and one over a short
@@ -83,29 +113,92 @@ def predict_local_trend(train: pd.DataFrame, rows: pd.DataFrame, *, min_years: i
     >>> float(predict_local_trend(flat, pd.DataFrame({"region_id": ["A"], "year": [2007]}))[0])
     5.5
     """
+    return _local_trend(_History(train, rows), min_years, max_years, alpha)
+
+
+def _local_trend(h: _History, min_years: int = 5, max_years: int = 10, alpha: float = 0.05) -> np.ndarray:
     from scipy import stats
 
-    by_region = {rid: (g["year"].to_numpy(float), g["y"].to_numpy(float))
-                 for rid, g in train.groupby("region_id")}
-    n = len(rows)
-    mean, step, t_stat, dof = (np.full(n, np.nan) for _ in range(4))
-    for i, (rid, year) in enumerate(zip(rows["region_id"], rows["year"])):
-        years, ys = by_region.get(rid, (np.empty(0), np.empty(0)))
-        if years.size < min_years:
-            continue
-        near = np.lexsort((years, np.abs(years - year)))[:max_years]
-        t, y = years[near], ys[near]
-        tc = t - t.mean()
-        sxx = float(tc @ tc)
-        slope = float(tc @ (y - y.mean())) / sxx  # the years are distinct: sxx > 0
-        resid = y - y.mean() - slope * tc
-        se = np.sqrt(float(resid @ resid) / (t.size - 2) / sxx)
-        mean[i], step[i], dof[i] = y.mean(), slope * (year - t.mean()), t.size - 2
-        t_stat[i] = np.inf if se == 0 else abs(slope) / se
-    ok = np.isfinite(mean)
-    significant = np.zeros(n, bool)
-    significant[ok] = 2 * stats.t.sf(t_stat[ok], dof[ok]) < alpha
-    return np.where(significant, mean + step, mean)
+    size = h.end - h.start
+    m = np.minimum(size, max_years)
+    # the m nearest years are a contiguous window of the sorted years: binary search for its
+    # start, moving right only while the left end is strictly farther than the next year
+    lo, hi = h.start.copy(), h.end - m
+    years = np.concatenate([h.years, [np.inf]])
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        right = (h.at - years[mid] > years[np.minimum(mid + m, len(h.years))] - h.at) & (lo < hi)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(right | (lo >= hi), hi, mid)
+    a, b = lo, lo + m
+    ref = float(np.mean(h.years)) if len(h.years) else 0.0
+    t = h.years - ref  # centred: the running sums of t^2 keep their precision
+    n = m.astype(float)
+    ok = h.known & (size >= min_years)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mt, my = h.sums(t, a, b) / n, h.sums(h.y, a, b) / n
+        stt = h.sums(t * t, a, b) - n * mt * mt
+        sty = h.sums(t * h.y, a, b) - n * mt * my
+        syy = h.sums(h.y * h.y, a, b) - n * my * my
+        slope = sty / stt
+        rss = np.maximum(syy - slope * sty, 0.0)
+        se = np.sqrt(rss / (n - 2) / stt)
+        t_stat = np.where(se > 1e-12 * np.abs(slope), np.abs(slope) / se, np.inf)
+    significant = np.zeros(len(n), bool)
+    significant[ok] = 2 * stats.t.sf(t_stat[ok], n[ok] - 2) < alpha
+    mean = np.where(ok, my, np.nan)
+    return np.where(significant, mean + slope * (h.at - ref - mt), mean)
+
+
+def recent_mean(train: pd.DataFrame, rows: pd.DataFrame, k: int) -> np.ndarray:
+    """Per row (region, year): the mean yield of the region's ``k`` latest training years
+    before the row's year (the ``k`` nearest years when none is earlier, as in a LOYO fold
+    holding out the first year). NaN for a region without training rows.
+
+    >>> tr = pd.DataFrame({"region_id": ["A"] * 7, "year": range(2000, 2007), "y": [1., 2, 3, 4, 5, 6, 7]})
+    >>> rows = pd.DataFrame({"region_id": ["A", "A", "B"], "year": [2004, 1990, 2004]})
+    >>> recent_mean(tr, rows, 2).tolist(), recent_mean(tr, rows, 1).tolist()[:2]
+    ([3.5, 1.5, nan], [4.0, 1.0])
+    """
+    return _recent_mean(_History(train, rows), k)
+
+
+def _recent_mean(h: _History, k: int) -> np.ndarray:
+    earlier = h.before > h.start
+    a = np.where(earlier, np.maximum(h.before - k, h.start), h.start)
+    b = np.where(earlier, h.before, np.minimum(h.start + k, h.end))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(h.known, h.sums(h.y, a, b) / (b - a), np.nan)
+
+
+def trend_distance(train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """Per row: how many years its year lies outside the span of its region's training years
+    (0 inside it; NaN for a region without training rows) -- how far a trend extrapolates.
+
+    >>> tr = pd.DataFrame({"region_id": ["A", "A"], "year": [2000, 2005]})
+    >>> trend_distance(tr, pd.DataFrame({"region_id": ["A", "A", "A"], "year": [2003, 2011, 1998]})).tolist()
+    [0.0, 6.0, 2.0]
+    """
+    return _distance(_History(train, rows))
+
+
+def _distance(h: _History) -> np.ndarray:
+    years = np.concatenate([h.years, [np.nan]])
+    first = np.where(h.known, years[h.start], np.nan)
+    last = np.where(h.known, years[np.maximum(h.end - 1, 0)], np.nan)
+    return np.maximum(np.maximum(h.at - last, first - h.at), 0.0)
+
+
+def bounded(pred, q: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A yield forecast and its interval made physically possible: the interval from relative
+    error quantiles ``q`` around ``pred``, then every value at least 0 and ``lo <= pred <= hi``.
+
+    >>> [v.tolist() for v in bounded(np.array([5.0, -1.0]), (-0.2, 0.1))]
+    [[5.0, 0.0], [4.0, 0.0], [5.5, 0.0]]
+    """
+    p = np.maximum(np.asarray(pred, float), 0.0)
+    lo, hi = p * (1 + q[0]), p * (1 + q[1])
+    return p, np.clip(np.fmin(lo, hi), 0.0, p), np.fmax(np.fmax(lo, hi), p)
 
 
 def huber_level(region_ids, y, *, k: float = 1.345, max_iter: int = 50) -> pd.Series:
@@ -125,8 +218,8 @@ def huber_level(region_ids, y, *, k: float = 1.345, max_iter: int = 50) -> pd.Se
     codes, regions = pd.factorize(np.asarray(region_ids), sort=True)
     y = np.asarray(y, float)
     n = len(regions)
-    med = pd.Series(y).groupby(codes).median().reindex(range(n)).to_numpy()
-    mad = pd.Series(np.abs(y - med[codes])).groupby(codes).median().reindex(range(n)).to_numpy() * 1.4826
+    med = _group_median(codes, y, n)
+    mad = _group_median(codes, np.abs(y - med[codes]), n) * 1.4826
     level = med.copy()
     scaled = mad > 0
     for _ in range(max_iter):
@@ -139,6 +232,22 @@ def huber_level(region_ids, y, *, k: float = 1.345, max_iter: int = 50) -> pd.Se
         if converged:
             break
     return pd.Series(level, index=regions)
+
+
+def _group_median(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """The median of ``values`` per group code ``0..n-1`` (NaN for an empty group).
+
+    >>> _group_median(np.array([0, 1, 0, 0, 1]), np.array([3.0, 1.0, 1.0, 2.0, 4.0]), 3).tolist()
+    [2.0, 2.5, nan]
+    """
+    order = np.lexsort((values, codes))
+    v = values[order]
+    counts = np.bincount(codes, minlength=n)
+    start = np.cumsum(counts) - counts
+    top = max(len(v) - 1, 0)
+    lo, hi = np.minimum(start + (counts - 1) // 2, top), np.minimum(start + counts // 2, top)
+    v = np.concatenate([v, [np.nan]]) if len(v) == 0 else v
+    return np.where(counts > 0, (v[lo] + v[hi]) / 2, np.nan)
 
 
 def _yield_features(rows: pd.DataFrame, train: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
@@ -173,23 +282,42 @@ def _learners(names, seed: int) -> dict[str, object]:
 
 
 def fit_predict(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, *,
-                min_years: int, seed: int = 0) -> dict[str, np.ndarray]:
+                min_years: int, seed: int = 0, trend_horizon: int | None = None) -> dict[str, np.ndarray]:
     """Fit every model on ``train`` and predict ``test`` (both ``region_id, year, y`` + features).
+
+    A row more than ``trend_horizon`` years outside its region's training years gets no
+    trend: every model but the levels (:data:`LEVEL_MODELS`) predicts the ``mean-5y`` level
+    there (a line fitted to 1923-1960 says nothing about 2020, and it can say a negative yield).
 
     Returns:
         model name -> predicted yields for the rows of ``test`` (NaN where a region has no
-        training rows). Names: ``average``, ``trend``, each learner and ``ridge+hgb`` on the
+        training rows). Names: :data:`HISTORY_MODELS`, each learner and ``ridge+hgb`` on the
         trend, and the same on the region mean with an ``@avg`` suffix.
     """
     params = fit_trend(train, min_years)
+    history = _History(train, test)
     preds: dict[str, np.ndarray] = {
         "average": test["region_id"].map(params["mean_y"]).to_numpy(float),
         "trend": predict_trend(params, test["region_id"], test["year"]),
-        "local-trend": predict_local_trend(train, test),
+        "mean-5y": _recent_mean(history, 5),
+        "last-year": _recent_mean(history, 1),
+        "local-trend": _local_trend(history),
         "huber-average": test["region_id"].map(huber_level(train["region_id"], train["y"])).to_numpy(float),
     }
-    if not learners:
-        return preds
+    if learners:
+        _learn(train, test, features, learners, params, preds, seed)
+    if trend_horizon is not None:
+        beyond = _distance(history) > trend_horizon
+        if beyond.any():
+            for name in preds:
+                if name not in LEVEL_MODELS:  # learners too: their features include the trend
+                    preds[name] = np.where(beyond, preds["mean-5y"], preds[name])
+    return preds
+
+
+def _learn(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, params: pd.DataFrame,
+           preds: dict[str, np.ndarray], seed: int) -> None:
+    """Add the learners' predictions (residuals on the trend and on the mean) to ``preds``."""
     mean_tr = train["region_id"].map(params["mean_y"]).to_numpy()
     target = (train["y"].to_numpy() - predict_trend(params, train["region_id"], train["year"])) / mean_tr
     centre = train.groupby("region_id")[features].mean()
@@ -211,7 +339,6 @@ def fit_predict(train: pd.DataFrame, test: pd.DataFrame, features: list[str], le
                 preds[name + suffix] = base_te + model.predict(x_te) * mean_te
             if "ridge" + suffix in preds and "hgb" + suffix in preds:
                 preds["ridge+hgb" + suffix] = (preds["ridge" + suffix] + preds["hgb" + suffix]) / 2
-    return preds
 
 
 @dataclass(frozen=True)
@@ -248,16 +375,15 @@ def _mean_yearly_nrmse(years: np.ndarray, y: np.ndarray, pred: np.ndarray) -> fl
     """
     if y.size == 0:
         return float("inf")
-    vals = []
-    for yr in np.unique(years):
-        m = years == yr
-        vals.append(100 * np.sqrt(np.mean((pred[m] - y[m]) ** 2)) / np.mean(y[m]))
-    return float(np.mean(vals))
+    codes = np.unique(years, return_inverse=True)[1]
+    n = np.bincount(codes)
+    rmse = np.sqrt(np.bincount(codes, (pred - y) ** 2) / n)
+    return float(np.mean(100 * rmse / (np.bincount(codes, y) / n)))
 
 
 def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, *,
                    min_years: int, inner_folds: int, coverage: float, seed: int = 0,
-                   model: str = "auto") -> tuple[dict[str, np.ndarray], Selection]:
+                   model: str = "auto", trend_horizon: int | None = None) -> tuple[dict[str, np.ndarray], Selection]:
     """Inner validation on ``train``'s years, then :func:`fit_predict` on all of ``train``.
 
     The inner folds group whole years (no year is split across train and validation), so the
@@ -274,7 +400,7 @@ def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str],
             val_years = years[j::k]
             is_val = train["year"].isin(val_years).to_numpy()
             tr, va = train[~is_val], train[is_val]
-            p = fit_predict(tr, va, features, learners, min_years=min_years, seed=seed)
+            p = fit_predict(tr, va, features, learners, min_years=min_years, seed=seed, trend_horizon=trend_horizon)
             truth.append(va["y"].to_numpy(float))
             years_in.append(va["year"].to_numpy())
             for name, v in p.items():
@@ -295,7 +421,7 @@ def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str],
         if model not in score and k >= 2:
             raise ValueError(f"model {model!r} is not a candidate; expected 'auto' or one of {sorted(score)!r}")
         chosen = model
-    preds = fit_predict(train, test, features, learners, min_years=min_years, seed=seed)
+    preds = fit_predict(train, test, features, learners, min_years=min_years, seed=seed, trend_horizon=trend_horizon)
     for name in preds:
         quant.setdefault(name, (float("nan"), float("nan")))
     return preds, Selection(chosen=chosen, inner_nrmse=score, quantiles=quant)

@@ -136,6 +136,6 @@ def plot_all(result: "ForecastResult", inputs: "ForecastInputs", out: Path) -> d
         p = plot_forecast_bars(grp.sort_values("region_id"), f"{cfg.crop} {season} forecast as of {as_of.date()}: {country}",
                                out / f"forecast_{country}.png")
         paths[f"plot_forecast_{country}"] = str(p)
-    p = plot_forecast_bars(fc[fc["level"] != "region"], f"{cfg.crop} {season}: countries and global", out / "forecast_rollup.png")
+    p = plot_forecast_bars(fc[fc["level"].isin(["country", "global"])], f"{cfg.crop} {season}: countries and global", out / "forecast_rollup.png")
     paths["plot_rollup"] = str(p)
     return paths

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["condition_class", "CONDITION_RULE", "HISTORY_ONLY", "rollup", "national_yield"]
+__all__ = ["condition_class", "CONDITION_RULE", "HISTORY_ONLY", "rollup", "rollup_history", "national_yield"]
 
 HISTORY_ONLY = "history only (no imagery this season yet)"
 """The condition of a forecast made before any index observation of its season."""
@@ -57,6 +57,28 @@ def national_yield(df: pd.DataFrame, by: list[str], *, production: str = "produc
     g = df[ok].groupby(by, sort=True)[[production, area]].sum().reset_index()
     g["yield_t_ha"] = g[production] / g[area]
     return g
+
+
+def rollup_history(yields: pd.DataFrame, parent: pd.Series) -> pd.DataFrame:
+    """Observed totals per crop and year for each parent and the globe.
+
+    Every row of ``yields`` (``region_id, crop, year, production_t, harvested_area_ha``) with a
+    production and an area > 0 counts, unallocated lines included, whether or not its yield
+    was usable for training: the totals are the table's. ``parent`` maps region id -> parent.
+    Yield = summed production / summed area.
+    """
+    ok = yields["production_t"].notna() & yields["harvested_area_ha"].gt(0)
+    rows = yields[ok].assign(parent=lambda d: d["region_id"].map(parent))
+    parts = []
+    for level, by in (("country", ["crop", "year", "parent"]), ("global", ["crop", "year"])):
+        g = rows.groupby(by, sort=True).agg(production_t=("production_t", "sum"),
+                                            harvested_area_ha=("harvested_area_ha", "sum"),
+                                            n_regions=("region_id", "nunique")).reset_index()
+        g["region_id"] = g["parent"] if level == "country" else "global"
+        parts.append(g.assign(level=level))
+    out = pd.concat(parts, ignore_index=True)
+    out["yield_t_ha"] = out["production_t"] / out["harvested_area_ha"]
+    return out[["level", "region_id", "crop", "year", "production_t", "harvested_area_ha", "yield_t_ha", "n_regions"]]
 
 
 def _aggregate(rows: pd.DataFrame, level: str, region_id: str, parent: str | None) -> dict:

@@ -7,8 +7,11 @@ season as of one date (the latest season, with no yield known yet, in ``harvest 
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +22,9 @@ from cluster.forecast.config import ForecastConfig, LeadTime
 from cluster.forecast.evaluate import SELECTED, backtest, compute_metrics
 from cluster.forecast.features import build_features, cutoff_days, feature_columns, season_windows
 from cluster.forecast.issues import Issue, IssueLog, format_ids
-from cluster.forecast.models import BASELINES, select_and_fit
-from cluster.forecast.rollup import CONDITION_RULE, HISTORY_ONLY, condition_class, rollup
-from cluster.forecast.tables import ForecastInputs, load_inputs
+from cluster.forecast.models import BASELINES, LEVEL_MODELS, bounded, select_and_fit, trend_distance
+from cluster.forecast.rollup import CONDITION_RULE, HISTORY_ONLY, condition_class, rollup, rollup_history
+from cluster.forecast.tables import UNALLOCATED, ForecastInputs, load_inputs
 
 __all__ = ["ForecastResult", "run_forecast", "forecast_season", "run_backtest"]
 
@@ -59,23 +62,12 @@ class ForecastResult:
         """A plain-text table: selected model against the baselines, per country and lead time."""
         lines = []
         if self.metrics:
-            lines.append("backtest: normalized RMSE % (median over held-out years), LOYO | walk-forward")
-            head = f"{'country':8} {'lead time':17} {'ours (selected)':>17} {'average':>15} {'trend':>15} {'cov80 wf':>8}"
-            lines.append(head)
-            fmt = lambda m: f"{m['nrmse_median_loyo']:6.2f} | {m['nrmse_walk_forward']:6.2f}" if m.get("nrmse_walk_forward") is not None else f"{m['nrmse_median_loyo']:6.2f} |    n/a"
-            keys = sorted({(m["country"], m["lead_time"]) for m in self.metrics})
-            for country, lead in keys:
-                try:
-                    ours, avg, tr = (self.metric(country, lead, x) for x in (SELECTED, "average", "trend"))
-                except KeyError:
-                    continue
-                lines.append(f"{country:8} {lead:17} {fmt(ours):>17} {fmt(avg):>15} {fmt(tr):>15} "
-                             f"{ours.get('interval_coverage_80', float('nan')):8.2f}")
+            lines.extend(_backtest_lines(self))
             if reference:
                 lines.append("CY-Bench published (middle of season, best baseline): "
                              + ", ".join(f"{k} {v:.2f} %" for k, v in reference.items()))
         if not self.forecast.empty:
-            top = self.forecast[self.forecast["level"] != "region"]
+            top = self.forecast[self.forecast["level"].isin(["country", "global"])]
             lines.append(f"forecast as of {self.config.as_of} (season {self.config.effective_season_year()}):")
             for r in top.itertuples():
                 lines.append(f"  {r.region_id:8} yield {r.yield_t_ha:6.2f} t/ha [{r.yield_lo_t_ha:.2f}, {r.yield_hi_t_ha:.2f}]"
@@ -85,6 +77,42 @@ class ForecastResult:
         for name, path in self.outputs.items():
             lines.append(f"  wrote {name}: {path}")
         return "\n".join(lines)
+
+
+def _backtest_lines(result: "ForecastResult") -> list[str]:
+    """The backtest table: ours against every baseline, then skill and when it starts."""
+    both = lambda m: (f"{m['nrmse_median_loyo']:5.2f}|" + (f"{m['nrmse_walk_forward']:5.2f}"
+                      if m.get("nrmse_walk_forward") is not None else "  n/a"))
+    lines = ["backtest: normalized RMSE % (median over held-out years), LOYO|walk-forward; "
+             f"{result.config.interval:.0%} intervals' walk-forward coverage and interval score (t/ha, lower is better)",
+             f"{'country':8} {'lead time':17} {'ours':>11} " + " ".join(f"{b:>11}" for b in BASELINES)
+             + f" {'cov':>5} {'IS ours':>7} {'IS best':>7}"]
+    leads = [lead.name for lead in result.config.leads]
+    keys = sorted({(m["country"], m["lead_time"]) for m in result.metrics},
+                  key=lambda k: (k[0], leads.index(k[1]) if k[1] in leads else len(leads)))
+    earliest: dict[str, str] = {}
+    for country, lead in keys:
+        try:
+            ours = result.metric(country, lead, SELECTED)
+            base = {b: result.metric(country, lead, b) for b in BASELINES}
+        except KeyError:
+            continue
+        best = base[ours.get("best_baseline_walk_forward") or ours.get("best_baseline_loyo") or BASELINES[0]]
+        lines.append(f"{country:8} {lead:17} {both(ours):>11} " + " ".join(f"{both(m):>11}" for m in base.values())
+                     + f" {ours.get('interval_coverage_80', float('nan')):5.2f} {ours.get('interval_score', float('nan')):7.2f}"
+                     f" {best.get('interval_score', float('nan')):7.2f}")
+        skill = ours.get("skill", {})
+        wins = all(v.get("walk_forward", -1) > 0 for v in skill.values()) and len(skill) == len(BASELINES)
+        if wins and country not in earliest:
+            earliest[country] = lead
+    for country in sorted({k[0] for k in keys}):
+        skills = [(lead, result.metric(country, lead, SELECTED).get("skill", {})) for c, lead in keys if c == country]
+        lines.append(f"skill of ours, walk-forward (1 - RMSE ours / RMSE baseline), {country}: " + "; ".join(
+            f"{lead} " + ", ".join(f"{b} {s['walk_forward']:+.2f}" for b, s in sk.items() if "walk_forward" in s)
+            for lead, sk in skills))
+        lines.append(f"  earliest lead time at which ours beats every baseline (walk-forward): "
+                     f"{earliest.get(country, 'none of those run')}")
+    return lines
 
 
 def _with_cutoff(windows: pd.DataFrame, lead: LeadTime) -> pd.DataFrame:
@@ -104,12 +132,19 @@ def _features(inputs: ForecastInputs, windows: pd.DataFrame, config: ForecastCon
     return f, feature_columns(indices, config.phenology_fractions)
 
 
-def run_backtest(inputs: ForecastInputs, config: ForecastConfig, log: IssueLog) -> pd.DataFrame:
-    """LOYO and walk-forward backtests at every lead time, per country; the long prediction table."""
+def run_backtest(inputs: ForecastInputs, config: ForecastConfig, log: IssueLog,
+                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """LOYO and walk-forward backtests at every lead time, per country; the long prediction table.
+
+    Each (lead time, country, scheme) is one task; tasks run on ``config.backtest_workers``
+    processes (joblib's loky), and ``progress`` gets a line as each one finishes. Without index
+    series every lead time has the same features, so one lead's results serve them all.
+    """
     parent = inputs.regions.set_index("region_id")["parent"]
     windows = season_windows(inputs.calendar, inputs.yields["year"].unique())
-    out, incomplete = [], set()
-    for lead in config.leads:
+    tasks, incomplete = [], set()
+    leads = config.leads if len(inputs.series) else config.leads[:1]
+    for lead in leads:
         feats, cols = _features(inputs, _with_cutoff(windows, lead), config)
         data = inputs.yields.rename(columns={"yield_t_ha": "y"})[["region_id", "year", "y"]].merge(
             feats, on=["region_id", "year"], how="inner")
@@ -119,20 +154,60 @@ def run_backtest(inputs: ForecastInputs, config: ForecastConfig, log: IssueLog) 
         data["country"] = data["region_id"].map(parent)
         for country, dc in data.groupby("country", sort=True):
             for scheme in ("loyo", "walk_forward"):
-                p = backtest(dc.reset_index(drop=True), cols, config.learners, scheme=scheme,
-                             min_train_years=config.min_train_years, inner_folds=config.inner_folds,
-                             coverage=config.interval, seed=config.seed, model=config.model)
-                if p.empty:
-                    continue
-                p["country"], p["crop"], p["lead_time"] = country, config.crop, lead.name
-                out.append(p)
+                tasks.append((lead.name, str(country), scheme, dc.reset_index(drop=True), cols))
     if incomplete:
         items = sorted(incomplete)
         log.add("season_incomplete_observations", "series",
                 f"series: {len(items)} region-season(s) with yields lack index observations covering the "
                 f"season window at some lead time ({format_ids(items)}); they are left out of the backtest "
                 "(for every model alike, as CY-Bench does)", items)
+    out = _run_tasks(tasks, config, progress)
+    if len(leads) < len(config.leads) and out:  # no series: every lead is the first one
+        out = [p.assign(lead_time=lead.name) for lead in config.leads for p in out]
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _backtest_task(task: tuple, config: ForecastConfig) -> pd.DataFrame:
+    lead, country, scheme, data, cols = task
+    p = backtest(data, cols, config.learners, scheme=scheme, min_train_years=config.min_train_years,
+                 inner_folds=config.inner_folds, coverage=config.interval, seed=config.seed, model=config.model,
+                 trend_horizon=config.trend_horizon_years)
+    p["country"], p["crop"], p["lead_time"] = country, config.crop, lead
+    return p
+
+
+def _run_tasks(tasks: list[tuple], config: ForecastConfig, progress: Callable[[str], None] | None) -> list[pd.DataFrame]:
+    """Every backtest task, in parallel when there are workers for it; results in task order."""
+    workers = min(config.backtest_workers or os.cpu_count() or 1, len(tasks))
+    t0, done = time.perf_counter(), 0
+    results: dict[int, pd.DataFrame] = {}
+
+    def report(i: int) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            lead, country, scheme = tasks[i][:3]
+            spent = time.perf_counter() - t0
+            progress(f"backtest {done}/{len(tasks)}: {country} {lead} {scheme} done; {spent:.0f} s, about "
+                     f"{spent / done * (len(tasks) - done):.0f} s left")
+
+    if workers <= 1:
+        for i, task in enumerate(tasks):
+            results[i] = _backtest_task(task, config)
+            report(i)
+    else:
+        from joblib import Parallel, delayed
+
+        def numbered(i: int, task: tuple) -> tuple[int, pd.DataFrame]:
+            return i, _backtest_task(task, config)
+
+        # the biggest tasks first: the pool ends together instead of waiting on one straggler
+        order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][3]))
+        pool = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
+        for i, frame in pool(delayed(numbered)(i, tasks[i]) for i in order):
+            results[i] = frame
+            report(i)
+    return [results[i] for i in range(len(tasks)) if not results[i].empty]
 
 
 def forecast_season(inputs: ForecastInputs, config: ForecastConfig, *, as_of: date | None = None,
@@ -199,22 +274,25 @@ def forecast_season(inputs: ForecastInputs, config: ForecastConfig, *, as_of: da
             continue
         preds, sel = select_and_fit(tr.reset_index(drop=True), tc.reset_index(drop=True), use_cols, config.learners,
                                     min_years=config.min_train_years, inner_folds=config.inner_folds,
-                                    coverage=config.interval, seed=config.seed, model=config.model)
-        q = sel.quantiles[sel.chosen]
-        p = preds[sel.chosen]
+                                    coverage=config.interval, seed=config.seed, model=config.model,
+                                    trend_horizon=config.trend_horizon_years)
+        raw = preds[sel.chosen]
+        p, lo, hi = bounded(raw, sel.quantiles[sel.chosen])
         parts.append(pd.DataFrame({
             "region_id": tc["region_id"].to_numpy(), "parent": country, "model": sel.chosen,
-            "yield_t_ha": p, "yield_lo_t_ha": p * (1 + q[0]), "yield_hi_t_ha": p * (1 + q[1]),
-            "n_obs": tc["n_obs"].to_numpy(),
+            "yield_t_ha": p, "yield_lo_t_ha": lo, "yield_hi_t_ha": hi, "raw_yield_t_ha": raw,
+            "years_since_last_yield": trend_distance(tr, tc), "n_obs": tc["n_obs"].to_numpy(),
         }))
     if not parts:
         raise DataError(f"no region could be forecast for {season_year}; see the issues above")
     reg = pd.concat(parts, ignore_index=True)
+    reg = _made_possible(reg, config, season_year, log)
     if reg[["yield_lo_t_ha", "yield_hi_t_ha"]].isna().any().any():
         items = sorted(reg.loc[reg["yield_lo_t_ha"].isna(), "region_id"])
         log.add("interval_unavailable", "yields",
                 f"yields: too few training years for out-of-sample errors; no interval for {format_ids(items)}", items)
     reg = _add_context(reg, inputs, config, season_year, as_of_ts, lead_by_region, series, log)
+    reg = pd.concat([reg, _unallocated_lines(inputs, reg, config, season_year, log)], ignore_index=True)
     up = rollup(reg)
     table = pd.concat([reg, up], ignore_index=True)
     table["as_of"] = as_of.isoformat()
@@ -225,6 +303,92 @@ def forecast_season(inputs: ForecastInputs, config: ForecastConfig, *, as_of: da
             table[c] = np.nan
     extra = [c for c in table.columns if c not in FORECAST_COLUMNS]
     return table[FORECAST_COLUMNS + extra]
+
+
+def _unallocated_lines(inputs: ForecastInputs, reg: pd.DataFrame, config: ForecastConfig, season_year: int,
+                       log: IssueLog) -> pd.DataFrame:
+    """Each parent's unallocated line (the yield rows naming no region, see ``UNALLOCATED``):
+    no calendar and no imagery, so its yield is the mean of its 5 latest yields, its area the
+    latest reported, and its interval the parent's regions' relative interval (their summed
+    bounds over their summed production, as the roll-up sums them). A line whose last area is
+    older than ``max_area_age_years`` is left out, and said so: its rows are history (the
+    departments it lumped together have been listed one by one since), and adding an old
+    lump to this season would count their area twice."""
+    hist = inputs.yields[inputs.yields["region_id"].str.endswith(UNALLOCATED) & (inputs.yields["year"] < season_year)]
+    areas = inputs.yields_all[inputs.yields_all["region_id"].str.endswith(UNALLOCATED)
+                              & (inputs.yields_all["year"] < season_year) & (inputs.yields_all["harvested_area_ha"] > 0)]
+    if hist.empty or areas.empty:
+        return pd.DataFrame()
+    parent = inputs.regions.set_index("region_id")["parent"]
+    rows, old = [], []
+    for rid, g in hist.sort_values("year").groupby("region_id"):
+        last = areas[areas["region_id"] == rid].sort_values("year")
+        if last.empty:
+            continue
+        if season_year - int(last["year"].iloc[-1]) > config.max_area_age_years:
+            old.append(f"{rid} ({int(last['year'].iloc[-1])})")
+            continue
+        country = parent.get(rid)
+        siblings = reg[(reg["parent"] == country) & reg["production_t"].gt(0)]
+        siblings = siblings if len(siblings) else reg[reg["production_t"].gt(0)]
+        total = siblings["production_t"].sum()
+        lo, hi = (siblings["production_lo_t"].sum() / total, siblings["production_hi_t"].sum() / total) if total > 0 else (np.nan, np.nan)
+        y = float(g["yield_t_ha"].tail(5).mean())
+        a, year = float(last["harvested_area_ha"].iloc[-1]), int(last["year"].iloc[-1])
+        rows.append({
+            "level": "unallocated", "region_id": rid, "name": f"{country}: rows without a region", "parent": country,
+            "model": "mean-5y", "yield_t_ha": y, "yield_lo_t_ha": y * lo, "yield_hi_t_ha": y * hi,
+            "harvested_area_ha": a, "area_source": f"statistics {year}", "production_t": y * a,
+            "production_lo_t": y * a * lo, "production_hi_t": y * a * hi, "n_obs": 0, "n_regions": 1,
+            "condition": HISTORY_ONLY, "years_since_last_yield": season_year - int(g["year"].iloc[-1]),
+            "crop": config.crop, "season_year": season_year,
+        })
+    if old:
+        log.add("unallocated_stale", "yields",
+                f"yields: {len(old)} parent(s)' unallocated line(s) last reported an area more than "
+                f"max_area_age_years={config.max_area_age_years} seasons before {season_year} ({format_ids(old)}); "
+                "left out of this season's totals (their rows stay in the history roll-up)",
+                [o.split(" ")[0] for o in old])
+    return pd.DataFrame(rows)
+
+
+def _scale_by_parent(stats: pd.DataFrame, parent: pd.Series, rid: str, year: int) -> tuple[float, int] | None:
+    """How the area of ``rid``'s sibling regions changed from ``year`` to their latest year:
+    (their total area then / now ratio, the latest year), over the siblings reporting in both
+    years; None when no sibling reported after ``year``."""
+    siblings = stats[(stats["region_id"].map(parent) == parent.get(rid)) & (stats["region_id"] != rid)]
+    later = siblings[siblings["year"] > year]
+    if later.empty:
+        return None
+    latest = int(later["year"].max())
+    then = siblings[siblings["year"] == year].set_index("region_id")["harvested_area_ha"]
+    now = siblings[siblings["year"] == latest].set_index("region_id")["harvested_area_ha"]
+    both = then.index.intersection(now.index)
+    if both.empty or then[both].sum() <= 0:
+        return None
+    return float(now[both].sum() / then[both].sum()), latest
+
+
+def _made_possible(reg: pd.DataFrame, config: ForecastConfig, season_year: int, log: IssueLog) -> pd.DataFrame:
+    """Report the forecasts that had to be made possible (a trend given up beyond its horizon,
+    a yield below zero set to zero; the model's value is in ``raw_yield_t_ha``), and name the
+    model that really made each one."""
+    beyond = (reg["years_since_last_yield"] > config.trend_horizon_years) & ~reg["model"].isin(LEVEL_MODELS)
+    far = reg[beyond]
+    if len(far):
+        items = [f"{r} ({d:.0f} y)" for r, d in zip(far["region_id"], far["years_since_last_yield"])]
+        log.add("trend_beyond_horizon", "yields",
+                f"yields: {len(far)} region(s) last reported a yield more than trend_horizon_years="
+                f"{config.trend_horizon_years} before {season_year} ({format_ids(items)}); no trend is projected "
+                "that far: they are forecast at the mean of their 5 latest yields. Check that they still grow "
+                "the crop", list(far["region_id"]))
+    neg = reg[reg["raw_yield_t_ha"] < 0]
+    if len(neg):
+        items = [f"{r} ({v:.2f} t/ha)" for r, v in zip(neg["region_id"], neg["raw_yield_t_ha"])]
+        log.add("yield_clipped_at_zero", "yields",
+                f"yields: the model gave {len(neg)} region(s) a negative yield ({format_ids(items)}); set to 0, "
+                "and their intervals start at 0. Check their yield history", list(neg["region_id"]))
+    return reg.assign(model=reg["model"].where(~beyond, "mean-5y")).drop(columns="raw_yield_t_ha")
 
 
 def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConfig, season_year: int,
@@ -247,9 +411,26 @@ def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConf
             area[rid], source[rid] = float(v), str(label) if isinstance(label, str) else "crop_map"
     stats = inputs.yields_all[(inputs.yields_all["year"] < season_year) & inputs.yields_all["harvested_area_ha"].notna()
                               & (inputs.yields_all["harvested_area_ha"] > 0)].sort_values("year")
+    parent = inputs.regions.set_index("region_id")["parent"]
+    stale = []
     for rid, row in stats.groupby("region_id").last().iterrows():
-        if rid not in area:
-            area[rid], source[rid] = float(row["harvested_area_ha"]), f"statistics {int(row['year'])}"
+        if rid in area:
+            continue
+        year = int(row["year"])
+        area[rid], source[rid] = float(row["harvested_area_ha"]), f"statistics {year}"
+        if season_year - year > config.max_area_age_years:
+            scaled = _scale_by_parent(stats, parent, rid, year)
+            if scaled is not None:
+                area[rid] *= scaled[0]
+                source[rid] = f"statistics {year} scaled to {scaled[1]} by its parent's other regions"
+            stale.append(f"{rid} ({year}{', scaled' if scaled else ''})")
+    if stale:
+        log.add("area_stale", "yields",
+                f"yields: {len(stale)} region(s) have no harvested area from the last max_area_age_years="
+                f"{config.max_area_age_years} seasons ({format_ids(stale)}); 'scaled': multiplied by how the "
+                "total area of the other regions of its parent changed since (those reporting in both years); "
+                "the others keep their old area. Give a newer area (a crop map or statistics) if you have one",
+                [s.split(" ")[0] for s in stale])
     reg["harvested_area_ha"] = reg["region_id"].map(area)
     reg["area_source"] = reg["region_id"].map(source).fillna("none")
     no_area = sorted(reg.loc[reg["harvested_area_ha"].isna(), "region_id"])
@@ -290,7 +471,8 @@ def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConf
     return reg[reg["harvested_area_ha"].notna()] if no_area else reg
 
 
-def run_forecast(config: ForecastConfig, *, write: bool = True) -> ForecastResult:
+def run_forecast(config: ForecastConfig, *, write: bool = True,
+                 progress: Callable[[str], None] | None = None) -> ForecastResult:
     """Load the inputs, backtest every lead time, forecast the season (if ``as_of``), write the files.
 
     Files under ``config.out_dir`` (when ``write``): ``forecast.parquet``, ``forecast.csv``,
@@ -302,8 +484,8 @@ def run_forecast(config: ForecastConfig, *, write: bool = True) -> ForecastResul
     """
     inputs = load_inputs(config)
     log = inputs.issues
-    predictions = run_backtest(inputs, config, log) if config.backtest else pd.DataFrame()
-    metrics = compute_metrics(predictions) if not predictions.empty else []
+    predictions = run_backtest(inputs, config, log, progress) if config.backtest else pd.DataFrame()
+    metrics = compute_metrics(predictions, coverage=config.interval) if not predictions.empty else []
     forecast = (forecast_season(inputs, config, log=log) if config.as_of is not None
                 else pd.DataFrame(columns=FORECAST_COLUMNS))
     log.raise_if_strict(config.strict)
@@ -346,6 +528,9 @@ def write_outputs(result: ForecastResult, inputs: ForecastInputs) -> dict[str, s
         result.forecast.to_parquet(out / "forecast.parquet", index=False)
         result.forecast.to_csv(out / "forecast.csv", index=False)
         paths["forecast_parquet"], paths["forecast_csv"] = str(out / "forecast.parquet"), str(out / "forecast.csv")
+    history = rollup_history(inputs.yields_all, inputs.regions.set_index("region_id")["parent"])
+    history.to_csv(out / "history.csv", index=False)
+    paths["history"] = str(out / "history.csv")
     if not result.predictions.empty:
         result.predictions.to_parquet(out / "backtest_predictions.parquet", index=False)
         paths["backtest_predictions"] = str(out / "backtest_predictions.parquet")

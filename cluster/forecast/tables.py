@@ -23,7 +23,7 @@ from cluster.errors import ConfigError, DataError
 from cluster.forecast.config import ForecastConfig, TableInput
 from cluster.forecast.issues import IssueLog, format_ids
 
-__all__ = ["ForecastInputs", "read_table", "load_inputs", "ACRE_HA", "BUSHEL_KG", "bu_per_acre_to_t_ha"]
+__all__ = ["ForecastInputs", "read_table", "load_inputs", "ACRE_HA", "BUSHEL_KG", "UNALLOCATED", "bu_per_acre_to_t_ha"]
 
 ACRE_HA = 0.40468564224
 """Hectares in one international acre."""
@@ -60,7 +60,8 @@ class ForecastInputs:
     yields: pd.DataFrame
     """Usable yield rows (bad ones excluded and reported)."""
     yields_all: pd.DataFrame
-    """Every yield row as read, with a ``usable`` flag (areas of rows with bad yields stay usable)."""
+    """Every yield row as read, with a ``usable`` flag (areas of rows with bad yields stay usable)
+    and ``source_rows``: how many input rows it stands for (rows of one region-year summed)."""
     series: pd.DataFrame
     calendar: pd.DataFrame
     regions: pd.DataFrame
@@ -179,9 +180,120 @@ def _row_ids(df: pd.DataFrame, kind: str) -> list[str]:
     return [str(r) for r in df["region_id"]]
 
 
+UNALLOCATED = ":unallocated"
+"""Suffix of the id of a parent's unallocated line: ``<parent>:unallocated`` holds the rows
+that name the parent but no region (e.g. "otros departamentos"), so that totals keep them."""
+
+
+def _allocate(y: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
+    """Rows without a region id but with a parent become the parent's unallocated line, and a
+    region id found under several parents is qualified by the parent (``<parent>:<id>``)."""
+    if "country" not in y.columns:
+        return y
+    y = y.copy()
+    lost = y["region_id"].isna() & y["country"].notna() & y["year"].notna()
+    if lost.any():
+        y.loc[lost, "region_id"] = y.loc[lost, "country"] + UNALLOCATED
+        parents = sorted(set(y.loc[lost, "country"]))
+        log.add("yield_unallocated", "yields",
+                f"yields: {int(lost.sum())} row(s) name a parent but no region ({format_ids(parents)}); kept as "
+                f"each parent's '<parent>{UNALLOCATED}' line, forecast from its own history, so that the "
+                "parent's totals equal the table's", [f"{c}{UNALLOCATED}" for c in parents])
+    counts = y.dropna(subset=["region_id", "country"]).groupby(["region_id", "country"]).size()
+    shared = counts[counts.index.get_level_values(0).duplicated(keep=False)]
+    if len(shared):
+        # the parent with most rows keeps the id; the others' rows become '<parent>:<id>'
+        home = shared.sort_values(ascending=False, kind="stable").reset_index().drop_duplicates("region_id")
+        home_of = dict(zip(home["region_id"], home["country"]))
+        rows = y["region_id"].isin(home_of) & (y["country"] != y["region_id"].map(home_of))
+        moved = sorted(set(y.loc[rows, "country"] + ":" + y.loc[rows, "region_id"]))
+        y.loc[rows, "region_id"] = y.loc[rows, "country"] + ":" + y.loc[rows, "region_id"]
+        log.add("region_id_in_several_parents", "yields",
+                f"yields: {len(home_of)} region id(s) appear under several parents ({format_ids(sorted(home_of))}); "
+                f"each stays with the parent that has most of its rows, and {int(rows.sum())} row(s) under other "
+                f"parents are kept as their own '<parent>:<id>' region ({format_ids(moved)}). Check the parent "
+                "column of those rows", moved)
+    return y
+
+
+def _combine_rows(y: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
+    """One row per (region, crop, year): identical copies dropped; differing rows with areas or
+    productions summed (parts of one region, as statistics list them), yield = production /
+    area; differing yields without them: the first kept."""
+    key = ["region_id", "crop", "year"]
+    values = ["yield_t_ha", "harvested_area_ha", "production_t"]
+    copies = y.duplicated(key + values, keep="first")
+    if copies.any():
+        items = _row_ids(y[copies], "yields")
+        log.add("yield_duplicate", "yields",
+                f"yields: {len(items)} row(s) repeat an earlier row exactly ({format_ids(items)}); dropped", items)
+        y = y[~copies]
+    y = y.assign(source_rows=1)
+    multi = y.duplicated(key, keep=False)
+    if not multi.any():
+        return y
+    parts = y[multi]
+    summable = parts.groupby(key, sort=False)[["harvested_area_ha", "production_t"]].transform("count").min(axis=1) > 0
+    merged = parts[summable].groupby(key, sort=False, as_index=False).agg(
+        yield_t_ha=("yield_t_ha", "first"), harvested_area_ha=("harvested_area_ha", lambda s: s.sum(min_count=1)),
+        production_t=("production_t", lambda s: s.sum(min_count=1)), source_rows=("source_rows", "sum"),
+        **{c: (c, "first") for c in parts.columns if c not in [*key, *values, "source_rows"]})
+    both = merged["harvested_area_ha"].gt(0) & merged["production_t"].notna()
+    merged.loc[both, "yield_t_ha"] = merged.loc[both, "production_t"] / merged.loc[both, "harvested_area_ha"]
+    if len(merged):
+        n = int(summable.sum()) - len(merged)
+        items = [f"{r}/{yr}" for r, yr in zip(merged["region_id"], merged["year"])]
+        log.add("yield_rows_combined", "yields",
+                f"yields: {n + len(merged)} rows for {len(merged)} region-year(s) ({format_ids(items)}) were summed "
+                "into one row each (areas and productions added, yield = production / area); if they are "
+                "revisions of one figure instead, keep only one", items)
+    firsts = parts[~summable]
+    extra = firsts.duplicated(key, keep="first")
+    if extra.any():
+        items = _row_ids(firsts[extra], "yields")
+        log.add("yield_duplicate", "yields",
+                f"yields: {len(items)} row(s) give another yield for a (region, crop, year) without an area or "
+                f"production to add up ({format_ids(items)}); the first row of each was kept", items)
+    return pd.concat([y[~multi], merged, firsts[~extra]], ignore_index=True)
+
+
+def _repair_leading_zeros(df: pd.DataFrame, col: str, table: str, log: IssueLog,
+                          reference: set[str] | None = None) -> pd.DataFrame:
+    """Digit ids that lost their leading zeros (read as numbers: ``6007`` for ``06007``) padded
+    back: to the width of ``reference`` ids when the padded id is one of them, else, within the
+    table, the ids one digit shorter than the rest when padding them clashes with nothing."""
+    ids = df[col].dropna()
+    digits = ids[ids.str.fullmatch(r"\d*[1-9]\d*")]  # all-zero ids are placeholders ("not defined")
+    if digits.empty:
+        return df
+    width = None
+    if reference:
+        ref = {r for r in reference if isinstance(r, str) and r.isdigit()}
+        widths = {len(r) for r in ref}
+        if len(widths) == 1:
+            width = widths.pop()
+            short = sorted({i for i in digits if len(i) < width and i not in ref and i.zfill(width) in ref})
+    if width is None:
+        lengths = digits.str.len()
+        width = int(lengths.max())
+        short = sorted(set(digits[lengths == width - 1])) if set(lengths) == {width - 1, width} and width >= 2 else []
+        if set(map(lambda i: i.zfill(width), short)) & set(digits):
+            short = []
+    if len(short) < 2:  # one odd id is more likely a special code than a lost zero
+        return df
+    df = df.copy()
+    pad = set(short)
+    df[col] = df[col].map(lambda v: v.zfill(width) if v in pad else v)
+    log.add("id_leading_zeros_repaired", table,
+            f"{table}: {len(short)} {col} value(s) look like ids that lost their leading zeros "
+            f"({format_ids([f'{s} -> {s.zfill(width)}' for s in short])}); padded to {width} digits. Read ids "
+            "as text (a CSV read as numbers drops them)", short)
+    return df
+
+
 def _check_yields(y: pd.DataFrame, config: ForecastConfig, log: IssueLog) -> pd.DataFrame:
     """Flag missing, zero/negative, absurd and duplicate yields; returns the table with ``usable``."""
-    y = y.copy()
+    y = _allocate(y, log)
     no_id = y["region_id"].isna() | y["year"].isna()
     if no_id.any():
         rows = [f"row {i + 2}" for i in y.index[no_id]]  # +2: header line and 1-based numbering
@@ -189,6 +301,7 @@ def _check_yields(y: pd.DataFrame, config: ForecastConfig, log: IssueLog) -> pd.
                 f"yields: {len(rows)} row(s) have no region id or no year ({format_ids(rows)}); they cannot be "
                 "attributed to a region-season and were excluded", rows)
         y = y[~no_id].copy()
+    y = _combine_rows(y, log)
     y["usable"] = True
     missing = y["yield_t_ha"].isna()
     if missing.any():
@@ -224,14 +337,8 @@ def _check_yields(y: pd.DataFrame, config: ForecastConfig, log: IssueLog) -> pd.
         log.add("yield_absurd", "yields",
                 f"yields: {len(items)} row(s) have an absurd yield (t/ha; above {config.max_yield_t_ha:g} or "
                 f"{config.outlier_factor:g}x the region's median over the 11 years around it) ({format_ids(items)}); excluded", items)
-    dup = ok & ~absurd & y.duplicated(["region_id", "crop", "year"], keep="first")
-    if dup.any():
-        items = _row_ids(y[dup], "yields")
-        log.add("yield_duplicate", "yields",
-                f"yields: {len(items)} duplicate (region, crop, year) row(s) ({format_ids(items)}); "
-                "the first row of each was kept, the others excluded", items)
-    y.loc[missing | nonpos | absurd | dup, "usable"] = False
-    return y
+    y.loc[missing | nonpos | absurd, "usable"] = False
+    return y.reset_index(drop=True)
 
 
 def _check_calendar(cal: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
@@ -277,6 +384,16 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
     series_parts = [read_table(s, "series", config, log) for s in config.series]
     series = (pd.concat(series_parts, ignore_index=True) if series_parts
               else pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED["series"]}).astype({"date": "datetime64[ns]", "mean": float}))
+    listed = read_table(config.regions, "regions", config, log) if config.regions is not None else None
+    # ids are text: one that lost its leading zeros (a CSV read as numbers) is repaired here,
+    # against the ids of the tables it must match
+    y_all = _repair_leading_zeros(y_all, "region_id", "yields", log, set(cal["region_id"].dropna())
+                                  | (set(listed["region_id"].dropna()) if listed is not None else set()))
+    if "country" in y_all.columns:
+        y_all = _repair_leading_zeros(y_all, "country", "yields", log,
+                                      set(listed["parent"].dropna()) if listed is not None else None)
+    cal = _repair_leading_zeros(cal, "region_id", "calendar", log, set(y_all["region_id"].dropna()))
+    series = _repair_leading_zeros(series, "region_id", "series", log, set(y_all["region_id"].dropna()))
 
     crops_y = sorted(set(y_all["crop"].dropna()))
     if config.crop not in crops_y:
@@ -305,8 +422,12 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
     y_all = _check_yields(y_all, config, log)
     cal = _check_calendar(cal, log)
 
-    if config.regions is not None:
-        regions = read_table(config.regions, "regions", config, log)
+    if listed is not None:
+        regions = listed
+        if "country" in y_all.columns:  # the parents' unallocated lines
+            lines = y_all.loc[y_all["region_id"].str.endswith(UNALLOCATED, na=False), ["region_id", "country"]]
+            regions = pd.concat([regions, lines.drop_duplicates("region_id").rename(columns={"country": "parent"})
+                                 .assign(name=lambda d: d["region_id"])])
     elif "country" in y_all.columns:
         regions = (y_all.dropna(subset=["country"]).drop_duplicates("region_id")
                    [["region_id", "country"]].rename(columns={"country": "parent"}))
@@ -327,7 +448,8 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
     _report_set(log, "region_without_yields", "regions", sorted((known & (ids_c | ids_s)) - ids_y),
                 "region(s) in the region list/calendar/series with no yield history ({ids}); "
                 "no model can be trained for them, so they get no forecast")
-    _report_set(log, "region_not_in_calendar", "calendar", sorted((ids_y & known) - ids_c),
+    lines = {i for i in ids_y if i.endswith(UNALLOCATED)}
+    _report_set(log, "region_not_in_calendar", "calendar", sorted((ids_y & known) - ids_c - lines),
                 "region(s) with yields but no crop calendar row ({ids}); they get no forecast "
                 "(no season window to cut the series)")
     if config.series:
@@ -335,7 +457,7 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
                     "region(s) with yields and a calendar but no index observations (no pixels?) ({ids}); "
                     "they are forecast by their trend only")
     y_all = y_all[y_all["region_id"].isin(known)].reset_index(drop=True)
-    yields = y_all[y_all["usable"]].drop(columns="usable").reset_index(drop=True)
+    yields = y_all[y_all["usable"]].drop(columns=["usable", "source_rows"]).reset_index(drop=True)
     yields["year"] = yields["year"].astype(int)
     log.raise_if_strict(config.strict)
     return ForecastInputs(yields=yields, yields_all=y_all, series=series, calendar=cal, regions=regions, issues=log)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cluster.forecast import (ACRE_HA, ForecastConfig, TableInput, bu_per_acre_to_t_ha, condition_class,
-                              load_inputs, national_yield, rollup)
+                              load_inputs, national_yield, rollup, rollup_history)
 from tests._data import shared_data
 
 
@@ -80,6 +80,41 @@ def test_rollup__argentine_departments_to_provinces_and_nation():
     ny = national_yield(y, ["year"])
     assert ny["yield_t_ha"].iloc[0] == pytest.approx(nat["yield_t_ha"])
     assert "06" in prov.index  # Buenos Aires, leading zero kept
+
+
+@pytest.mark.parametrize("name, crop, local", [("oats_avena_department_1923_2020.csv", "oats", "avena"),
+                                               ("maize_maiz_department_1923_2019.csv", "maize", "maíz")],
+                         ids=["oats", "maize"])
+def test_rollup_history__argentine_totals_equal_the_tables_every_year(name, crop, local):
+    """Rows without a department ("otros departamentos") roll into their province as its
+    unallocated line: national yield = total production / total area of the table, every year."""
+    path = shared_data("argentina_crop_yields", name)
+    cal = pd.DataFrame({"region_id": ["x"], "crop": [crop], "sos_doy": [120], "eos_doy": [330]})
+    cfg = ForecastConfig(crop=crop, yields=TableInput(
+        paths=(str(path),), encoding="latin-1",
+        columns={"region_id": "departamento_id", "year": "anio", "crop": "cultivo_nombre",
+                 "yield_t_ha": "rendimiento_kgxha", "harvested_area_ha": "superficie_cosechada_ha",
+                 "production_t": "produccion_tm", "country": "provincia_id"},
+        values={"crop": {local: crop}}, multipliers={"yield_t_ha": 0.001}), calendar=TableInput(frame=cal))
+    inputs = load_inputs(cfg)
+    history = rollup_history(inputs.yields_all, inputs.regions.set_index("region_id")["parent"])
+    nation = history[history["level"] == "global"].set_index("year")
+
+    raw = pd.read_csv(path, encoding="latin-1", dtype={"provincia_id": str, "departamento_id": str})
+    raw["production"] = raw["produccion_tm"].fillna(raw["rendimiento_kgxha"] / 1000 * raw["superficie_cosechada_ha"])
+    raw["key"] = raw["departamento_id"].fillna(raw["provincia_id"] + ":unallocated")
+    raw = raw.drop_duplicates(["key", "anio", "rendimiento_kgxha", "superficie_cosechada_ha", "produccion_tm"])
+    counted = raw[raw["production"].notna() & raw["superficie_cosechada_ha"].gt(0)]
+    want = counted.groupby("anio")[["production", "superficie_cosechada_ha"]].sum()
+    assert list(nation.index) == list(want.index) and len(want) > 90
+    np.testing.assert_allclose(nation["production_t"], want["production"], rtol=1e-12)
+    np.testing.assert_allclose(nation["harvested_area_ha"], want["superficie_cosechada_ha"], rtol=1e-12)
+    np.testing.assert_allclose(nation["yield_t_ha"], want["production"] / want["superficie_cosechada_ha"], rtol=1e-12)
+    # the provinces add up to the nation, and the unallocated rows are in them (they matter)
+    provinces = history[history["level"] == "country"].groupby("year")["production_t"].sum()
+    np.testing.assert_allclose(provinces, nation["production_t"], rtol=1e-12)
+    lumped = counted[counted["departamento_id"].isna()].groupby("anio")["production"].sum()
+    assert (lumped / want["production"]).max() > 0.05
 
 
 def test_rollup__anomaly_holds_current_areas_fixed():

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster.forecast import ForecastConfig, TableInput, forecast_season, load_inputs, run_forecast
+from cluster.forecast import ForecastConfig, TableInput, forecast_season, load_inputs, run_backtest, run_forecast
+from cluster.forecast.models import BASELINES
 from tests._data import shared_data
 from tests.cluster.forecast._cybench import cybench_config, example_dict
 
@@ -98,6 +99,27 @@ def test_run_forecast__nl_end_to_end(tmp_path):
     assert (counts.nunique(axis=1) == 1).all()
     sel = result.metric("NL", "middle-of-season", "selected")
     assert 2 < sel["nrmse_median_loyo"] < 15 and 0.5 < sel["interval_coverage_80"] <= 1
+    # skill against every baseline, from the same pooled predictions
+    assert {"mean-5y", "last-year"} <= models and set(sel["skill"]) == {"average", "trend", "mean-5y", "last-year"}
+    for b in sel["skill"]:
+        rmse = lambda m: np.sqrt(np.mean((p[(p["model"] == m) & (p["scheme"] == "walk_forward")].eval("y_pred - y_true")) ** 2))
+        assert sel["skill"][b]["walk_forward"] == pytest.approx(1 - rmse("selected") / rmse(b))
+    assert sel["best_baseline_loyo"] in sel["skill"] and sel["interval_score"] >= sel["interval_width"] > 0
+    text = result.summary()
+    assert "skill of ours, walk-forward (1 - RMSE ours / RMSE baseline), NL: middle-of-season average " in text
+    assert "earliest lead time at which ours beats every baseline (walk-forward):" in text
+
+
+def test_run_backtest__parallel_equals_sequential_and_reports_progress():
+    cfg = cybench_config(shared_data("cybench_wheat_es_nl"), ("NL",), learners=["ridge"], backtest=True,
+                         lead_times=["middle-of-season", "14-days"], inner_folds=3)
+    inputs = load_inputs(cfg)
+    lines: list[str] = []
+    one = run_backtest(inputs, cfg.model_copy(update={"backtest_workers": 1}), inputs.issues, lines.append)
+    two = run_backtest(inputs, cfg.model_copy(update={"backtest_workers": 2}), inputs.issues)
+    pd.testing.assert_frame_equal(one, two)
+    assert len(lines) == 4 and lines[-1].startswith("backtest 4/4: NL ")
+    assert set(one["lead_time"]) == {"middle-of-season", "14-days"}
 
 
 @pytest.mark.slow
@@ -121,7 +143,7 @@ def test_run_forecast__cybench_example_beats_baselines(tmp_path, country, leads,
     assert [lead.name for lead in result.config.leads] == list(leads)
     for lead in leads:
         ours = result.metric(country, lead, "selected")
-        for baseline in ("average", "trend"):
+        for baseline in BASELINES:  # the per-region mean and trend, the last 5 years' mean, last year
             theirs = result.metric(country, lead, baseline)
             for key in ("nrmse_median_loyo", "nrmse_walk_forward"):
                 assert ours[key] < theirs[key], (lead, baseline, key, ours[key], theirs[key])
@@ -148,3 +170,88 @@ def test_run_forecast__same_config_other_crop_files(tmp_path):
     result = run_forecast(ForecastConfig(**raw))
     reg = result.forecast[result.forecast["level"] == "region"]
     assert len(reg) == 12 and set(result.forecast["crop"]) == {"maize"}
+
+
+def _argentine_oats(**config) -> ForecastConfig:
+    """The Argentine oats departments, 1923-2020, one calendar for all, history only."""
+    path = shared_data("argentina_crop_yields", "oats_avena_department_1923_2020.csv")
+    ids = sorted(pd.read_csv(path, encoding="latin-1", dtype=str)["departamento_id"].dropna().unique())
+    cal = pd.DataFrame({"region_id": ids, "crop": "oats", "sos_doy": 120, "eos_doy": 330})
+    return ForecastConfig(crop="oats", yields=TableInput(
+        paths=(str(path),), encoding="latin-1",
+        columns={"region_id": "departamento_id", "year": "anio", "crop": "cultivo_nombre",
+                 "yield_t_ha": "rendimiento_kgxha", "harvested_area_ha": "superficie_cosechada_ha",
+                 "production_t": "produccion_tm", "country": "provincia_id"},
+        values={"crop": {"avena": "oats"}}, multipliers={"yield_t_ha": 0.001}),
+        calendar=TableInput(frame=cal), as_of=date(2020, 11, 1), backtest=False, learners=(), plots=False,
+        **config)
+
+
+def _assert_possible(table: pd.DataFrame) -> None:
+    for s in ("", "_lo", "_hi"):
+        assert (table[f"yield{s}_t_ha"].dropna() >= 0).all() and (table[f"production{s}_t"].dropna() >= 0).all()
+    assert (table["harvested_area_ha"].dropna() >= 0).all()
+    has = table["yield_lo_t_ha"].notna()
+    assert (table.loc[has, "yield_lo_t_ha"] <= table.loc[has, "yield_t_ha"]).all()
+    assert (table.loc[has, "yield_t_ha"] <= table.loc[has, "yield_hi_t_ha"]).all()
+
+
+def test_forecast_season__century_of_department_yields_gives_possible_numbers():
+    """Departments that stopped reporting decades ago: no trend projected past the horizon,
+    stale areas scaled from their province, every case a data issue; and with the horizon
+    off, the trends' negative yields are set to zero and reported, never summed."""
+    cfg = _argentine_oats()
+    inputs = load_inputs(cfg)
+    table = forecast_season(inputs, cfg, log=inputs.issues)
+    _assert_possible(table)
+    reg = table[table["level"] == "region"]
+    far = reg[reg["years_since_last_yield"] > cfg.trend_horizon_years]
+    assert len(far) > 100 and set(far["model"]) <= {"mean-5y", "average", "huber-average", "last-year"}
+    codes = {i.code: i for i in inputs.issues.issues}
+    assert {"trend_beyond_horizon", "area_stale"} <= set(codes) and "yield_clipped_at_zero" not in codes
+    stale = reg[reg["area_source"].str.contains("scaled")]
+    assert len(stale) > 100 and set(stale["region_id"]) <= set(codes["area_stale"].items)
+
+    cfg = _argentine_oats(trend_horizon_years=200)
+    inputs = load_inputs(cfg)
+    table = forecast_season(inputs, cfg, log=inputs.issues)
+    _assert_possible(table)
+    clipped = next(i for i in inputs.issues.issues if i.code == "yield_clipped_at_zero")
+    reg = table[table["level"] == "region"].set_index("region_id")
+    assert len(clipped.items) >= 5 and (reg.loc[list(clipped.items), "yield_t_ha"] == 0).all()
+
+
+def _with_unallocated(last_lump_year: int) -> ForecastConfig:
+    years = range(2005, 2020)
+    y = pd.DataFrame([(r, yr, 5.0 + 0.05 * (yr - 2005) + (0.3 if r == "A2" else 0.0), 100.0)
+                      for r in ("A1", "A2") for yr in years]
+                     + [(None, yr, 3.0 + 0.1 * (yr - 2005), 40.0) for yr in years if yr <= last_lump_year],
+                     columns=["region_id", "year", "yield_t_ha", "harvested_area_ha"])
+    y = y.assign(crop="wheat", production_t=y["yield_t_ha"] * y["harvested_area_ha"], country="P")
+    cal = pd.DataFrame({"region_id": ["A1", "A2"], "crop": "wheat", "sos_doy": 300, "eos_doy": 190})
+    return ForecastConfig(crop="wheat", yields=TableInput(frame=y), calendar=TableInput(frame=cal),
+                          as_of=date(2020, 6, 1), backtest=False, learners=(), plots=False)
+
+
+def test_forecast_season__unallocated_rows_are_a_line_of_their_parent():
+    cfg = _with_unallocated(2019)
+    inputs = load_inputs(cfg)
+    table = forecast_season(inputs, cfg, log=inputs.issues).set_index("region_id")
+    line = table.loc["P:unallocated"]
+    assert line["level"] == "unallocated" and line["model"] == "mean-5y"
+    assert line["yield_t_ha"] == pytest.approx(np.mean([3.0 + 0.1 * k for k in range(10, 15)]))
+    assert line["harvested_area_ha"] == 40.0
+    _assert_possible(table.reset_index())
+    country = table.loc["P"]
+    parts = table.loc[["A1", "A2", "P:unallocated"]]
+    for col in ("production_t", "production_lo_t", "production_hi_t", "harvested_area_ha"):
+        assert country[col] == pytest.approx(parts[col].sum())
+    assert {i.code for i in inputs.issues.issues} >= {"yield_unallocated"}
+
+    # a lump that stopped long ago is history: left out of this season, and said so
+    cfg = _with_unallocated(2008)
+    inputs = load_inputs(cfg)
+    table = forecast_season(inputs, cfg, log=inputs.issues).set_index("region_id")
+    assert "P:unallocated" not in table.index
+    assert table.loc["P", "production_t"] == pytest.approx(table.loc[["A1", "A2"], "production_t"].sum())
+    assert next(i for i in inputs.issues.issues if i.code == "unallocated_stale").items == ("P:unallocated",)

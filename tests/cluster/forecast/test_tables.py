@@ -67,6 +67,42 @@ def test_load_inputs__strict_turns_issues_into_errors(rows, kw, code, message):
     assert message in str(e.value)
 
 
+def _ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(1, n + 1)]
+
+
+def test_load_inputs__ids_that_lost_leading_zeros_are_repaired_and_reported():
+    """INDEC-like department codes: the yield table was read as numbers ('6001' for '06001')."""
+    good = _ids("06", 3) + _ids("14", 3)
+    rows = [(rid.lstrip("0"), yr, 5.0) for rid in good for yr in range(2010, 2014)]
+    inputs = load_inputs(ForecastConfig(**_frames(rows, calendar_ids=good, series_ids=good)))
+    assert set(inputs.yields["region_id"]) == set(good)
+    issue = next(i for i in inputs.issues.issues if i.code == "id_leading_zeros_repaired")
+    assert issue.items == ("6001", "6002", "6003") and "'6001 -> 06001'" in issue.message
+    assert "region_not_in_calendar" not in {i.code for i in inputs.issues.issues}
+    # within one table: ids one digit shorter than the rest, no other table to match
+    inputs = load_inputs(ForecastConfig(**_frames(rows, calendar_ids=("x",), series_ids=("x",))))
+    assert set(inputs.yields_all["region_id"]) == set(good)
+    # ... but ids that differ in length for a reason stay as they are
+    rows = [(rid, yr, 5.0) for rid in ("7", "12", "13", "0") for yr in range(2010, 2014)]
+    inputs = load_inputs(ForecastConfig(**_frames(rows, calendar_ids=("x",), series_ids=("x",))))
+    assert set(inputs.yields_all["region_id"]) == {"7", "12", "13", "0"}
+
+
+def test_load_inputs__rows_of_one_region_year_are_summed_or_dropped_and_reported():
+    frames = _frames(GOOD)
+    y = frames["yields"].frame
+    part = y.iloc[[0]].assign(harvested_area_ha=50.0, yield_t_ha=2.0, production_t=100.0)  # A1/2010, 100 ha at 5.0
+    copy = y.iloc[[1]]
+    frames["yields"] = TableInput(frame=pd.concat([y, part, copy], ignore_index=True))
+    inputs = load_inputs(ForecastConfig(**frames))
+    codes = {i.code: i for i in inputs.issues.issues}
+    assert codes["yield_rows_combined"].items == ("A1/2010",) and codes["yield_duplicate"].items == ("A1/2011",)
+    a1 = inputs.yields_all.set_index(["region_id", "year"]).loc[("A1", 2010)]
+    assert a1["harvested_area_ha"] == 150.0 and a1["production_t"] == 600.0 and a1["yield_t_ha"] == 4.0
+    assert a1["source_rows"] == 2 and len(inputs.yields) == len(GOOD)
+
+
 def test_load_inputs__yields_in_kg_per_ha_are_detected_and_named():
     rows = [(r, yr, v * 1000) for r, yr, v in GOOD]  # 5,000 kg/ha written where t/ha is expected
     with pytest.raises(DataError, match=r"median yield is 5,\d{3}, which looks like kg/ha, not t/ha.*"
@@ -108,14 +144,20 @@ def test_read_table__argentine_maize_latin1_string_ids_and_bad_yields():
     assert ids.map(type).eq(str).all()
     assert "06007" in set(ids)  # leading zeros kept (Adolfo Alsina, Buenos Aires)
     codes = {i.code: i for i in inputs.issues.issues}
-    assert {"yield_missing", "yield_not_positive", "yield_absurd", "yield_missing_id", "region_not_in_calendar"} <= set(codes)
+    assert {"yield_missing", "yield_not_positive", "yield_absurd", "yield_unallocated", "yield_rows_combined",
+            "region_not_in_calendar"} <= set(codes)
+    assert "id_leading_zeros_repaired" not in codes  # the province '0' is a code, not a lost zero
     assert len(codes["yield_missing"].items) == int(inputs.yields_all["yield_t_ha"].isna().sum()) > 500
     assert any(item.endswith("=33.333") for item in codes["yield_absurd"].items)  # the 33,333 kg/ha outlier
-    # every row is either usable or named in an issue: nothing silently dropped
-    flagged = sum(len(codes[c].items) for c in ("yield_missing", "yield_not_positive", "yield_absurd", "yield_duplicate", "yield_missing_id")
-                  if c in codes)
+    # every input row is in a kept row (one region-year's rows are summed into one) or named in
+    # an issue, and every kept row is usable or named: nothing silently dropped
+    y = inputs.yields_all
     n_rows = len(pd.read_csv(path, encoding="latin-1", usecols=["anio"]))
-    assert flagged + int(inputs.yields_all["usable"].sum()) == n_rows
+    dropped = sum(len(codes[c].items) for c in ("yield_duplicate", "yield_missing_id") if c in codes)
+    assert int(y["source_rows"].sum()) + dropped == n_rows
+    assert int(y["source_rows"].gt(1).sum()) == len(codes["yield_rows_combined"].items)
+    flagged = sum(len(codes[c].items) for c in ("yield_missing", "yield_not_positive", "yield_absurd"))
+    assert flagged + int(y["usable"].sum()) == len(y)
 
 
 def test_load_inputs__cybench_mapping_and_scaling():
