@@ -15,6 +15,8 @@ download, at any size from a unit test to a benchmark of hundreds of megapixels:
       truth/crop_classes.json               {"1": "wheat", ...}
       truth/fields.gpkg                     field polygons (EPSG:6933) with their crop
       truth/yields.csv                      as yield_history, every season
+      inputs/weather.csv                    region_id, date, variable, value: daily tmin and
+                                            tmax (deg C) and prec (mm) per region, every year
       truth/weather.csv                     the per (region, year) weather anomaly
       demo_spec.json                        the spec that made it
 
@@ -59,7 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -727,9 +729,36 @@ def _write_tables(root: Path, w: _World, counts: np.ndarray) -> tuple[Path, Path
          for yi, year in enumerate(s.years) for reg in w.regions]
     ).to_csv(root / "truth" / "weather.csv", index=False)
 
+    _daily_weather(w, s.years).to_csv(root / "inputs" / "weather.csv", index=False)
+
     classes = root / "truth" / "crop_classes.json"
     classes.write_text(json.dumps({str(k): v for k, v in CROP_CLASSES.items()}, indent=1) + "\n")
     return truth_yields, history, calendar, classes
+
+
+def _daily_weather(w: _World, years: Sequence[int]) -> pd.DataFrame:
+    """Daily tmin, tmax and precipitation per region: a continental climatology (July highs
+    near 29 deg C), daily noise, and in the growing season the region-year's weather anomaly
+    that also drives its yields: a poor year is hotter (2 deg C per unit) and drier (rain on
+    fewer days, and less of it)."""
+    import pandas as pd
+
+    parts = []
+    for yi, year in enumerate(years):
+        days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
+        doy = days.day_of_year.to_numpy()
+        season = np.exp(-(((doy - 185) / 55.0) ** 2))  # May to August
+        for reg in w.regions:
+            a = float(w.anomaly[yi, reg.index]) * season
+            tmax = (12.0 + 17.0 * np.sin(2 * np.pi * (doy - 105) / 365.0) - 2.0 * a
+                    + 2.5 * _m.normal(w.seed, _m.TAG_WEATHER, reg.index, year, doy, 0))
+            tmin = tmax - 12.0 + 1.5 * _m.normal(w.seed, _m.TAG_WEATHER, reg.index, year, doy, 1)
+            wet = _m.uniform(w.seed, _m.TAG_WEATHER, reg.index, year, doy, 2) < np.clip(0.25 * (1 + 0.4 * a), 0.02, 0.6)
+            amount = -np.log1p(-_m.uniform(w.seed, _m.TAG_WEATHER, reg.index, year, doy, 3)) * 5.0 * (1 + 0.2 * a)
+            for var, v in (("tmin", tmin), ("tmax", tmax), ("prec", np.where(wet, amount, 0.0))):
+                parts.append(pd.DataFrame({"region_id": reg.region_id, "date": days.strftime("%Y-%m-%d"),
+                                           "variable": var, "value": np.round(v, 2)}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _write_regions(root: Path, w: _World) -> Path:
@@ -815,6 +844,8 @@ class DemoSeason:
     """The AOI in EPSG:6933 (``truth/crop_type.tif`` covers exactly this)."""
     truth_crop_classes: Path | None = None
     truth_weather: Path | None = None
+    weather: Path | None = None
+    """``inputs/weather.csv``: daily weather per region, a forecast input."""
     field_labels: Path | None = None
     """``inputs/field_labels.gpkg``: the surveyed fields' crops (None when fields are skipped)."""
     elapsed_s: float = 0.0
@@ -892,7 +923,7 @@ def make_demo_season(out_dir: str | Path, spec: DemoSpec = DemoSpec(), *, max_wo
         crop_calendar=calendar, truth_crop_type=root / "truth" / "crop_type.tif",
         truth_fields=fields_path, truth_yields=truth_yields, crop_classes=dict(CROP_CLASSES),
         spec=spec, bounds=w.bounds, truth_crop_classes=classes,
-        truth_weather=root / "truth" / "weather.csv",
+        truth_weather=root / "truth" / "weather.csv", weather=root / "inputs" / "weather.csv",
         field_labels=root / "inputs" / "field_labels.gpkg" if fields_path else None,
         elapsed_s=time.perf_counter() - t0,
     )

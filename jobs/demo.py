@@ -103,13 +103,14 @@ def demo_configs(season: DemoSeason, out: Path) -> dict[str, Any]:
 
 
 def forecast_configs(season: DemoSeason, out: Path, statistics: pd.DataFrame,
-                     areas: pd.DataFrame | None = None) -> dict[str, Any]:
+                     areas: pd.DataFrame | None = None, weather: bool = True) -> dict[str, Any]:
     """One forecast config per crop: the last season, as of its last acquisition.
 
     With a per-crop statistics table (aggregated by the crop map), each crop reads its own
     series, and its area is the crop map's error-adjusted estimate where there is one
     (``areas``), else its mapped area. With an all-cropland table (``crop == "all"``),
-    every crop reads the same series and takes its area from the yield statistics.
+    every crop reads the same series and takes its area from the yield statistics. With
+    ``weather``, the season's daily weather (``inputs/weather.csv``) is an input too.
     """
     from cluster.forecast import ForecastConfig, TableInput
 
@@ -130,7 +131,7 @@ def forecast_configs(season: DemoSeason, out: Path, statistics: pd.DataFrame,
                 found = [k in est.index for k in key]
                 series.loc[found, "area_ha"] = [est[k] for k, f in zip(key, found) if f]
                 series.loc[found, "area_source"] = "crop map (error-adjusted, Olofsson et al. 2014)"
-            sub = "forecast"
+            sub = "forecast" if weather else "forecast-without-weather"
         else:
             series = statistics[["region_id", "date", "index", "mean"]].assign(crop=crop)  # all-cropland NDVI
             sub = "forecast-all-cropland"
@@ -140,6 +141,7 @@ def forecast_configs(season: DemoSeason, out: Path, statistics: pd.DataFrame,
             calendar=TableInput(paths=(str(season.crop_calendar),)),
             series=(TableInput(frame=series),),
             regions=TableInput(frame=regions),
+            weather=TableInput(paths=(str(season.weather),)) if weather and season.weather else None,
             as_of=as_of,
             season_year=last_year,
             min_train_years=3,
@@ -253,18 +255,20 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
     from cluster.forecast import run_forecast
 
     checks = {}
-    for label, stats in (("per crop (crop map)", statistics),
-                         ("all cropland (no crop map)", _all_cropland(statistics))):
+    for label, stats, weather in (("per crop (crop map)", statistics, True),
+                                  ("without weather", statistics, False),
+                                  ("all cropland (no crop map)", _all_cropland(statistics), True)):
         forecasts = {}
-        for crop, cfg in forecast_configs(season, out, stats, areas if stats is statistics else None).items():
+        for crop, cfg in forecast_configs(season, out, stats, areas if stats is statistics else None,
+                                          weather=weather).items():
             result = run_forecast(cfg)
             forecasts[crop] = result.forecast
-            if stats is statistics:
+            if label == "per crop (crop map)":
                 print(f"\nforecast {crop} {cfg.season_year} as of {cfg.as_of}:", flush=True)
                 text = "\n".join(l for l in result.summary().splitlines() if not l.startswith("  wrote "))
                 print(text, flush=True)
         checks[label] = check_against_truth(season, forecasts)
-        if stats is statistics:
+        if label == "per crop (crop map)":
             rollup = pd.concat([f[f["level"] != "region"] for f in forecasts.values()])
             print("\nproduction forecast, rolled up (t, 80 % interval; area from the crop map):")
             for _, r in rollup.iterrows():
@@ -272,11 +276,13 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
                       f"[{r['production_lo_t']:,.0f} .. {r['production_hi_t']:,.0f}]  yield {r['yield_t_ha']:.2f} t/ha  "
                       f"{r['condition']}")
     check = checks["per crop (crop map)"].merge(
+        checks["without weather"][["crop", "nrmse_pct"]].rename(columns={"nrmse_pct": "nrmse_pct_without_weather"}),
+        on="crop").merge(
         checks["all cropland (no crop map)"][["crop", "nrmse_pct", "production_nrmse_pct"]],
         on="crop", suffixes=("", "_all_cropland"))
     print("\nself-check against the demo's true yields and production (never read by the pipeline): "
-          "nRMSE % of each crop's forecast from its own series and crop-map area, and from all-cropland "
-          "statistics with last year's reported area:")
+          "nRMSE % of each crop's forecast from its own series, the weather and the crop-map area; "
+          "the same without the weather; and from all-cropland statistics with last year's reported area:")
     print(check.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     check.to_csv(out / "forecast" / "truth_check.csv", index=False)
 

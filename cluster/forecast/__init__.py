@@ -7,7 +7,8 @@ Public API::
     table = forecast_season(load_inputs(cfg), cfg)   # one season as of cfg.as_of
 
 Module map: ``config`` (the validated config), ``tables`` (reading and checking inputs),
-``features`` (season windows, no-look-ahead features), ``models`` (baselines and learners),
+``features`` (season windows, no-look-ahead index features), ``weather`` (weather features),
+``models`` (baselines and learners),
 ``evaluate`` (LOYO / walk-forward backtests, metrics), ``rollup`` (anomalies, condition,
 country/global sums), ``plots`` (PNG), ``run`` (the pipeline), ``issues`` (the issue log).
 """

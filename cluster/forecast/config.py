@@ -115,6 +115,14 @@ class ForecastConfig(BaseModel):
     """Crop calendar: region_id, crop, sos_doy, eos_doy (day of year; sos > eos spans new year)."""
     series: tuple[TableInput, ...] = ()
     """Per-region index time series: region_id, crop, date, index, mean (one table per index is fine)."""
+    weather: TableInput | None = None
+    """Per-region weather: region_id, date, variable, value (daily or dekadal; variables tmin,
+    tmax, tmean in deg C, prec in mm, any other gives its season mean); see
+    :mod:`cluster.forecast.weather` for the features."""
+    gdd_base_c: float | None = None
+    """Base temperature of growing degree days; None: the crop's (maize 10, small grains 0 deg C)."""
+    heat_threshold_c: float | None = None
+    """Daily maximum that counts as a heat day; None: the crop's (maize 35, small grains 30 deg C)."""
     regions: TableInput | None = None
     """Region list: region_id, name, parent. None: from the yields' ``country`` column, else the id prefix."""
     country_prefix_len: int = 2

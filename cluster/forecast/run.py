@@ -25,6 +25,7 @@ from cluster.forecast.issues import Issue, IssueLog, format_ids
 from cluster.forecast.models import BASELINES, LEVEL_MODELS, bounded, select_and_fit, trend_distance
 from cluster.forecast.rollup import CONDITION_RULE, HISTORY_ONLY, condition_class, rollup, rollup_history
 from cluster.forecast.tables import UNALLOCATED, ForecastInputs, load_inputs
+from cluster.forecast.weather import weather_columns, weather_features
 
 __all__ = ["ForecastResult", "run_forecast", "forecast_season", "run_backtest"]
 
@@ -122,14 +123,24 @@ def _with_cutoff(windows: pd.DataFrame, lead: LeadTime) -> pd.DataFrame:
 
 
 def _features(inputs: ForecastInputs, windows: pd.DataFrame, config: ForecastConfig,
-              series: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
-    series = inputs.series if series is None else series
+              as_of: pd.Timestamp | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Index and weather features of every window, from observations up to ``as_of`` (all
+    when None)."""
+    series, weather = inputs.series, inputs.weather
+    if as_of is not None:
+        series, weather = series[series["date"] <= as_of], weather[weather["date"] <= as_of]
     indices = sorted(inputs.series["index"].unique())
     f = build_features(series, windows, spinup_days=config.spinup_days, fractions=config.phenology_fractions,
                        indices=indices)
     if not indices:
         f["complete"] = True
-    return f, feature_columns(indices, config.phenology_fractions)
+    cols = feature_columns(indices, config.phenology_fractions)
+    if len(inputs.weather):
+        w = weather_features(weather, windows, config.crop, gdd_base_c=config.gdd_base_c,
+                             heat_c=config.heat_threshold_c)
+        f = f.merge(w, on=["region_id", "year"], how="left")
+        cols += weather_columns(inputs.weather["variable"].unique())
+    return f, cols
 
 
 def run_backtest(inputs: ForecastInputs, config: ForecastConfig, log: IssueLog,
@@ -138,12 +149,12 @@ def run_backtest(inputs: ForecastInputs, config: ForecastConfig, log: IssueLog,
 
     Each (lead time, country, scheme) is one task; tasks run on ``config.backtest_workers``
     processes (joblib's loky), and ``progress`` gets a line as each one finishes. Without index
-    series every lead time has the same features, so one lead's results serve them all.
+    series or weather every lead time has the same features, so one lead's results serve them all.
     """
     parent = inputs.regions.set_index("region_id")["parent"]
     windows = season_windows(inputs.calendar, inputs.yields["year"].unique())
     tasks, incomplete = [], set()
-    leads = config.leads if len(inputs.series) else config.leads[:1]
+    leads = config.leads if len(inputs.series) or len(inputs.weather) else config.leads[:1]
     for lead in leads:
         feats, cols = _features(inputs, _with_cutoff(windows, lead), config)
         data = inputs.yields.rename(columns={"yield_t_ha": "y"})[["region_id", "year", "y"]].merge(
@@ -252,7 +263,7 @@ def forecast_season(inputs: ForecastInputs, config: ForecastConfig, *, as_of: da
     windows["cutoff_date"] = windows["eos_date"] - pd.to_timedelta(windows["region_id"].map(lead_by_region), unit="D")
     windows.loc[windows["year"] == season_year, "cutoff_date"] = np.minimum(
         windows.loc[windows["year"] == season_year, "cutoff_date"], as_of_ts)
-    feats, cols = _features(inputs, windows, config, series)
+    feats, cols = _features(inputs, windows, config, as_of_ts)
     train_all = hist.rename(columns={"yield_t_ha": "y"})[["region_id", "year", "y"]].merge(feats, on=["region_id", "year"])
     train_all = train_all.assign(parent=train_all["region_id"].map(regions["parent"]))
     train = train_all[train_all["complete"]]
@@ -263,9 +274,10 @@ def forecast_season(inputs: ForecastInputs, config: ForecastConfig, *, as_of: da
     for country, tc in test.groupby("parent", sort=True):
         tr, use_cols = train[train["parent"] == country], cols
         if (tc["n_obs"] == 0).all():
-            # Nothing observed this season yet: index features carry no information, so the model
-            # is the yield-history part alone, trained on every season with a yield.
-            tr, use_cols = train_all[train_all["parent"] == country], []
+            # No index observed this season yet: index features carry no information, so the
+            # model is the yield history (and the weather, when given), trained on every season
+            # with a yield.
+            tr, use_cols = train_all[train_all["parent"] == country], [c for c in cols if c.startswith("w_")]
         if tr["year"].nunique() < 2:
             items = sorted(tc["region_id"])
             log.add("country_too_little_history", "yields",

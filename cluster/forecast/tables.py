@@ -31,12 +31,13 @@ BUSHEL_KG = {"wheat": 27.2155, "soybean": 27.2155, "corn": 25.4012, "maize": 25.
              "barley": 21.7724, "oats": 14.5150}
 """Kilograms in one US bushel, by crop (USDA standard weights)."""
 
-ID_COLUMNS = ("region_id", "crop", "index", "country", "parent", "name")
+ID_COLUMNS = ("region_id", "crop", "index", "country", "parent", "name", "variable")
 REQUIRED = {
     "yields": ("region_id", "year", "crop", "yield_t_ha", "harvested_area_ha", "production_t"),
     "series": ("region_id", "crop", "date", "index", "mean"),
     "calendar": ("region_id", "crop", "sos_doy", "eos_doy"),
     "regions": ("region_id", "name", "parent"),
+    "weather": ("region_id", "date", "variable", "value"),
 }
 
 
@@ -66,6 +67,8 @@ class ForecastInputs:
     calendar: pd.DataFrame
     regions: pd.DataFrame
     issues: IssueLog = field(default_factory=IssueLog)
+    weather: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(REQUIRED["weather"])))
+    """``region_id, date, variable, value``; empty without a weather table."""
 
 
 def _read_files(spec: TableInput, config: ForecastConfig | None, kind: str) -> pd.DataFrame:
@@ -141,11 +144,11 @@ def read_table(spec: TableInput, kind: str, config: ForecastConfig | None = None
             df[col] = df[col].map(lambda v, m=mapping: m.get(v, v))
     numeric = {"yields": ("year", "yield_t_ha", "harvested_area_ha", "production_t"),
                "series": ("mean", "count_px", "area_ha", "valid_fraction", "std"),
-               "calendar": ("sos_doy", "eos_doy"), "regions": ()}[kind]
+               "calendar": ("sos_doy", "eos_doy"), "regions": (), "weather": ("value",)}[kind]
     for col in numeric:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    if kind == "series":
+    if kind in ("series", "weather"):
         if spec.date_format:
             df["date"] = pd.to_datetime(df["date"].astype(str), format=spec.date_format)
         else:
@@ -175,7 +178,7 @@ def read_table(spec: TableInput, kind: str, config: ForecastConfig | None = None
 def _row_ids(df: pd.DataFrame, kind: str) -> list[str]:
     if kind == "yields":
         return [f"{r}/{y}" for r, y in zip(df["region_id"], df["year"])]
-    if kind == "series":
+    if kind in ("series", "weather"):
         return [f"{r}/{pd.Timestamp(d).date() if not isinstance(d, str) else d}" for r, d in zip(df["region_id"], df["date"])]
     return [str(r) for r in df["region_id"]]
 
@@ -385,6 +388,14 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
     series = (pd.concat(series_parts, ignore_index=True) if series_parts
               else pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED["series"]}).astype({"date": "datetime64[ns]", "mean": float}))
     listed = read_table(config.regions, "regions", config, log) if config.regions is not None else None
+    weather = (read_table(config.weather, "weather", config, log) if config.weather is not None
+               else ForecastInputs.__dataclass_fields__["weather"].default_factory())
+    bad = weather["value"].isna() if len(weather) else pd.Series(dtype=bool)
+    if bad.any():
+        items = _row_ids(weather[bad], "weather")
+        log.add("weather_missing_value", "weather",
+                f"weather: {len(items)} row(s) have no value ({format_ids(items)}); dropped", items)
+        weather = weather[~bad].reset_index(drop=True)
     # ids are text: one that lost its leading zeros (a CSV read as numbers) is repaired here,
     # against the ids of the tables it must match
     y_all = _repair_leading_zeros(y_all, "region_id", "yields", log, set(cal["region_id"].dropna())
@@ -460,7 +471,12 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
     yields = y_all[y_all["usable"]].drop(columns=["usable", "source_rows"]).reset_index(drop=True)
     yields["year"] = yields["year"].astype(int)
     log.raise_if_strict(config.strict)
-    return ForecastInputs(yields=yields, yields_all=y_all, series=series, calendar=cal, regions=regions, issues=log)
+    if len(weather):
+        _report_set(log, "region_without_weather", "weather", sorted(set(yields["region_id"]) - set(weather["region_id"])),
+                    "region(s) with yields have no weather rows ({ids}); their weather features read as the "
+                    "regions' normal")
+    return ForecastInputs(yields=yields, yields_all=y_all, series=series, calendar=cal, regions=regions, issues=log,
+                          weather=weather)
 
 
 def _report_set(log: IssueLog, code: str, table: str, ids: list[str], template: str) -> None:

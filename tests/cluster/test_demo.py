@@ -475,3 +475,19 @@ def test_make_demo_season__default_spec_paths(tiny: DemoSeason) -> None:
     recorded = json.loads((tiny.root / "demo_spec.json").read_text())
     assert DemoSpec(**{**recorded["spec"], "years": tuple(recorded["spec"]["years"])}) == TINY
     assert DemoSpec().grid().crs == DEMO_CRS and DemoSpec().grid().tile_size_px == 256
+
+
+def test_weather__daily_per_region_and_driven_by_the_year_anomaly(season: DemoSeason) -> None:
+    weather = pd.read_csv(season.weather, dtype={"region_id": str}, parse_dates=["date"])
+    assert list(weather.columns) == ["region_id", "date", "variable", "value"]
+    days = sum(366 if y % 4 == 0 else 365 for y in SEASON.years)
+    assert len(weather) == SEASON.regions_x * SEASON.regions_y * days * 3
+    wide = weather.pivot_table(index=["region_id", "date"], columns="variable", values="value")
+    assert (wide["tmin"] < wide["tmax"]).mean() > 0.99 and (wide["prec"] >= 0).all()
+    summer = wide[wide.index.get_level_values("date").month.isin([6, 7])].reset_index()
+    summer["year"] = summer["date"].dt.year
+    per = summer.groupby(["region_id", "year"])[["tmax", "prec"]].mean()
+    anomaly = pd.read_csv(season.truth_weather, dtype={"region_id": str}).set_index(["region_id", "year"])["anomaly"]
+    joined = per.join(anomaly)
+    assert joined["tmax"].corr(joined["anomaly"]) < -0.5  # a poor year is hot...
+    assert joined["prec"].corr(joined["anomaly"]) > 0.2  # ...and dry
