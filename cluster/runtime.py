@@ -54,8 +54,26 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None,
             ray.init(**kwargs)  # Ray reads RAY_ADDRESS itself
         else:
             _keep_on_loopback()
+            _quiet_token_notice()
             ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      **kwargs)
+
+
+class _TokenNotice(logging.Filter):
+    """Moves Ray's start-up notice that token authentication is on (its default for a local
+    Ray, and what we want) from the user's terminal to this module's debug log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Token authentication is enabled for this Ray cluster"):
+            log.debug("ray: %s", record.getMessage())
+            return False
+        return True
+
+
+def _quiet_token_notice() -> None:
+    notices = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _TokenNotice) for f in notices.filters):
+        notices.addFilter(_TokenNotice())
 
 
 def _keep_on_loopback() -> None:

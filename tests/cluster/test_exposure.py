@@ -1,4 +1,4 @@
-"""The embedded local Ray listens on loopback only.
+"""The embedded local Ray listens on loopback only, with token authentication, quietly.
 
 A fresh interpreter starts Ray the way ``harvest`` does without a cluster address
 (``ensure_ray``), runs a task so that a worker process exists, and lists every listening
@@ -36,11 +36,15 @@ ray.shutdown()
 
 
 def test_exposure__local_ray_listens_on_loopback_only(tmp_path: Path) -> None:
+    # as a user starts it: Ray's default authentication mode (token), a fresh home for its token
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+           if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["HOME"] = str(tmp_path)
     done = subprocess.run([sys.executable, "-c", DRIVER], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / ".ray" / "auth_token").is_file()  # token auth is on...
+    assert "Token authentication is enabled" not in done.stderr  # ...and says so only in the debug log
     found = json.loads(done.stdout.strip().splitlines()[-1])
     commands = " ".join(s["command"] for s in found)
     # the processes whose listeners Ray puts on all interfaces by default are all seen
