@@ -311,18 +311,16 @@ SECRET_NAMES = frozenset({"key", "secret", "token", "password", "aws_secret_acce
 # --- runtime options, overridable in tests (rioxarray ``set_options`` style) -------------
 
 _OPTIONS: dict[str, Any] = {
-    "write_threads": 8,
-    # zarr's async concurrency inside one region write; chunks are encoded in threads.
-    "scenes_per_batch": 16,
-    "gdal_cache_mib": 256,
-    # GDAL block cache per ingest actor: neighbouring tiles of a strip reuse the source
-    # blocks they share (a 512 px tile of a season of one footprint is ~100-200 MB of blocks)
     # scenes read, warped and mosaicked at once per tile: bounds an actor's memory (a 512 px
     # tile of 6 bands is ~3 MB per scene, x3 for windows and warped layers) while one GDAL
     # warp still serves many dates of one footprint
-    "scene_cache_size": 512,
+    "scenes_per_batch": 16,
+    # GDAL block cache per ingest actor: neighbouring tiles of a strip reuse the source
+    # blocks they share (a 512 px tile of a season of one footprint is ~100-200 MB of blocks)
+    "gdal_cache_mib": 256,
     # open datasets an actor keeps (~100 kB each): a season of one-file-per-band scenes
-    # touching one tile (30 dates x 5 files) must fit, or every tile re-opens them all.
+    # touching one tile (30 dates x 5 files) must fit, or every tile re-opens them all
+    "scene_cache_size": 512,
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 from cluster import store as cstore
 from cluster.config import TileJobConfig
 from cluster.lease import Lease, check_lease
+from cluster.progress import TileProgress
 from cluster.report import JobReport
 from cluster.tasks import TileResult, TileTask, TileWorker
 
@@ -106,14 +107,19 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
                 worker = functools.partial(RecordingWorker, factory, config.store, job, plan_hash,
                                            lease.owner if lease is not None else None, so)
             opts = PoolOptions.from_config(config.max_actors, config.resources)
+            progress = TileProgress(job, len(todo), skipped=report.tiles_skipped)
 
             def collect(r: TileResult) -> None:
                 if on_result is not None:
                     on_result(r)
                 report.add_result(r)
+                progress(r)
 
-            outcome = run_tile_tasks(worker, todo, opts, strict=config.strict, on_result=collect,
-                                     stop=(lambda: lease.lost) if lease is not None else None)
+            try:
+                outcome = run_tile_tasks(worker, todo, opts, strict=config.strict, on_result=collect,
+                                         stop=(lambda: lease.lost) if lease is not None else None)
+            finally:
+                progress.close()
             report.retries = outcome.retries
             report.actors_replaced = outcome.actors_replaced
             report.stopped = outcome.stopped

@@ -323,11 +323,6 @@ class CubeExtent:
             raise GridError(f"tile {tile.id!r} is outside this cube's {self.nrows}x{self.ncols} tiles")
         return slice(r * n, (r + 1) * n), slice(c * n, (c + 1) * n)
 
-    def tile_at(self, y0: int, x0: int) -> TileIndex:
-        """The tile whose top-left pixel is at cube offsets ``(y0, x0)``."""
-        n = self.grid.tile_size_px
-        return TileIndex(self.row0 + y0 // n, self.col0 + x0 // n)
-
     def to_dict(self) -> dict[str, object]:
         return {"grid": self.grid.to_dict(), "row0": self.row0, "col0": self.col0,
                 "nrows": self.nrows, "ncols": self.ncols}

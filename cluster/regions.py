@@ -37,7 +37,6 @@ __all__ = [
     "to_grid_crs",
     "rasterize_regions",
     "rasterize_window",
-    "region_table",
 ]
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
@@ -314,9 +313,3 @@ def rasterize_regions(
         )
     n = grid.tile_size_px
     return rasterize_window(regions, grid.tile_transform(tile), (n, n))
-
-
-def region_table(regions: gpd.GeoDataFrame) -> pd.DataFrame:
-    """``region_id``, ``name``, ``parent`` without geometry (small, to send to workers)."""
-    return pd.DataFrame(regions[["region_id", "name", "parent"]])
-

@@ -23,7 +23,16 @@ def job_parser(verb: str, description: str) -> argparse.ArgumentParser:
                              "(only when that job is known to be dead)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set grid.pixel_size=20 (repeatable)")
+    add_progress(parser)
     return parser
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    from cluster.progress import MODES
+
+    parser.add_argument("--progress", choices=MODES, default="auto",
+                        help="live progress of the tiles: a bar, JSON lines (for schedulers) or none; "
+                             "auto: a bar on a terminal, none otherwise")
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,10 +68,13 @@ def job_main(verb: str, description: str, model: type[Any], run: Any,
     from cluster.config import load_config
     from cluster.errors import ClusterError
 
+    from cluster.progress import progress_mode
+
     args = parse(job_parser(verb, description), argv)
     try:
         config = load_config(model, args.config, overrides(args))
-        report = run(config, address=args.address)
+        with progress_mode(args.progress):
+            report = run(config, address=args.address)
     except ClusterError as e:
         print(f"harvest {verb}: {e}", file=sys.stderr)
         return 2

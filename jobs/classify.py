@@ -22,7 +22,8 @@ from pydantic import Field
 
 from cluster.config import StorageOptions, StrictModel, load_config, parse_config
 from cluster.errors import ClusterError
-from jobs._common import overrides
+from cluster.progress import progress_mode
+from jobs._common import add_progress, overrides
 
 __all__ = ["ClassifyConfig", "main"]
 
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "even if another job seems to hold it (only when that job is known to be dead)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.year=2024 (repeatable)")
+    add_progress(parser)
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         config = load_config(ClassifyConfig, args.config, {k: v for k, v in overrides(args).items()
@@ -79,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.break_lease:
             section = section.model_copy(update={"break_lease": True})
-        report = run_predict(section, address=args.address)
+        with progress_mode(args.progress):
+            report = run_predict(section, address=args.address)
     except ClusterError as e:
         print(f"harvest classify {args.step}: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from pydantic import Field
 from cluster import store as cstore
 from cluster.config import StorageOptions, StrictModel, WorkerResources, load_config
 from cluster.errors import ClusterError
+from cluster.progress import progress_mode
 from cluster.aggregation import AggregateConfig
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig
@@ -109,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(parser, argv)
     try:
         config = load_config(RunConfig, args.config, overrides(args))
-        reports = run(config, address=args.address)
+        with progress_mode(args.progress):
+            reports = run(config, address=args.address)
     except ClusterError as e:
         print(f"harvest run: {e}", file=sys.stderr)
         return 2
