@@ -123,6 +123,10 @@ def read_table(spec: TableInput, kind: str, config: ForecastConfig | None = None
     df = raw.rename(columns=rename)
     for col, value in spec.constants.items():
         df[col] = value
+    if kind == "weather" and not {"variable", "value"} & set(df.columns):
+        # a wide table (one column per variable, as CY-Bench's meteo files): to the long form
+        keep = [c for c in ("region_id", "date", "crop") if c in df.columns]
+        df = df.melt(id_vars=keep, var_name="variable", value_name="value")
     if kind == "yields":
         if "production_t" not in df.columns and {"yield_t_ha", "harvested_area_ha"} <= set(df.columns):
             df["production_t"] = np.nan  # derived below, after unit conversion

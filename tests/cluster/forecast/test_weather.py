@@ -73,3 +73,18 @@ def test_forecast__weather_before_as_of_only_and_it_is_used():
     early.loc[season & (early["variable"] == "prec"), "value"] *= 4
     third = forecast_season(load_inputs(cfg.model_copy(update={"weather": TableInput(frame=early)})), cfg)
     assert not np.allclose(third["yield_t_ha"], base["yield_t_ha"])
+
+
+def test_weather__a_wide_table_reads_as_the_long_one():
+    long = _daily("A", "2021-03-01", 200, 25.0, 1.0)
+    wide = long.pivot_table(index=["region_id", "date"], columns="variable", values="value").reset_index()
+    wide = wide.rename(columns={"region_id": "adm_id"})
+    cal = pd.DataFrame({"region_id": ["A"], "crop": ["wheat"], "sos_doy": [91], "eos_doy": [190]})
+    y = pd.DataFrame({"region_id": "A", "year": range(2015, 2021), "crop": "wheat", "yield_t_ha": 5.0,
+                      "harvested_area_ha": 1.0, "production_t": 5.0})
+    def weather(table: TableInput) -> pd.DataFrame:
+        cfg = ForecastConfig(crop="wheat", yields=TableInput(frame=y), calendar=TableInput(frame=cal), weather=table)
+        return load_inputs(cfg).weather.sort_values(["variable", "date"]).reset_index(drop=True)
+    a = weather(TableInput(frame=long))
+    b = weather(TableInput(frame=wide, columns={"region_id": "adm_id"}))
+    pd.testing.assert_frame_equal(a, b[a.columns])
