@@ -122,7 +122,8 @@ def open_group(url: str, storage_options: Mapping[str, Any] | None = None,
 
 def open_cube(url: str, storage_options: Mapping[str, Any] | None = None,
               chunks: Any = "auto") -> xr.Dataset:
-    """Open a cube as an ``xarray.Dataset`` whose ``.rio.crs`` is the grid CRS.
+    """Open a cube as an ``xarray.Dataset`` whose ``.rio.crs`` is the grid CRS; with dask
+    chunks (the default) scaled integer bands are decoded to float32.
 
     ``decode_coords="all"`` turns ``spatial_ref`` back into a coordinate; without it,
     plain ``xr.open_zarr`` returns it as a data variable and ``.rio.crs`` is None.
@@ -136,10 +137,18 @@ def open_cube(url: str, storage_options: Mapping[str, Any] | None = None,
 
     store = open_store(url, storage_options, read_only=True)
     try:
-        return xr.open_zarr(store, consolidated=False, decode_coords="all", zarr_format=3,
-                            chunks=chunks)
+        ds = xr.open_zarr(store, consolidated=False, decode_coords="all", zarr_format=3, chunks=chunks)
     except FileNotFoundError:
         raise StoreError(f"no cube at {url!r}; run 'harvest ingest' first") from None
+    # bands stored as scaled integers (reflectance = DN * 1e-4 - 0.1) decode to float32, not
+    # xarray's float64: they hold 4-5 significant digits, and half the memory matters. Lazily,
+    # so with dask chunks only (chunks=None keeps xarray's lazy indexing, and its float64).
+    for name, var in ds.data_vars.items() if chunks is not None else ():
+        enc = var.encoding
+        if np.dtype(enc.get("dtype", var.dtype)).kind in "iu" and ("scale_factor" in enc or "add_offset" in enc):
+            ds[name] = var.astype(np.float32)
+            ds[name].encoding = enc
+    return ds
 
 
 def _compressors(compression: str, level: int) -> list[Any]:

@@ -48,6 +48,11 @@ class StoreTests:
         np.testing.assert_allclose(ds.red.values[:, ys, xs], block * 1e-4 - 0.1, atol=1e-7)
         assert np.isnan(ds.red.values[:, :32, :32]).all()  # never written: fill -> NaN
         assert np.isnan(ds.ndvi.values).all()
+        # with dask (the default) the scaled band is float32, lazily, chunked like the storage
+        lazy = cstore.open_cube(url, so)
+        assert lazy.red.dtype == np.float32 and lazy.red.chunks is not None
+        assert all(c % 16 == 0 for c in lazy.red.data.chunksize[1:])
+        np.testing.assert_allclose(lazy.red.values[:, ys, xs], (block * 1e-4 - 0.1).astype(np.float32), rtol=1e-6)
 
     def test_store__misaligned_region_is_refused(self, target: tuple[str, dict]) -> None:
         url, so = target
