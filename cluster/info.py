@@ -93,23 +93,22 @@ def store_info(url: str, storage_options: Mapping[str, Any] | None = None) -> St
         if "flag_meanings" in var.attrs:
             entry["classes"] = var.attrs["flag_meanings"]
         arrays.append(entry)
-    jobs = [_job(url, job, storage_options) for job in JOBS]
+    jobs = [_job(url, job, storage_options, state.harvest.get("plan_hash") if job == "ingest" else None)
+            for job in JOBS]
     jobs = [j for j in jobs if j["ok"] is not None or j["tiles_done"]]
     return StoreInfo(url=cstore.shown(url), grid=grid, dates=dates, arrays=arrays, jobs=jobs,
                      size_bytes=cstore.store_bytes(url, storage_options))
 
 
-def _job(url: str, job: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+def _job(url: str, job: str, storage_options: Mapping[str, Any] | None, plan: str | None) -> dict[str, Any]:
     """One step's provenance from its report, and its done tiles from the manifest of the
-    report's plan (the ingest plan from the cube's attributes when there is no report)."""
+    report's plan (else ``plan``: the ingest plan from the cube's attributes)."""
     base = cstore.meta_url(url)
     try:
         report = cstore.read_json(f"{base}/{job}-report.json", storage_options)
     except FileNotFoundError:
         report = {}
-    plan = report.get("plan_hash")
-    if plan is None and job == "ingest":
-        plan = (cstore.inspect_store(url, storage_options).harvest or {}).get("plan_hash")
+    plan = report.get("plan_hash") or plan
     done = len(cstore.Manifest(url, job, plan, storage_options).done()) if plan else 0
     if not done and report:  # a job whose output is a table (aggregate) keeps no manifest
         done = int(report.get("tiles_done", 0)) + int(report.get("tiles_empty", 0))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,8 @@ from typing import Any, Mapping
 from cluster import store as cstore
 from cluster._retry import retry_storage
 from cluster.errors import LeaseError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Lease", "LeaseRecord", "DEFAULT_LEASE_TTL_S"]
 
@@ -220,7 +223,9 @@ class Lease:
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 self.renew()
-            except Exception:  # noqa: BLE001 — storage hiccup: try again next period
+            except Exception as e:  # noqa: BLE001 — storage hiccup: try again next period
+                log.warning("could not renew the lease %s (%s: %s); trying again in %.0f s",
+                            self.url, type(e).__name__, e, self.ttl_s / 3)
                 continue
             if self.lost:
                 return
@@ -240,8 +245,9 @@ class Lease:
             if held is not None and held.owner == self.owner:
                 fs, path = cstore.filesystem(self.url, self.storage_options)
                 retry_storage(lambda: fs.rm_file(path), f"cannot release the lease {self.url!r}")
-        except Exception:  # noqa: BLE001 — an unreleased lease expires on its own
-            pass
+        except Exception as e:  # noqa: BLE001 — an unreleased lease expires on its own
+            log.warning("could not release the lease %s (%s: %s); it expires in %.0f s",
+                        self.url, type(e).__name__, e, self.ttl_s)
 
     def __enter__(self) -> "Lease":
         self.start_renewing()

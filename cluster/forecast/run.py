@@ -366,9 +366,9 @@ def _unallocated_lines(inputs: ForecastInputs, reg: pd.DataFrame, config: Foreca
 
 def _scale_by_parent(stats: pd.DataFrame, parent: pd.Series, rid: str, year: int) -> tuple[float, int] | None:
     """How the area of ``rid``'s sibling regions changed from ``year`` to their latest year:
-    (their total area then / now ratio, the latest year), over the siblings reporting in both
-    years; None when no sibling reported after ``year``."""
-    siblings = stats[(stats["region_id"].map(parent) == parent.get(rid)) & (stats["region_id"] != rid)]
+    (their total area now / then, the latest year), over the siblings reporting in both
+    years; None when no sibling reported after ``year``. ``stats`` carries a ``parent`` column."""
+    siblings = stats[(stats["parent"] == parent.get(rid)) & (stats["region_id"] != rid)]
     later = siblings[siblings["year"] > year]
     if later.empty:
         return None
@@ -424,6 +424,7 @@ def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConf
     stats = inputs.yields_all[(inputs.yields_all["year"] < season_year) & inputs.yields_all["harvested_area_ha"].notna()
                               & (inputs.yields_all["harvested_area_ha"] > 0)].sort_values("year")
     parent = inputs.regions.set_index("region_id")["parent"]
+    stats = stats.assign(parent=stats["region_id"].map(parent))
     stale = []
     for rid, row in stats.groupby("region_id").last().iterrows():
         if rid in area:

@@ -393,7 +393,7 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
               else pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED["series"]}).astype({"date": "datetime64[ns]", "mean": float}))
     listed = read_table(config.regions, "regions", config, log) if config.regions is not None else None
     weather = (read_table(config.weather, "weather", config, log) if config.weather is not None
-               else ForecastInputs.__dataclass_fields__["weather"].default_factory())
+               else pd.DataFrame(columns=list(REQUIRED["weather"])))
     bad = weather["value"].isna() if len(weather) else pd.Series(dtype=bool)
     if bad.any():
         items = _row_ids(weather[bad], "weather")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 
 from cluster.errors import KernelError, ResourceError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEVICES", "gpu_available", "is_device_array", "resolve_device", "set_default_device"]
 
@@ -38,7 +41,8 @@ def gpu_available() -> bool:
         from numba import cuda
 
         return bool(cuda.is_available())
-    except Exception:  # a broken driver install means "no GPU", not a crash
+    except Exception as e:  # a broken driver install means "no GPU", not a crash, and says so
+        log.warning("CUDA is not usable (%s: %s); GPU kernels are off, the CPU ones run", type(e).__name__, e)
         return False
 
 
