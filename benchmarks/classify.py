@@ -38,15 +38,14 @@ def demo_model(workdir: Path) -> tuple[str, str]:
     from cluster.indices import IndicesConfig
     from cluster.ingest import IngestConfig
     from cluster.classify.run import run_train
-    from jobs import indices as indices_job
-    from jobs import ingest as ingest_job
+    from cluster.pipeline import run_indices, run_ingest
     from jobs.classify import ClassifyConfig
     from jobs.demo import SIZES, demo_configs
 
     season = make_demo_season(workdir / "season", SIZES["small"])
     cfgs = demo_configs(season, workdir)
-    assert ingest_job.run(IngestConfig.model_validate(cfgs["ingest"])).ok
-    assert indices_job.run(IndicesConfig.model_validate(cfgs["indices"])).ok
+    assert run_ingest(IngestConfig.model_validate(cfgs["ingest"])).ok
+    assert run_indices(IndicesConfig.model_validate(cfgs["indices"])).ok
     classify = dict(cfgs["classify"])
     classify["train"] = {**classify["train"], "validation": {"folds": 2, "seeds": [0], "group": "block",
                                                              "baseline": False}}

@@ -164,7 +164,7 @@ def ours_config(season: Any, store: Path, workers: int) -> Any:
 
 def run_ours(season: Any, store: Path, workers: int) -> tuple[float, float, Any]:
     """Returns (wall seconds, CPU seconds of driver + actors, the job report)."""
-    from jobs.ingest import run
+    from cluster.pipeline import run_ingest
 
     shutil.rmtree(store, ignore_errors=True)
     shutil.rmtree(f"{store}.harvest", ignore_errors=True)
@@ -172,7 +172,7 @@ def run_ours(season: Any, store: Path, workers: int) -> tuple[float, float, Any]
     c0 = time.process_time()
     t0 = time.perf_counter()
     with ActorCpu() as actors:
-        report = run(config)
+        report = run_ingest(config)
         seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0 + actors.seconds
     if not report.ok:

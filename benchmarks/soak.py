@@ -39,8 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cluster.demo import DemoSpec, make_demo_season
     from cluster.indices import IndicesConfig
     from cluster.ingest import IngestConfig
-    from jobs import indices as indices_job
-    from jobs import ingest as ingest_job
+    from cluster.pipeline import run_indices, run_ingest
     from jobs.demo import demo_configs
 
     scales = [float(s) for s in args.scales.split(",")]
@@ -55,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             season = make_demo_season(Path(tmp) / "season", spec)
             gen = time.perf_counter() - t0
             cfgs = demo_configs(season, Path(tmp))
-            for job, run, cfg in (("ingest", ingest_job.run, IngestConfig.model_validate(cfgs["ingest"])),
-                                  ("indices", indices_job.run, IndicesConfig.model_validate(cfgs["indices"]))):
+            for job, run, cfg in (("ingest", run_ingest, IngestConfig.model_validate(cfgs["ingest"])),
+                                  ("indices", run_indices, IndicesConfig.model_validate(cfgs["indices"]))):
                 report = run(cfg)
                 assert report.ok, report.summary()
                 records.append(Record(OURS, f"{job} x{k:g}", report.wall_s, report.mpix_per_s, extra={

@@ -25,7 +25,7 @@ from cluster import store as cstore
 from cluster.aggregate import HistogramSpec, accumulate_tile
 from cluster.config import TileJobConfig
 from cluster.errors import ConfigError
-from cluster.grid import CubeExtent, TileIndex
+from cluster.grid import CubeExtent
 from cluster.regions import RegionIssue, RegionsConfig, load_regions, rasterize_regions, to_grid_crs
 from cluster.tasks import TileResult, TileTask
 

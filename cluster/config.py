@@ -27,6 +27,7 @@ __all__ = [
     "TileJobConfig",
     "RUN_KEYS",
     "load_config",
+    "as_config",
     "env_overrides",
     "mask_secrets",
     "SECRET_NAMES",
@@ -262,6 +263,19 @@ def load_config(
     for key, value in (overrides or {}).items():
         _set_nested(data, key.split("."), value)
     return parse_config(model, data, name=str(path) if path else None)
+
+
+def as_config(model: type[_T], config: _T | Mapping[str, Any] | str | Path) -> _T:
+    """What the notebook API accepts as a config: the model itself, a dict as the YAML file
+    would hold, or the path of that file."""
+    if isinstance(config, model):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(model, config)
+    if isinstance(config, Mapping):
+        return parse_config(model, config)
+    raise ConfigError(f"a {model.__name__} config must be a {model.__name__}, a dict or a YAML file path, "
+                      f"got {type(config).__name__}")
 
 
 def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:

@@ -402,9 +402,10 @@ def _check_plan_size(grid: GridSpec, bounds: BBox, scenes: Sequence[Scene], foot
 
 
 def _same_date_overlaps(scenes: Sequence[Scene], footprints: Sequence[BBox], share: float = 0.5) -> list[str]:
-    """Notes on scenes of one date that cover mostly the same ground: adjacent granules of one
-    pass are a normal mosaic, but two copies of one scene (a reprocessing, a second download)
-    are usually a mistake the user should hear about."""
+    """Notes on scenes of one date and one CRS that cover mostly the same ground: adjacent
+    granules of one pass are a normal mosaic, and so is one pass delivered in two UTM zones
+    (Sentinel-2 tiles overlap across a zone boundary), but two copies of one scene in one
+    CRS (a reprocessing, a second download) are usually a mistake the user should hear about."""
     def area(b: BBox) -> float:
         return max(b.right - b.left, 0.0) * max(b.top - b.bottom, 0.0)
 
@@ -414,6 +415,8 @@ def _same_date_overlaps(scenes: Sequence[Scene], footprints: Sequence[BBox], sha
         by_date.setdefault(s.date, []).append(i)
     for date, idx in by_date.items():
         for a, b in itertools.combinations(idx, 2):
+            if scenes[a].crs_wkt != scenes[b].crs_wkt:
+                continue
             fa, fb = footprints[a], footprints[b]
             both = BBox(max(fa.left, fb.left), max(fa.bottom, fb.bottom), min(fa.right, fb.right), min(fa.top, fb.top))
             smaller = min(area(fa), area(fb))

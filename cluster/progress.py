@@ -2,9 +2,9 @@
 
 Three modes: ``bar`` (a tqdm bar on stderr: tiles, Mpx/s, failures so far, ETA), ``json``
 (one JSON line per finished tile on stderr, for schedulers and log collectors), ``none``.
-The command line picks one (``--progress``; on a terminal the bar, elsewhere none) and
-:func:`progress_mode` makes it the mode of every tile job run inside it; a notebook sets it
-the same way. Driver-side only: nothing here reaches the actors.
+The command line picks one (``--progress``) and :func:`progress_mode` makes it the mode of
+every tile job run inside it; outside such a block it is ``auto``: the bar on a terminal and
+in a Jupyter kernel, nothing elsewhere. Driver-side only: nothing here reaches the actors.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ __all__ = ["MODES", "TileProgress", "progress_mode", "resolve_mode"]
 
 Mode = Literal["bar", "json", "none"]
 MODES = ("auto", "bar", "json", "none")
-_MODE: ContextVar[Mode] = ContextVar("harvest_progress", default="none")
+_MODE: ContextVar[str] = ContextVar("harvest_progress", default="auto")
 
 
 def resolve_mode(mode: str, stream: IO[str] | None = None) -> Mode:
-    """``auto``: a bar on a terminal, nothing otherwise (CI logs, pipes).
+    """``auto``: a bar on a terminal or in a Jupyter kernel, nothing otherwise (CI logs, pipes).
 
     >>> import io
     >>> resolve_mode("auto", io.StringIO()), resolve_mode("json")
@@ -35,14 +35,21 @@ def resolve_mode(mode: str, stream: IO[str] | None = None) -> Mode:
     if mode not in MODES:
         raise ValueError(f"progress mode {mode!r} is unknown; expected one of {MODES}")
     if mode == "auto":
-        return "bar" if (stream or sys.stderr).isatty() else "none"
+        return "bar" if (stream or sys.stderr).isatty() or _in_jupyter() else "none"
     return mode  # type: ignore[return-value]
+
+
+def _in_jupyter() -> bool:
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None else None  # type: ignore[attr-defined]
+    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
 
 
 @contextmanager
 def progress_mode(mode: str) -> Iterator[None]:
     """Show tile jobs run inside this block in ``mode``."""
-    token = _MODE.set(resolve_mode(mode))
+    resolve_mode(mode)  # an unknown mode fails here, not at the first job
+    token = _MODE.set(mode)
     try:
         yield
     finally:
@@ -55,13 +62,13 @@ class TileProgress:
     def __init__(self, job: str, total: int, skipped: int = 0, mode: Mode | None = None,
                  stream: IO[str] | None = None) -> None:
         self.job, self.total, self.skipped = job, total, skipped
-        self.mode = _MODE.get() if mode is None else mode
+        self.mode = resolve_mode(_MODE.get(), stream) if mode is None else mode
         self.stream = stream or sys.stderr
         self.done = self.failed = self.pixels = 0
         self.t0 = time.perf_counter()
         self._bar = None
         if self.mode == "bar" and total:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm  # a widget in Jupyter (with ipywidgets), text elsewhere
 
             self._bar = tqdm(total=total, desc=f"harvest {job}", unit="tile", file=self.stream,
                              dynamic_ncols=True, leave=False)

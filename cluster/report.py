@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+import html
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import cluster
 from cluster.config import mask_secrets
 from cluster.tasks import TileResult
 
-__all__ = ["JobReport"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["JobReport", "html_card"]
 
 
 MAX_TILE_ENTRIES = 2000
@@ -54,6 +58,14 @@ class JobReport:
     tiles: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, "pd.DataFrame"] = field(default_factory=dict, repr=False, compare=False)
+    """What the job computed for the caller (``aggregate``: ``statistics``, ``crop_areas``);
+    written to the paths in ``outputs``, never into the JSON report."""
+
+    @property
+    def table(self) -> "pd.DataFrame | None":
+        """The first of ``tables`` (``aggregate``: the statistics per region, crop and date), if any."""
+        return next(iter(self.tables.values()), None)
 
     @property
     def ok(self) -> bool:
@@ -100,7 +112,8 @@ class JobReport:
                                "attempts": r.attempts, **({"extra": r.extra} if r.extra else {})})
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(replace(self, tables={}))
+        del d["tables"]
         d["ok"] = self.ok
         d["mpix_per_s"] = round(self.mpix_per_s, 3)
         d["config"] = mask_secrets(self.config)
@@ -150,3 +163,58 @@ class JobReport:
             lines.append(f"  {k}: {v}")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        facts: dict[str, Any] = {
+            "tiles": f"{self.tiles_done} done, {self.tiles_empty} empty, {self.tiles_skipped} skipped "
+                     f"(already done), {self.tiles_failed} failed, of {self.tiles_total}",
+            "retries": self.retries or None,
+            "inputs": f"{self.inputs_used} used, {len(self.inputs_rejected)} rejected"
+                      if self.inputs_used or self.inputs_rejected else None,
+            "written": f"{self.bytes_written / 1e6:.1f} MB raw, {self.store_bytes / 1e6:.1f} MB stored"
+                       if self.bytes_written else None,
+            "speed": f"{self.mpix_per_s:.1f} Mpx/s",
+            "peak actor memory": f"{self.peak_actor_rss_mib:,.0f} MiB" if self.peak_actor_rss_mib else None,
+            **self.outputs}
+        problems = {"errors": self.errors + ([f"stopped early: {self.stopped}"] if self.stopped else []),
+                    "failed tiles": [f"{f['tile']}: {f['error']}" for f in self.failures],
+                    "rejected inputs": [f"{r['item']}: {r['reason']} ({r['fix']})" for r in self.inputs_rejected],
+                    "warnings": self.warnings}
+        return html_card(f"harvest {self.job} &rarr; {html.escape(self.store)}", self._status(),
+                         f"{self.wall_s:.1f} s", facts, problems, self.tables)
+
+
+def html_card(title: str, status: str, subtitle: str, facts: Mapping[str, Any],
+              lists: Mapping[str, Sequence[str]], tables: Mapping[str, "pd.DataFrame"],
+              rows: int = 10) -> str:
+    """A result as Jupyter shows it: a title with its status, a key/value table, the
+    non-empty lists (folded when long) and the first rows of each table. ``title`` is HTML;
+    everything else is escaped; facts whose value is None are left out."""
+    ok = status.startswith("OK")
+    colour = "#2e7d32" if ok else "#c62828"
+    parts = ['<div style="font-family:sans-serif;font-size:13px;max-width:980px">',
+             f'<div><b>{title}</b> <span style="color:#fff;background:{colour};padding:1px 6px;'
+             f'border-radius:3px">{html.escape(status)}</span> <span style="color:#666">{html.escape(subtitle)}</span></div>',
+             '<table style="margin:4px 0">']
+    for k, v in facts.items():
+        if v is None:
+            continue
+        parts.append(f'<tr><td style="text-align:left;color:#555;padding-right:12px">{html.escape(str(k))}</td>'
+                     f'<td style="text-align:left">{html.escape(str(v))}</td></tr>')
+    parts.append("</table>")
+    for name, items in lists.items():
+        if not items:
+            continue
+        shown = "".join(f"<li>{html.escape(str(i))}</li>" for i in items[:50])
+        more = f"<li>... and {len(items) - 50} more</li>" if len(items) > 50 else ""
+        parts.append(f"<details{' open' if len(items) <= 5 else ''}><summary>{html.escape(name)} "
+                     f"({len(items)})</summary><ul>{shown}{more}</ul></details>")
+    for name, df in tables.items():
+        parts.append(f"<details open><summary>{html.escape(name)}: {len(df):,} rows "
+                     f"(first {min(rows, len(df))})</summary>{df.head(rows).to_html(index=False, border=0, float_format=_number, na_rep='')}</details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _number(v: float) -> str:
+    """Four significant digits, thousands separated: what a reader compares at a glance."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"

@@ -28,16 +28,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from cluster.pipeline import run_ingest, run_indices, run_aggregate
 from cluster.aggregation import AggregateConfig
-from cluster.classify.predict import PredictConfig
-from cluster.classify.run import TrainConfig, run_predict, run_train
+from cluster.classify.run import run_predict, run_train
 from cluster.demo import YIELD_CROPS, DemoSeason, DemoSpec, make_demo_season
 from cluster.errors import ClusterError
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig
-from jobs import aggregate as aggregate_job
-from jobs import indices as indices_job
-from jobs import ingest as ingest_job
 
 __all__ = ["demo_configs", "run", "main"]
 
@@ -217,11 +214,11 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
     for name, cfg in configs.items():
         (cfg_dir / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
-    ingest = ingest_job.run(IngestConfig.model_validate(configs["ingest"]), address=address)
+    ingest = run_ingest(IngestConfig.model_validate(configs["ingest"]), address=address)
     print(ingest.summary(), flush=True)
     if not ingest.ok:
         return 1
-    indices = indices_job.run(IndicesConfig.model_validate(configs["indices"]), address=address)
+    indices = run_indices(IndicesConfig.model_validate(configs["indices"]), address=address)
     print(indices.summary(), flush=True)
     if not indices.ok:
         return 1
@@ -241,8 +238,8 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
           f"{accuracy['overall_accuracy']:.3f}, kappa {accuracy['kappa']:.3f}")
     print("  F1: " + ", ".join(f"{k} {v['f1']:.2f}" for k, v in accuracy["per_class"].items() if v["f1"] is not None))
 
-    aggregate, statistics = aggregate_job.run(AggregateConfig.model_validate(configs["aggregate"]),
-                                              address=address)
+    aggregate = run_aggregate(AggregateConfig.model_validate(configs["aggregate"]), address=address)
+    statistics = aggregate.table
     print(aggregate.summary(), flush=True)
     if not aggregate.ok:
         return 1

@@ -6,43 +6,19 @@ Reads ``<store>/<band>`` (integer DN with CF scale/offset/fill); writes ``<store
 
     harvest indices --config indices.yaml
     harvest indices --list                    # the index catalogue
+From a notebook: ``cluster.run_indices(config)`` (the same function).
 """
 
 from __future__ import annotations
 
-import functools
 import sys
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
-from cluster import store as cstore
-from cluster.indices import IndicesConfig, IndicesPlan, IndicesWorker, plan_indices, prepare_indices
-from cluster.engine import run_tile_job, write_report
-from cluster.report import JobReport
-from cluster.tasks import TileResult
+from cluster.indices import IndicesConfig
+from cluster.pipeline import run_indices
 from jobs._common import job_main
 
-__all__ = ["IndicesConfig", "plan", "run", "main"]
-
-
-def plan(config: IndicesConfig) -> IndicesPlan:
-    """Check kernels and bands, list the tiles; reads metadata only, never starts Ray."""
-    return plan_indices(config)
-
-
-def run(config: IndicesConfig, address: str | None = None,
-        progress: Callable[[TileResult], None] | None = None) -> JobReport:
-    """Check, prepare the index arrays, run every tile not yet done, report (``progress``:
-    called with each tile's final result as it arrives)."""
-    t0 = time.perf_counter()
-    p = plan(config)
-    so = config.storage.for_workers()  # no credentials in what actors receive
-    report = run_tile_job("indices", config, p.hash, p.tiles, functools.partial(IndicesWorker, p, so),
-                          address, prepare=lambda: prepare_indices(p, config), on_result=progress)
-    report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{k}", config.storage.to_fsspec())
-                             for k in p.kernels)
-    write_report(report, config, t0, cube=config.store, indices=", ".join(p.kernels))
-    return report
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             k = get_kernel(name)
             print(f"{name:10s} {', '.join(k.bands):30s} {getattr(k, 'formula', '')}")
         return 0
-    return job_main("indices", __doc__.splitlines()[0], IndicesConfig, run, args_list)
+    return job_main("indices", __doc__.splitlines()[0], IndicesConfig, run_indices, args_list)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
+from cluster.pipeline import run_aggregate, run_indices, run_ingest
 from cluster import store as cstore
 from cluster.config import StorageOptions, StrictModel, WorkerResources, load_config
 from cluster.errors import ClusterError
@@ -76,14 +77,9 @@ class RunConfig(StrictModel):
 
 def run(config: RunConfig, address: str | None = None) -> list[Any]:
     """Run every configured step; stop at the first that fails. Returns their reports."""
-    from jobs import aggregate as aggregate_job
-    from jobs import indices as indices_job
-    from jobs import ingest as ingest_job
-
     from cluster.classify.run import run_predict
 
-    runners = {"ingest": ingest_job.run, "indices": indices_job.run, "classify": run_predict,
-               "aggregate": lambda cfg, address=None: aggregate_job.run(cfg, address=address)[0]}
+    runners = {"ingest": run_ingest, "indices": run_indices, "classify": run_predict, "aggregate": run_aggregate}
     steps = config.steps()
     if not steps:
         raise ClusterError("run config has no steps; add 'ingest', 'indices', 'classify' and/or 'aggregate' sections")

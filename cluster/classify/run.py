@@ -9,20 +9,21 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
 from cluster import store as cstore
-from cluster.classify.features import FeatureConfig, FeatureMatrix, season_features
+from cluster.classify.features import FeatureConfig, season_features
 from cluster.classify.labels import LabelsConfig, SampleWorker, load_labels, plan_sampling, samples_frame
 from cluster.classify.model import CropModel, LightGBMParams
 from cluster.classify.predict import PredictConfig, PredictWorker, plan_predict, prepare_predict
 from cluster.classify.samples import LabelMapping, SampleTableConfig, load_samples, map_labels, to_arrays
 from cluster.classify.train import CrossValidation, ValidationConfig, report_files, train_model
-from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources
+from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources, as_config
 from cluster.errors import ConfigError, DataError
 from cluster.report import JobReport
 from cluster.tasks import TileResult
@@ -95,6 +96,22 @@ class TrainResult:
             lines.append(f"  {k}: {v}")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        from cluster.report import html_card
+
+        r = self.report
+        base = r.get("baseline", {})
+        sp = r["spread"]["balanced_accuracy"]
+        facts = {"samples": f"{r['n_samples']} in {r['n_groups']} groups",
+                 "validation": f"{r['folds']} folds by {r['split']['by']!r}, seeds {r['split']['seeds']}",
+                 "balanced accuracy": f"{_f(r['balanced_accuracy'])} (folds {_f(sp['fold_min'])}-{_f(sp['fold_max'])})",
+                 "overall accuracy": _f(r["overall_accuracy"]), "kappa": _f(r["kappa"]),
+                 **({"baseline (random forest, raw bands)": _f(base.get("balanced_accuracy"))} if base else {}),
+                 **self.outputs}
+        per_class = pd.DataFrame([{"class": k, **v} for k, v in r["per_class"].items()])
+        return html_card("classify train", "OK", f"{self.wall_s:.0f} s", facts, {"notes": self.issues},
+                         {"per class": per_class}, rows=30)
+
 
 def _f(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
@@ -159,8 +176,11 @@ def _groups(frame: pd.DataFrame, validation: ValidationConfig) -> np.ndarray:
     return per[validation.group].astype(str).to_numpy()
 
 
-def run_train(config: TrainConfig, address: str | None = None) -> TrainResult:
-    """Samples -> features -> cross-validated booster (and baseline) -> model folder."""
+def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str | None = None) -> TrainResult:
+    """Samples -> features -> cross-validated booster (and baseline) -> model folder.
+
+    ``config``: a :class:`TrainConfig`, a dict as the YAML section holds, or a file's path."""
+    config = as_config(TrainConfig, config)
     t0 = time.perf_counter()
     so = config.storage.to_fsspec()
     if config.table is not None:
@@ -204,11 +224,12 @@ def run_train(config: TrainConfig, address: str | None = None) -> TrainResult:
                         "report": f"{config.model}/report.json (+ report.md, confusion.png)"}, wall)
 
 
-def run_predict(config: PredictConfig, address: str | None = None,
+def run_predict(config: PredictConfig | Mapping[str, Any] | str | Path, address: str | None = None,
                 progress: Callable[[TileResult], None] | None = None) -> JobReport:
     """Map crop types into the cube, tile by tile, resumable (``harvest classify predict``)."""
     from cluster.engine import run_tile_job, write_report
 
+    config = as_config(PredictConfig, config)
     t0 = time.perf_counter()
     model = CropModel.load(config.model, config.storage.to_fsspec())
     so = config.storage.for_workers()

@@ -239,16 +239,14 @@ def _fmt(v: Any) -> str:
 
 
 def _confusion_png(conf: dict[str, Any], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from cluster.plots import figure_ax
 
     m = np.asarray(conf["matrix"], dtype=float)
     names = conf["labels"]
     col = m.sum(axis=0, keepdims=True)
     share = np.divide(m, col, out=np.zeros_like(m), where=col > 0)  # per reference class
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.6 * len(names)), dpi=110)
+    ax = figure_ax((1.0 + 0.6 * len(names), 0.8 + 0.6 * len(names)), dpi=110)
+    fig = ax.figure
     ax.imshow(share, cmap="Greens", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):
@@ -263,7 +261,6 @@ def _confusion_png(conf: dict[str, Any], title: str) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

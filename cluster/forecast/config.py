@@ -10,14 +10,15 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cluster.errors import ConfigError
 
-__all__ = ["TableInput", "ForecastConfig", "LeadTime", "parse_lead_time", "load_forecast_config"]
+__all__ = ["TableInput", "ForecastConfig", "LeadTime", "parse_lead_time", "load_forecast_config", "as_forecast_config",
+           "parse_forecast_config"]
 
 _LEAD_RE = re.compile(r"^(\d+)-(days?|weeks?)$")
 
@@ -250,10 +251,27 @@ def load_forecast_config(path: str | Path, **overrides: Any) -> ForecastConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"forecast config {str(p)!r} must be a mapping of keys, got {type(raw).__name__}")
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_forecast_config(raw, where=repr(str(p)))
+
+
+def as_forecast_config(config: ForecastConfig | Mapping[str, Any] | str | Path) -> ForecastConfig:
+    """What the notebook API accepts: the config, a dict as the YAML file holds, or its path."""
+    if isinstance(config, ForecastConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_forecast_config(config)
+    if isinstance(config, Mapping):
+        return parse_forecast_config(dict(config))
+    raise ConfigError(f"a forecast config must be a ForecastConfig, a dict or a YAML file path, "
+                      f"got {type(config).__name__}")
+
+
+def parse_forecast_config(raw: Mapping[str, Any], where: str = "") -> ForecastConfig:
+    """Validate; every bad key is named in one ConfigError."""
     try:
         return ForecastConfig(**raw)
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(x) for x in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
         )
-        raise ConfigError(f"forecast config {str(p)!r} is invalid: {problems}") from None
+        raise ConfigError(f"forecast config {where + ' ' if where else ''}is invalid: {problems}") from None

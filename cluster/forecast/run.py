@@ -6,19 +6,21 @@ season as of one date (the latest season, with no yield known yet, in ``harvest 
 
 from __future__ import annotations
 
+import html
+
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable
+from typing import Any, Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cluster.errors import DataError
-from cluster.forecast.config import ForecastConfig, LeadTime
+from cluster.forecast.config import ForecastConfig, LeadTime, as_forecast_config
 from cluster.forecast.evaluate import SELECTED, backtest, compute_metrics
 from cluster.forecast.features import build_features, cutoff_days, feature_columns, season_windows
 from cluster.forecast.issues import Issue, IssueLog, format_ids
@@ -78,6 +80,35 @@ class ForecastResult:
         for name, path in self.outputs.items():
             lines.append(f"  wrote {name}: {path}")
         return "\n".join(lines)
+
+    def metrics_table(self) -> pd.DataFrame:
+        """The backtest: ours and the baselines per country and lead time (nRMSE %, interval)."""
+        cols = ["country", "crop", "lead_time", "model", "nrmse_median_loyo", "nrmse_walk_forward",
+                "interval_coverage_80", "interval_score"]
+        m = pd.DataFrame(self.metrics)
+        if m.empty:
+            return pd.DataFrame(columns=cols)
+        m = m[m["model"].isin([SELECTED, *BASELINES])]
+        return m[[c for c in cols if c in m]].reset_index(drop=True)
+
+    def _repr_html_(self) -> str:
+        from cluster.report import html_card
+
+        cfg = self.config
+        facts = {"crop": cfg.crop, "as of": cfg.as_of or "no season forecast (backtest only)",
+                 "season": cfg.effective_season_year() if cfg.as_of else "-",
+                 "lead times": ", ".join(lead.name for lead in cfg.leads), **self.outputs}
+        top = self.forecast[self.forecast["level"].isin(["country", "global"])] if not self.forecast.empty else self.forecast
+        shown = ["level", "region_id", "yield_t_ha", "yield_lo_t_ha", "yield_hi_t_ha", "production_t",
+                 "anomaly_5yr_pct", "anomaly_last_year_pct", "condition", "model"]
+        tables = {"forecast (countries and global)": top[[c for c in shown if c in top]],
+                  "forecast per region": self.forecast[self.forecast["level"] == "region"][
+                      [c for c in shown if c in self.forecast]] if not self.forecast.empty else self.forecast,
+                  "backtest": self.metrics_table()}
+        status = f"OK, {len(self.issues)} data issue(s)" if self.issues else "OK"
+        return html_card(f"forecast {html.escape(cfg.crop)}", status, "", facts,
+                         {"data issues": [f"[{i.code}] {i.message}" for i in self.issues]},
+                         {k: v for k, v in tables.items() if len(v)}, rows=20)
 
 
 def _backtest_lines(result: "ForecastResult") -> list[str]:
@@ -484,9 +515,11 @@ def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConf
     return reg[reg["harvested_area_ha"].notna()] if no_area else reg
 
 
-def run_forecast(config: ForecastConfig, *, write: bool = True,
+def run_forecast(config: ForecastConfig | Mapping[str, Any] | str | Path, *, write: bool = True,
                  progress: Callable[[str], None] | None = None) -> ForecastResult:
     """Load the inputs, backtest every lead time, forecast the season (if ``as_of``), write the files.
+
+    ``config``: a :class:`ForecastConfig`, a dict as the YAML file holds, or the file's path.
 
     Files under ``config.out_dir`` (when ``write``): ``forecast.parquet``, ``forecast.csv``,
     ``metrics.json``, ``backtest_predictions.parquet``, ``plots/*.png``.
@@ -495,6 +528,7 @@ def run_forecast(config: ForecastConfig, *, write: bool = True,
         ConfigError: a path or mapping in the config is wrong.
         DataError: the inputs are unusable, or ``strict`` and any issue was found.
     """
+    config = as_forecast_config(config)
     inputs = load_inputs(config)
     log = inputs.issues
     predictions = run_backtest(inputs, config, log, progress) if config.backtest else pd.DataFrame()

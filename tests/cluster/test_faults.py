@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cluster.pipeline import run_ingest, run_indices, run_aggregate
 from cluster.aggregation import AggregateConfig
 from cluster.classify.predict import PredictConfig
 from cluster.classify.run import run_predict, run_train
@@ -27,9 +28,6 @@ from cluster.demo import make_demo_season
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig, IngestWorker, plan_ingest
 from cluster.verify import verify_store
-from jobs import aggregate as aggregate_job
-from jobs import indices as indices_job
-from jobs import ingest as ingest_job
 from jobs.classify import ClassifyConfig
 from jobs.demo import SIZES, demo_configs
 
@@ -100,19 +98,19 @@ def test_faults__killed_actor_mid_ingest_indices_and_classify(demo: dict[str, di
     clean = str(tmp_path / "clean.zarr")
     chaos = str(tmp_path / "chaos.zarr")
     ingest = IngestConfig.model_validate(demo["ingest"] | {"store": clean, "max_actors": 2})
-    assert ingest_job.run(ingest).ok
+    assert run_ingest(ingest).ok
 
     killer = ActorKiller(after=3)
-    report = ingest_job.run(ingest.model_copy(update={"store": chaos}), progress=killer)
+    report = run_ingest(ingest.model_copy(update={"store": chaos}), progress=killer)
     _assert_survived(report, killer)
     a, b = _chunks(clean), _chunks(chaos)
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
     assert verify_store(chaos).ok
 
     indices = IndicesConfig.model_validate(demo["indices"] | {"store": clean, "max_actors": 2})
-    assert indices_job.run(indices).ok
+    assert run_indices(indices).ok
     killer = ActorKiller(after=3)
-    report = indices_job.run(indices.model_copy(update={"store": chaos}), progress=killer)
+    report = run_indices(indices.model_copy(update={"store": chaos}), progress=killer)
     _assert_survived(report, killer)
     a, b = _chunks(clean), _chunks(chaos)
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
@@ -136,15 +134,16 @@ def test_faults__killed_actor_mid_ingest_indices_and_classify(demo: dict[str, di
 def test_faults__killed_actor_mid_aggregate(demo: dict[str, dict], tmp_path: Path) -> None:
     store = str(tmp_path / "cube.zarr")
     base = {"store": store, "max_actors": 2}
-    assert ingest_job.run(IngestConfig.model_validate(demo["ingest"] | base)).ok
-    assert indices_job.run(IndicesConfig.model_validate(demo["indices"] | base)).ok
+    assert run_ingest(IngestConfig.model_validate(demo["ingest"] | base)).ok
+    assert run_indices(IndicesConfig.model_validate(demo["indices"] | base)).ok
     agg = AggregateConfig.model_validate(demo["aggregate"] | base | {"out": str(tmp_path / "clean"),
                                                                      "crop_map": None})
-    clean_report, clean = aggregate_job.run(agg)
+    clean_report = run_aggregate(agg)
+    clean = clean_report.table
     assert clean_report.ok and len(clean)
 
     killer = ActorKiller(after=3)
-    report, table = aggregate_job.run(agg.model_copy(update={"out": str(tmp_path / "chaos")}),
-                                      progress=killer)
+    report = run_aggregate(agg.model_copy(update={"out": str(tmp_path / "chaos")}), progress=killer)
+    table = report.table
     _assert_survived(report, killer)
     pd.testing.assert_frame_equal(table, clean)

@@ -14,10 +14,10 @@ from typing import Iterator
 
 import pytest
 
+from cluster.pipeline import run_ingest
 from cluster import store as cstore
 from cluster.errors import StoreError
 from cluster.verify import verify_store
-from jobs import ingest as ingest_job
 from tests._data import shared_data
 from tests._faultproxy import FaultProxy
 from tests.jobs.test_ingest import cbers_config
@@ -43,7 +43,7 @@ def bucket(s3_endpoint: str, ray_session: dict) -> Iterator[dict[str, str]]:
     for f in sorted(root.glob("*_2017-0*.tif")):
         fs.put(str(f), f"{name}/scenes/{f.name}")
     info = {"bucket": name, "scenes": f"s3://{name}/scenes/CBERS-4_AWFI_{{band}}_*.tif"}
-    report = ingest_job.run(_config(info, f"s3://{name}/clean.zarr", s3_endpoint))
+    report = run_ingest(_config(info, f"s3://{name}/clean.zarr", s3_endpoint))
     assert report.ok and report.tiles_done >= 4
     yield info
 
@@ -72,7 +72,7 @@ def proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
 def test_s3_faults__flaky_storage_gives_identical_bytes(bucket: dict, proxy: FaultProxy, s3_endpoint: str) -> None:
     proxy.set(error_rate=0.2, reset_rate=0.05, delay_rate=0.1, delay_s=0.05)
     store = f"s3://{bucket['bucket']}/flaky.zarr"
-    report = ingest_job.run(_config(bucket, store, proxy.endpoint))
+    report = run_ingest(_config(bucket, store, proxy.endpoint))
     stats = proxy.stats()
     assert stats["errors"] > 10 and stats["resets"] > 2, stats
     assert report.ok, report.summary()
@@ -85,7 +85,7 @@ def test_s3_faults__flaky_storage_gives_identical_bytes(bucket: dict, proxy: Fau
 def test_s3_faults__most_scene_reads_answering_503(bucket: dict, proxy: FaultProxy, s3_endpoint: str) -> None:
     proxy.set(error_rate=0.6, match=rf"^(GET|HEAD) /{bucket['bucket']}/scenes/")
     store = f"s3://{bucket['bucket']}/storm.zarr"
-    report = ingest_job.run(_config(bucket, store, proxy.endpoint))
+    report = run_ingest(_config(bucket, store, proxy.endpoint))
     assert proxy.stats()["errors"] > 20
     assert report.ok and not report.inputs_rejected, report.summary()
     assert _objects(s3_endpoint, f"{bucket['bucket']}/storm.zarr") == \
@@ -104,7 +104,7 @@ def test_s3_faults__endpoint_down_stops_clearly_and_a_rerun_finishes(bucket: dic
         if len(done) == 3:
             proxy.down()
 
-    report = ingest_job.run(cfg, progress=take_down_after_three)
+    report = run_ingest(cfg, progress=take_down_after_three)
     assert not report.ok and report.stopped and "object storage did not answer" in report.stopped
     assert any(proxy.endpoint in f["error"] for f in report.failures), report.failures[:3]
     # every tile is accounted for: the ones in flight, waiting for a retry or never started
@@ -113,7 +113,7 @@ def test_s3_faults__endpoint_down_stops_clearly_and_a_rerun_finishes(bucket: dic
     assert any("not finished" in f["error"] for f in report.failures)
     assert "rerun" in report.summary()
     proxy.up()
-    again = ingest_job.run(cfg)
+    again = run_ingest(cfg)
     assert again.ok and again.tiles_skipped >= 3, again.summary()
     assert _objects(s3_endpoint, f"{bucket['bucket']}/down.zarr") == \
         _objects(s3_endpoint, f"{bucket['bucket']}/clean.zarr")
@@ -124,11 +124,11 @@ def test_s3_faults__a_rerun_during_503s_on_metadata_never_deletes(bucket: dict, 
     before = _objects(s3_endpoint, f"{bucket['bucket']}/clean.zarr")
     store = f"s3://{bucket['bucket']}/clean.zarr"
     proxy.set(error_rate=0.5, match=r"zarr\.json")  # a burst: retries ride it out
-    again = ingest_job.run(_config(bucket, store, proxy.endpoint))
+    again = run_ingest(_config(bucket, store, proxy.endpoint))
     assert again.ok and again.tiles_skipped == again.tiles_total
     proxy.set(error_rate=1.0)  # storage refuses every read of the metadata: an error, not "no cube"
     with pytest.raises(StoreError, match=r"object storage did not answer.*nothing was changed"):
-        ingest_job.run(_config(bucket, store, proxy.endpoint, max_attempts=2).model_copy(
+        run_ingest(_config(bucket, store, proxy.endpoint, max_attempts=2).model_copy(
             update={"overwrite": True}))
     assert _objects(s3_endpoint, f"{bucket['bucket']}/clean.zarr") == before
     assert cstore.inspect_store(store, {"client_kwargs": {"endpoint_url": s3_endpoint}}).kind == "cube"
@@ -138,7 +138,7 @@ def test_s3_faults__a_scene_the_credentials_may_not_read_is_rejected_by_name(
         bucket: dict, proxy: FaultProxy, s3_endpoint: str) -> None:
     denied = "CBERS-4_AWFI_B16_2017-09-14.tif"
     proxy.set(error_rate=1.0, error_statuses=(403,), match=rf"^(GET|HEAD) /{bucket['bucket']}/scenes/{denied}")
-    report = ingest_job.run(_config(bucket, f"s3://{bucket['bucket']}/denied.zarr", proxy.endpoint))
+    report = run_ingest(_config(bucket, f"s3://{bucket['bucket']}/denied.zarr", proxy.endpoint))
     assert report.ok and report.inputs_used == 2, report.summary()
     [rejected] = report.inputs_rejected
     assert "2017-09-14" in rejected["item"] and "access denied reading" in rejected["reason"]

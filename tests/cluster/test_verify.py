@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from cluster.pipeline import run_ingest
 from cluster import store as cstore
 from cluster.grid import TileIndex
 from cluster.verify import verify_store
-from jobs import ingest as ingest_job
 from jobs import verify as verify_job
 from tests.jobs.test_ingest import cbers_config
 
@@ -33,7 +33,7 @@ def _tile_of(store: str, shard: str) -> str:
 def test_verify__finds_damage_and_a_rerun_repairs_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = str(tmp_path / "c.zarr")
     cfg = cbers_config(store, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 32}, select=["red", "nir"])
-    assert ingest_job.run(cfg).ok
+    assert run_ingest(cfg).ok
     clean = verify_store(store)
     assert clean.ok and clean.tiles_checked == clean.jobs["ingest"]["done"] + clean.jobs["ingest"]["empty"] > 0
     assert verify_job.main([store]) == 0
@@ -57,7 +57,7 @@ def test_verify__finds_damage_and_a_rerun_repairs_it(tmp_path: Path, capsys: pyt
 
     # forget the damaged tiles' records, rerun: exactly those tiles are rewritten
     assert verify_job.main([store, "--forget-damaged"]) == 1
-    rerun = ingest_job.run(cfg)
+    rerun = run_ingest(cfg)
     assert rerun.ok and rerun.tiles_done + rerun.tiles_empty == 2, rerun.summary()
     assert verify_store(store).ok
     after = {p: Path(p).read_bytes() for p in _shards(store, "red") + _shards(store, "nir")}

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster.pipeline import run_ingest
 from cluster import store as cstore
-from jobs import ingest as ingest_job
 from tests.cluster_multinode._cluster import REPO_ROOT, LocalRayCluster
 from tests.jobs.test_ingest import cbers_config
 
@@ -43,7 +43,7 @@ def test_node_loss__job_completes_on_the_nodes_left(cluster: LocalRayCluster, tm
 
     grid = {"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16}
     clean = str(tmp_path / "clean.zarr")
-    assert ingest_job.run(cbers_config(clean, grid=grid)).ok  # in this process's own Ray
+    assert run_ingest(cbers_config(clean, grid=grid)).ok  # in this process's own Ray
 
     store = str(tmp_path / "lost-node.zarr")
     cfg = cbers_config(store, grid=grid, max_actors=3).model_dump(mode="json", exclude={"storage"})

@@ -13,12 +13,10 @@ import pytest
 import rasterio.features
 from shapely.geometry import box
 
+from cluster.pipeline import run_ingest, run_indices, run_aggregate
 from cluster import store as cstore
 from cluster.aggregation import AggregateConfig
 from cluster.indices import IndicesConfig
-from jobs import aggregate as aggregate_job
-from jobs import indices as indices_job
-from jobs import ingest as ingest_job
 from tests.jobs.test_ingest import cbers_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -28,8 +26,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 def cube_and_regions(tmp_path_factory: pytest.TempPathFactory, ray_session: dict) -> tuple[str, Path]:
     root = tmp_path_factory.mktemp("agg")
     store = str(root / "cbers.zarr")
-    assert ingest_job.run(cbers_config(store, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16})).ok
-    assert indices_job.run(IndicesConfig(store=store, kernels=["ndvi", "evi"], max_actors=2)).ok
+    assert run_ingest(cbers_config(store, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16})).ok
+    assert run_indices(IndicesConfig(store=store, kernels=["ndvi", "evi"], max_actors=2)).ok
     cube = cstore.open_cube(store, chunks=None)
     x0, x1 = float(cube.x.min()), float(cube.x.max())
     y0, y1 = float(cube.y.min()), float(cube.y.max())
@@ -47,7 +45,8 @@ def test_aggregate__matches_xarray_and_is_worker_invariant(cube_and_regions: tup
     cfg = AggregateConfig(store=store, regions={"path": str(regions_path), "id_column": "code",
                                                 "name_column": "label", "parent_column": "country"},
                           indices=["ndvi", "evi"], out=str(tmp_path / "stats"), max_actors=2)
-    report, table = aggregate_job.run(cfg)
+    report = run_aggregate(cfg)
+    table = report.table
     assert report.ok and report.tiles_done > 4
     assert set(table.region_id) == {"W", "NE", "SE"}
     assert set(table.parent) == {"BR", "XX"} and set(table.crop) == {"all"}
@@ -73,7 +72,7 @@ def test_aggregate__matches_xarray_and_is_worker_invariant(cube_and_regions: tup
     for rid in got.index:
         assert abs(got[rid] - geoms[rid].area / 1e4) <= geoms[rid].length * 64 / 1e4
     # one worker, other tile order: bit-identical table
-    _, again = aggregate_job.run(cfg.model_copy(update={"max_actors": 1, "out": str(tmp_path / "s1")}))
+    again = run_aggregate(cfg.model_copy(update={"max_actors": 1, "out": str(tmp_path / "s1")})).table
     pd.testing.assert_frame_equal(table.reset_index(drop=True), again.reset_index(drop=True), check_exact=True)
     saved = pd.read_parquet(tmp_path / "stats.parquet")
     assert len(saved) == len(table)
@@ -89,7 +88,8 @@ def test_aggregate__region_outside_the_cube_is_reported(cube_and_regions: tuple[
     pd.concat([regions, far]).to_file(path)
     cfg = AggregateConfig(store=store, regions={"path": str(path), "id_column": "code"},
                           out=str(tmp_path / "stats"), max_actors=2)
-    report, table = aggregate_job.run(cfg)
+    report = run_aggregate(cfg)
+    table = report.table
     assert "FAR" not in set(table.region_id)
     assert any("region 'FAR' has no pixels" in w for w in report.warnings)
 
@@ -131,7 +131,8 @@ def test_aggregate__driver_memory_does_not_grow_with_the_plan(tmp_path: Path) ->
 
     tracemalloc.start()
     try:
-        report, table = aggregate_job.run(cfg, progress=measure)
+        report = run_aggregate(cfg, progress=measure)
+        table = report.table
     finally:
         tracemalloc.stop()
     assert report.ok and report.tiles_done == n * n

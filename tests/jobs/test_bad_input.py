@@ -22,10 +22,11 @@ import rasterio
 import yaml
 from shapely.geometry import Polygon, box
 
+from cluster.indices import IndicesConfig
+from cluster.pipeline import run_ingest, run_indices
 from cluster import store as cstore
 from jobs import aggregate as aggregate_job
 from jobs import forecast as forecast_job
-from jobs import indices as indices_job
 from jobs import ingest as ingest_job
 from tests._data import shared_data
 from tests.cluster.forecast._cybench import example_dict
@@ -54,7 +55,7 @@ def _ingest_cfg(tmp: Path, scenes: Path, **extra: object) -> dict:
 def _run_ingest(cfg: dict):  # noqa: ANN202
     from cluster.ingest import IngestConfig
 
-    return ingest_job.run(IngestConfig.model_validate(cfg))
+    return run_ingest(IngestConfig.model_validate(cfg))
 
 
 def _main(main: Callable[[list[str]], int], tmp: Path, cfg: dict, *args: str) -> int:
@@ -178,7 +179,7 @@ def _regions_case(make: Callable[[Path], gpd.GeoDataFrame], **regions: object
     def run(tmp: Path) -> tuple[int, dict]:
         scenes = _scenes(tmp / "scenes")
         assert _run_ingest(_ingest_cfg(tmp, scenes)).ok
-        assert indices_job.run(indices_job.IndicesConfig(store=str(tmp / "cube.zarr"), kernels=["ndvi"])).ok
+        assert run_indices(IndicesConfig(store=str(tmp / "cube.zarr"), kernels=["ndvi"])).ok
         path = tmp / "regions.geojson"
         cube = cstore.open_cube(str(tmp / "cube.zarr"))
         make(path, cube)

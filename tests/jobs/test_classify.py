@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cluster.pipeline import run_ingest, run_indices, run_aggregate
 from cluster import store as cstore
 from cluster.aggregation import AggregateConfig
 from cluster.classify.features import season_features
@@ -25,14 +26,10 @@ from cluster.classify.run import TrainConfig, run_predict, run_train
 from cluster.classify.samples import LabelMapping, SampleTableConfig, load_samples, to_arrays
 from cluster.demo import make_demo_season
 from cluster.errors import ConfigError, DataError
-from cluster.grid import TileIndex
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig
 from cluster.verify import verify_store
-from jobs import aggregate as aggregate_job
 from jobs import classify as classify_job
-from jobs import indices as indices_job
-from jobs import ingest as ingest_job
 from jobs.demo import SIZES, demo_configs
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -43,8 +40,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory, ray_session: dict) -> dict:
     root = tmp_path_factory.mktemp("classify")
     season = make_demo_season(root / "season", SIZES["small"])
     cfgs = demo_configs(season, root)
-    assert ingest_job.run(IngestConfig.model_validate(cfgs["ingest"])).ok
-    assert indices_job.run(IndicesConfig.model_validate(cfgs["indices"])).ok
+    assert run_ingest(IngestConfig.model_validate(cfgs["ingest"])).ok
+    assert run_indices(IndicesConfig.model_validate(cfgs["indices"])).ok
     cfgs["season"] = season
     cfgs["root"] = root
     return cfgs
@@ -137,7 +134,8 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     _features_written_are_the_ones_classified(predict, model_dir, meta)
 
     agg = AggregateConfig.model_validate(demo["aggregate"])
-    report_agg, table = aggregate_job.run(agg)
+    report_agg = run_aggregate(agg)
+    table = report_agg.table
     assert report_agg.ok and set(table["crop"]) <= set(meta["classes"]) and "wheat" in set(table["crop"])
     areas = pd.read_parquet(Path(agg.out).with_name(Path(agg.out).name + "_crop_areas.parquet"))
     last = areas[areas.season_year == demo["season"].spec.years[-1]]

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cluster.pipeline import run_ingest
 from cluster import store as cstore
 from cluster.classify.predict import PredictConfig
 from cluster.classify.run import TrainConfig, run_predict, run_train
 from cluster.ingest import IngestConfig
-from jobs import ingest as ingest_job
 from tests._data import shared_data
 from tests.jobs.test_ingest import slovenia_config
 
@@ -33,7 +33,7 @@ def test_classify_real__slovenia_land_cover_from_a_real_cube(tmp_path: Path) -> 
     cfg = IngestConfig.model_validate({**slovenia_config(store).model_dump(), "bands": {
         b: {"description": d} for b, d in (("blue", "B02"), ("green", "B03"), ("red", "B04"), ("nir", "B08"),
                                            ("swir16", "B11"))}})
-    assert ingest_job.run(cfg).ok
+    assert run_ingest(cfg).ok
     train = TrainConfig.model_validate({
         "model": str(tmp_path / "model"), "year": 2015, "store": store,
         "labels": {"path": str(root / "lulc_polygons.gpkg"), "id_column": "index", "label_column": "LULC_NAME",
@@ -73,7 +73,7 @@ def test_classify_real__sinop_points_on_a_modis_cube(tmp_path: Path) -> None:
     cfg = IngestConfig(store=store, scenes=[str(root / "ndvi" / "TERRA_MODIS_NDVI_*.tif")],
                        bands={"ndvi": {"scale": 1e-4, "nodata": 65535}},
                        grid={"crs": "EPSG:6933", "pixel_size": 231.656, "tile_size_px": 64}, max_actors=2)
-    assert ingest_job.run(cfg).ok
+    assert run_ingest(cfg).ok
     train = TrainConfig.model_validate({
         "model": str(tmp_path / "model"), "year": 2014, "store": store,
         "labels": {"path": str(root / "samples_sinop_crop.csv"), "id_column": "id", "label_column": "label",

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from cluster.pipeline import run_ingest, run_indices
 from cluster import store as cstore
 from cluster.errors import MissingBandError, UnknownKernelError
-from cluster.indices import IndicesConfig
-from jobs import indices as indices_job
-from jobs import ingest as ingest_job
+from cluster.indices import IndicesConfig, plan_indices
 from tests.jobs.test_ingest import cbers_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -22,12 +21,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 @pytest.fixture(scope="module")
 def cbers_cube(tmp_path_factory: pytest.TempPathFactory, ray_session: dict) -> str:
     store = str(tmp_path_factory.mktemp("idx") / "cbers.zarr")
-    assert ingest_job.run(cbers_config(store)).ok
+    assert run_ingest(cbers_config(store)).ok
     return store
 
 
 def test_indices__match_xarray_formulas(cbers_cube: str) -> None:
-    report = indices_job.run(IndicesConfig(store=cbers_cube, kernels=["ndvi", "evi", "gndvi"], max_actors=2))
+    report = run_indices(IndicesConfig(store=cbers_cube, kernels=["ndvi", "evi", "gndvi"], max_actors=2))
     assert report.ok and report.tiles_done + report.tiles_empty == report.tiles_total
     cube = cstore.open_cube(cbers_cube, chunks=None)
     b, g, r, n = (cube[k].astype("float64") for k in ("blue", "green", "red", "nir"))
@@ -44,12 +43,12 @@ def test_indices__match_xarray_formulas(cbers_cube: str) -> None:
                                    equal_nan=True)
         assert np.isnan(got.values).sum() == np.isnan(ref.values).sum()
     assert cube.ndvi.rio.crs.to_epsg() == 6933
-    again = indices_job.run(IndicesConfig(store=cbers_cube, kernels=["ndvi", "evi", "gndvi"], max_actors=2))
+    again = run_indices(IndicesConfig(store=cbers_cube, kernels=["ndvi", "evi", "gndvi"], max_actors=2))
     assert again.tiles_skipped == again.tiles_total
 
 
 def test_indices__int16_output_is_scaled_cf(tmp_path: Path, cbers_cube: str) -> None:
-    report = indices_job.run(IndicesConfig(store=cbers_cube, kernels=["savi"], output="int16", max_actors=2))
+    report = run_indices(IndicesConfig(store=cbers_cube, kernels=["savi"], output="int16", max_actors=2))
     assert report.ok
     raw = xr.open_zarr(cbers_cube, mask_and_scale=False, consolidated=False)
     assert raw.savi.dtype == np.int16
@@ -61,6 +60,6 @@ def test_indices__int16_output_is_scaled_cf(tmp_path: Path, cbers_cube: str) -> 
 
 def test_indices__bad_names_are_explained(cbers_cube: str) -> None:
     with pytest.raises(UnknownKernelError, match="no kernel named 'ndwvi'.*known: .*ndvi"):
-        indices_job.plan(IndicesConfig(store=cbers_cube, kernels=["ndwvi"]))
+        plan_indices(IndicesConfig(store=cbers_cube, kernels=["ndwvi"]))
     with pytest.raises(MissingBandError, match=r"lacks band\(s\) \['swir22'\] \(nbr needs \['swir22'\]\)"):
-        indices_job.plan(IndicesConfig(store=cbers_cube, kernels=["ndvi", "nbr"]))
+        plan_indices(IndicesConfig(store=cbers_cube, kernels=["ndvi", "nbr"]))

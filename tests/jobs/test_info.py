@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cluster.indices import IndicesConfig
+from cluster.pipeline import run_indices
 from cluster import store as cstore
-from jobs import indices as indices_job
 from jobs import info as info_job
 from tests.jobs.test_bad_input import DATES, _ingest_cfg, _run_ingest, _scenes
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 def test_info__arrays_dates_grid_steps_and_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = str(tmp_path / "cube.zarr")
     ingest = _run_ingest(_ingest_cfg(tmp_path, _scenes(tmp_path / "scenes")))
-    indices = indices_job.run(indices_job.IndicesConfig(store=store, kernels=["ndvi"]))
+    indices = run_indices(IndicesConfig(store=store, kernels=["ndvi"]))
     assert ingest.ok and indices.ok
 
     assert info_job.main([store]) == 0

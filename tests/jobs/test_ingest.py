@@ -24,10 +24,10 @@ import rioxarray  # noqa: F401
 import xarray as xr
 import yaml
 
+from cluster.pipeline import run_ingest
 from cluster import store as cstore
 from cluster.errors import GridError, SceneError, StoreMismatchError
 from cluster.ingest import IngestConfig, plan_ingest
-from jobs import ingest as ingest_job
 from tests._data import shared_data
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -54,7 +54,7 @@ def slovenia_config(store: str, **extra: object) -> IngestConfig:
 
 def test_ingest__slovenia_golden_ndvi(tmp_store: str) -> None:
     """On the scenes' own grid, cube NDVI equals the archived NDVI product of each date."""
-    report = ingest_job.run(slovenia_config(tmp_store))
+    report = run_ingest(slovenia_config(tmp_store))
     assert report.ok and report.tiles_done == 4 and report.inputs_used == 5
     cube = cstore.open_cube(tmp_store)
     assert cube.rio.crs.to_epsg() == 32633
@@ -115,7 +115,7 @@ def cbers_config(store: str, scenes: str | None = None, **extra: object) -> Inge
 
 
 def test_ingest__cbers_matches_independent_warp(tmp_store: str) -> None:
-    report = ingest_job.run(cbers_config(tmp_store))
+    report = run_ingest(cbers_config(tmp_store))
     assert report.ok, report.failures
     cube = cstore.open_cube(tmp_store, chunks=None)
     assert cube.sizes["time"] == 24
@@ -148,7 +148,7 @@ def test_ingest__unusual_crs_round_trips(tmp_store: str) -> None:
     cfg = cbers_config(tmp_store, grid={"crs": wkt, "pixel_size": t.a, "pixel_size_y": -t.e,
                                         "origin_x": t.c, "origin_y": t.f, "tile_size_px": 32},
                        select=["red", "nir"])
-    assert ingest_job.run(cfg).ok
+    assert run_ingest(cfg).ok
     cube = cstore.open_cube(tmp_store)
     assert cube.rio.crs == rasterio.crs.CRS.from_wkt(wkt)
     plain = xr.open_zarr(tmp_store, decode_coords="all", consolidated=False)
@@ -172,7 +172,7 @@ def test_ingest__landsat_and_patagonia_on_their_own_grids(tmp_path: Path) -> Non
     with pytest.raises(SceneError, match=r"no date in '.*L7_ETMs.tif'"):
         plan_ingest(cfg)  # the file carries no date anywhere: the plan says so
     cfg = IngestConfig.model_validate(cfg.model_dump() | {"date": {"source": "fixed", "value": "2001-08-01"}})
-    assert ingest_job.run(cfg).ok
+    assert run_ingest(cfg).ok
     cube = xr.open_zarr(tmp_path / "l7.zarr", mask_and_scale=False, consolidated=False)
     np.testing.assert_array_equal(cube.red.values[0, :352, :349], src[2])
     np.testing.assert_array_equal(cube.nir.values[0, :352, :349], src[3])
@@ -185,7 +185,7 @@ def test_ingest__landsat_and_patagonia_on_their_own_grids(tmp_path: Path) -> Non
         date={"source": "fixed", "value": "2020-01-01"},
         max_actors=2,
     )
-    assert ingest_job.run(cfg).ok
+    assert run_ingest(cfg).ok
     cube = cstore.open_cube(str(tmp_path / "pat.zarr"), chunks=None)
     with rasterio.open(pat) as ds:
         red, nir = ds.read(3).astype("f8"), ds.read(4).astype("f8")
@@ -221,7 +221,7 @@ def test_ingest__two_crs_on_one_grid_and_empty_tiles(tmp_path: Path) -> None:
     cfg = IngestConfig(store=store, scenes=[str(tmp_path / "scenes" / "*.tif")],
                        grid={"crs": "EPSG:6933", "pixel_size": 20, "tile_size_px": 64},
                        bands={"red": {"index": 3}, "nir": {"index": 4}}, bbox=bbox_wide, max_actors=2)
-    report = ingest_job.run(cfg)
+    report = run_ingest(cfg)
     assert report.ok and report.tiles_empty > 0 and report.tiles_done > 0
     raw = xr.open_zarr(store, mask_and_scale=False, consolidated=False, decode_coords="all")
     assert raw.sizes["time"] == 2
@@ -255,9 +255,9 @@ def test_ingest__rerun_skips_and_killed_run_resumes_identically(tmp_path: Path, 
     chunk file for chunk file; a second rerun skips every tile."""
     clean = str(tmp_path / "clean.zarr")
     cfg = cbers_config(clean, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16})
-    first = ingest_job.run(cfg)
+    first = run_ingest(cfg)
     assert first.ok and first.tiles_done + first.tiles_empty == first.tiles_total >= 20
-    again = ingest_job.run(cfg)
+    again = run_ingest(cfg)
     assert again.tiles_skipped == again.tiles_total and again.tiles_done == 0
     assert "skipped" in again.summary()
 
@@ -282,7 +282,7 @@ def test_ingest__rerun_skips_and_killed_run_resumes_identically(tmp_path: Path, 
     proc.wait()
     partial = len(list(manifest.rglob("*.json")))
     assert 3 <= partial < first.tiles_total, f"the kill should land half-way:\n{log.read_text()[-3000:]}"
-    resumed = ingest_job.run(cfg.model_copy(update={"store": killed}))
+    resumed = run_ingest(cfg.model_copy(update={"store": killed}))
     assert resumed.ok and resumed.tiles_skipped >= 3
     assert resumed.tiles_done + resumed.tiles_empty + resumed.tiles_skipped == first.tiles_total
     a, b = _chunk_files(clean), _chunk_files(killed)
@@ -300,8 +300,8 @@ def test_ingest__s3_store_and_s3_scenes_match_local(tmp_path: Path, s3_bucket: s
     local = str(tmp_path / "local.zarr")
     remote = f"s3://{s3_bucket}/cubes/cbers.zarr"
     storage = {"endpoint_url": s3_endpoint, "region": "us-east-1", "key": "testing", "secret": "testing"}
-    ref = ingest_job.run(cbers_config(local, scenes=str(root / "CBERS-4_AWFI_{band}_2017-0*.tif")))
-    got = ingest_job.run(cbers_config(remote, scenes=f"s3://{s3_bucket}/scenes/CBERS-4_AWFI_{{band}}_*.tif",
+    ref = run_ingest(cbers_config(local, scenes=str(root / "CBERS-4_AWFI_{band}_2017-0*.tif")))
+    got = run_ingest(cbers_config(remote, scenes=f"s3://{s3_bucket}/scenes/CBERS-4_AWFI_{{band}}_*.tif",
                                       storage=storage))
     assert ref.ok and got.ok and got.inputs_used == ref.inputs_used == 3
     cube = cstore.open_cube(remote, s3_options, chunks=None)
@@ -324,14 +324,14 @@ def test_ingest__bad_scene_is_reported_and_the_rest_goes_on(tmp_path: Path) -> N
     (scenes / "CBERS-4_AWFI_B15_2017-09-14.tif").write_bytes(b"not a tiff")  # corrupt one band
     (scenes / "CBERS-4_AWFI_B16_2017-08-29.tif").unlink()  # and drop another
     cfg = cbers_config(str(tmp_path / "c.zarr"), scenes=str(scenes / "CBERS-4_AWFI_{band}_*.tif"))
-    report = ingest_job.run(cfg)
+    report = run_ingest(cfg)
     assert report.ok and report.inputs_used == 1
     reasons = {r["item"].rsplit("/", 1)[-1]: r["reason"] for r in report.inputs_rejected}
     assert "missing band file(s) for ['nir']" in reasons["CBERS-4_AWFI_{band}_2017-08-29.tif"]
     assert "cannot open raster" in reasons["CBERS-4_AWFI_{band}_2017-09-14.tif"]
     assert "rejected" in report.summary()
     with pytest.raises(SceneError, match="strict mode"):
-        ingest_job.run(cfg.model_copy(update={"strict": True, "store": str(tmp_path / "s.zarr")}))
+        run_ingest(cfg.model_copy(update={"strict": True, "store": str(tmp_path / "s.zarr")}))
     assert not (tmp_path / "s.zarr").exists()  # strict stops before creating anything
 
 
@@ -339,19 +339,19 @@ def test_ingest__other_config_on_same_store_is_refused(tmp_path: Path) -> None:
     store = str(tmp_path / "c.zarr")
     root = shared_data("cbers4_awfi_cerrado_timeseries")
     one = cbers_config(store, scenes=str(root / "CBERS-4_AWFI_{band}_2017-08-29.tif"))
-    assert ingest_job.run(one).ok
+    assert run_ingest(one).ok
     two = cbers_config(store, scenes=str(root / "CBERS-4_AWFI_{band}_2017-09-14.tif"))
     with pytest.raises(StoreMismatchError, match="overwrite: true"):
-        ingest_job.run(two)
-    assert ingest_job.run(two.model_copy(update={"overwrite": True})).ok
+        run_ingest(two)
+    assert run_ingest(two.model_copy(update={"overwrite": True})).ok
 
 
 def test_ingest__time_bins_composite_first_clear_date(tmp_path: Path) -> None:
     """32-day bins: each bin takes, per pixel, its earliest clear scene (the mosaic rule)."""
     per_date = str(tmp_path / "dates.zarr")
     binned = str(tmp_path / "bins.zarr")
-    assert ingest_job.run(cbers_config(per_date, select=["red"])).ok
-    assert ingest_job.run(cbers_config(binned, select=["red"], time_bin_days=32)).ok
+    assert run_ingest(cbers_config(per_date, select=["red"])).ok
+    assert run_ingest(cbers_config(binned, select=["red"], time_bin_days=32)).ok
     a = xr.open_zarr(per_date, mask_and_scale=False, consolidated=False)
     b = xr.open_zarr(binned, mask_and_scale=False, consolidated=False)
     epoch = np.datetime64("1970-01-01")
@@ -374,7 +374,7 @@ def test_ingest__landsat_warped_to_equal_area_matches_rioxarray(tmp_path: Path) 
                        grid={"crs": "EPSG:6933", "pixel_size": 30, "tile_size_px": 64},
                        bands={"red": {"index": 3, "nodata": 0}, "nir": {"index": 4, "nodata": 0}},
                        date={"source": "fixed", "value": "2001-08-01"}, max_actors=2)
-    assert ingest_job.run(cfg).ok
+    assert run_ingest(cfg).ok
     raw = xr.open_zarr(store, mask_and_scale=False, consolidated=False, decode_coords="all")
     like = raw.nir.isel(time=0).rio.write_crs(raw.rio.crs)
     TILE_PX[0] = 64

@@ -1,0 +1,38 @@
+"""Job reports as a notebook shows them: status, problems first-class, text escaped, tables kept
+out of the JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from cluster.report import JobReport
+from cluster.tasks import TileResult
+
+
+def _report() -> JobReport:
+    r = JobReport(job="ingest", store="s3://bucket/cube.zarr", tiles_total=3, wall_s=2.0)
+    r.add_results([TileResult(tile_id="0_0", status="done", pixels=1000),
+                   TileResult(tile_id="0_1", status="failed", error="scene <b>x</b> unreadable")])
+    r.warnings.append("band 'nir' has <script>alert(1)</script> in its name")
+    return r
+
+
+def test_report_html__partial_job_shows_its_failures_escaped() -> None:
+    html = _report()._repr_html_()
+    assert ">PARTIAL<" in html and "harvest ingest" in html
+    assert "0_1: scene &lt;b&gt;x&lt;/b&gt; unreadable" in html  # the failed tile, named
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "1 done, 0 empty, 0 skipped (already done), 1 failed, of 3" in html
+
+
+def test_report_tables__render_but_stay_out_of_the_json() -> None:
+    r = _report()
+    r.tables["statistics"] = pd.DataFrame({"region_id": ["R1", "R2"], "mean": [0.123456, 1234.5]})
+    assert r.table is r.tables["statistics"]
+    html = r._repr_html_()
+    assert "statistics: 2 rows" in html and ">0.1235<" in html and ">1,234<" in html
+    doc = r.to_dict()
+    assert "tables" not in doc
+    json.dumps(doc)  # plain JSON, as written beside the store
