@@ -125,11 +125,10 @@ class ExtentConfig(StrictModel):
     def in_crs(self, crs: str) -> BBox:
         """The extent's bounds in ``crs`` (edges densified)."""
         if self.path is not None:
-            import geopandas as gpd
+            from cluster.vector import read_vector
 
             try:
-                frame = gpd.read_parquet(self.path) if self.path.endswith((".parquet", ".geoparquet")) \
-                    else gpd.read_file(self.path)
+                frame = read_vector(self.path)
             except Exception as e:  # noqa: BLE001 — readers raise many types
                 raise ConfigError(f"extent.path {self.path!r} cannot be read ({type(e).__name__}: {e}); "
                                   "give a GeoJSON, GeoPackage, Shapefile or GeoParquet file") from None

@@ -37,7 +37,7 @@ CROP_COLOURS = {
 }
 """Colours a crop map reader recognises (cereals yellow-brown, maize orange, grass green)."""
 
-CONDITION_COLOURS = {"exceptional": "tab:green", "favourable": "yellowgreen", "watch": "orange", "poor": "tab:red"}
+CONDITION_COLOURS = {"exceptional": "#2e7d32", "favourable": "#7cb342", "watch": "#ef8f00", "poor": "#c62828"}
 """GEOGLAM Crop Monitor's reading of the condition classes."""
 
 
@@ -229,7 +229,8 @@ def rollup(forecast: pd.DataFrame | Sequence[pd.DataFrame], ax: "Axes | None" = 
     ax = _ax(ax, (max(4.0, 0.9 * len(places) * len(crops) + 2), 3.4))
     width = 0.8 / max(1, len(crops))
     for k, crop in enumerate(crops):
-        part = rows[rows["crop"] == crop].set_index(rows["region_id"].astype(str)).reindex(places)
+        part = rows[rows["crop"] == crop]
+        part = part.set_index(part["region_id"].astype(str)).reindex(places)
         x = np.arange(len(places)) + (k - (len(crops) - 1) / 2) * width
         p = part["production_t"].to_numpy(float) / 1e3
         err = np.vstack([p - part["production_lo_t"].to_numpy(float) / 1e3,

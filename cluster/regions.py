@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from cluster._rasterize import burn_polygons
 from cluster.errors import DataError
 from cluster.grid import GridSpec, TileIndex
+from cluster.vector import read_vector
 
 __all__ = [
     "RegionsConfig",
@@ -82,14 +83,10 @@ class RegionIssue:
 
 def _read(cfg: RegionsConfig) -> gpd.GeoDataFrame:
     path = cfg.path
-    is_parquet = path.lower().endswith((".parquet", ".geoparquet"))
     if "://" not in path and not Path(path).exists():
         raise DataError(f"regions file {path!r} does not exist; check RegionsConfig.path")
     try:
-        if is_parquet:
-            return gpd.read_parquet(path)
-        kwargs: dict[str, Any] = {"layer": cfg.layer} if cfg.layer is not None else {}
-        return gpd.read_file(path, **kwargs)
+        return read_vector(path, cfg.layer)
     except Exception as e:  # noqa: BLE001 - pyogrio/pyarrow raise many types; report them as one
         raise DataError(
             f"cannot read regions file {path!r} (layer={cfg.layer!r}): {e}; expected a GeoJSON, "

@@ -139,6 +139,7 @@ def forecast_configs(season: DemoSeason, out: Path, statistics: pd.DataFrame,
             series=(TableInput(frame=series),),
             regions=TableInput(frame=regions),
             weather=TableInput(paths=(str(season.weather),)) if weather and season.weather else None,
+            bulletin={"regions": str(season.regions)},
             as_of=as_of,
             season_year=last_year,
             min_train_years=3,
@@ -252,6 +253,7 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
     from cluster.forecast import run_forecast
 
     checks = {}
+    per_crop = []
     for label, stats, weather in (("per crop (crop map)", statistics, True),
                                   ("without weather", statistics, False),
                                   ("all cropland (no crop map)", _all_cropland(statistics), True)):
@@ -261,6 +263,7 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
             result = run_forecast(cfg)
             forecasts[crop] = result.forecast
             if label == "per crop (crop map)":
+                per_crop.append(result)
                 print(f"\nforecast {crop} {cfg.season_year} as of {cfg.as_of}:", flush=True)
                 text = "\n".join(l for l in result.summary().splitlines() if not l.startswith("  wrote "))
                 print(text, flush=True)
@@ -283,7 +286,11 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
     print(check.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     check.to_csv(out / "forecast" / "truth_check.csv", index=False)
 
+    from cluster.forecast.bulletin import write_bulletin
+
+    bulletin = write_bulletin(per_crop, out / "bulletin.html")
     print(f"\nharvest demo: done in {time.perf_counter() - t0:.0f} s. Outputs:")
+    print(f"  crop bulletin (every crop, supply view; open in a browser): {bulletin}")
     print(f"  cube (bands, indices, crop_type, crop_probability): {configs['ingest']['store']}")
     print("    open it: import cluster; ds = cluster.open_cube(" + repr(configs['ingest']['store']) + ")")
     print(f"  crop model and its validation report: {out / 'model'}/ (report.md, confusion.png)")

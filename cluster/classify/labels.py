@@ -32,6 +32,7 @@ from cluster.errors import ConfigError, DataError
 from cluster.grid import CubeExtent
 from cluster.regions import rasterize_window, to_grid_crs
 from cluster.tasks import TileResult, TileTask
+from cluster.vector import read_vector
 
 __all__ = ["LabelsConfig", "load_labels", "SamplePlan", "SampleWorker", "plan_sampling", "samples_frame"]
 
@@ -71,10 +72,8 @@ def load_labels(cfg: LabelsConfig) -> gpd.GeoDataFrame:
                 if c not in df:
                     raise ConfigError(f"labels file {path!r} has no column {c!r}; it has {list(df.columns)!r}")
             frame = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df[cfg.x_column], df[cfg.y_column]), crs=cfg.crs)
-        elif path.lower().endswith((".parquet", ".geoparquet")):
-            frame = gpd.read_parquet(path)
         else:
-            frame = gpd.read_file(path, **({"layer": cfg.layer} if cfg.layer else {}))
+            frame = read_vector(path, cfg.layer or None)
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 — readers raise many types

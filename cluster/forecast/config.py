@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cluster.errors import ConfigError
 
-__all__ = ["TableInput", "ForecastConfig", "LeadTime", "parse_lead_time", "load_forecast_config", "as_forecast_config",
+__all__ = ["TableInput", "BulletinConfig", "ForecastConfig", "LeadTime", "parse_lead_time", "load_forecast_config", "as_forecast_config",
            "parse_forecast_config"]
 
 _LEAD_RE = re.compile(r"^(\d+)-(days?|weeks?)$")
@@ -103,6 +103,24 @@ class TableInput(BaseModel):
         return self
 
 
+class BulletinConfig(BaseModel):
+    """The crop bulletin (``bulletin.html``): what it may draw beyond the forecast's tables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    write: bool = True
+    """Write ``bulletin.html`` beside the forecast table."""
+    regions: str | None = None
+    """Region outlines (GPKG, GeoJSON, GeoParquet, shapefile) for the map of regions coloured by
+    anomaly; the id is ``region_id_column``. None: no region map (the bulletin says so)."""
+    region_id_column: str = "region_id"
+    world: str | None = None
+    """Country outlines for the world map when the forecast covers several countries (e.g. the
+    World Administrative Boundaries GeoParquet); countries match by ISO 3166 alpha-2 or alpha-3
+    code or by name, in the columns ``world_columns``."""
+    world_columns: tuple[str, ...] = ("iso3", "iso_3166_1_", "iso_a3", "iso_a2", "name")
+
+
 class ForecastConfig(BaseModel):
     """Everything the forecast job needs; validated once, then passed down unchanged."""
 
@@ -170,7 +188,9 @@ class ForecastConfig(BaseModel):
     reference_nrmse: dict[str, float] = {}
     """Published nRMSE (%) per country to print beside ours, e.g. CY-Bench's middle-of-season figures."""
     plots: bool = True
-    """Write PNG plots (matplotlib Agg)."""
+    """Write PNG plots."""
+    bulletin: BulletinConfig = BulletinConfig()
+    """The self-contained HTML bulletin of the run (see :mod:`cluster.forecast.bulletin`)."""
     out_dir: str = "out/forecast"
     """Where the forecast table, metrics.json, predictions and plots go."""
     base_dir: str | None = None

@@ -52,6 +52,8 @@ class ForecastResult:
     predictions: pd.DataFrame
     """Every backtest prediction (long form)."""
     issues: list[Issue]
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Observed totals per country and the globe, per crop and year (``history.csv``)."""
     outputs: dict[str, str] = field(default_factory=dict)
     """Name -> path of every file written."""
 
@@ -536,8 +538,9 @@ def run_forecast(config: ForecastConfig | Mapping[str, Any] | str | Path, *, wri
     forecast = (forecast_season(inputs, config, log=log) if config.as_of is not None
                 else pd.DataFrame(columns=FORECAST_COLUMNS))
     log.raise_if_strict(config.strict)
+    history = rollup_history(inputs.yields_all, inputs.regions.set_index("region_id")["parent"])
     result = ForecastResult(config=config, forecast=forecast, metrics=metrics, predictions=predictions,
-                            issues=list(log.issues))
+                            issues=list(log.issues), history=history)
     if write:
         result.outputs = write_outputs(result, inputs)
     return result
@@ -575,8 +578,7 @@ def write_outputs(result: ForecastResult, inputs: ForecastInputs) -> dict[str, s
         result.forecast.to_parquet(out / "forecast.parquet", index=False)
         result.forecast.to_csv(out / "forecast.csv", index=False)
         paths["forecast_parquet"], paths["forecast_csv"] = str(out / "forecast.parquet"), str(out / "forecast.csv")
-    history = rollup_history(inputs.yields_all, inputs.regions.set_index("region_id")["parent"])
-    history.to_csv(out / "history.csv", index=False)
+    result.history.to_csv(out / "history.csv", index=False)
     paths["history"] = str(out / "history.csv")
     if not result.predictions.empty:
         result.predictions.to_parquet(out / "backtest_predictions.parquet", index=False)
@@ -604,4 +606,8 @@ def write_outputs(result: ForecastResult, inputs: ForecastInputs) -> dict[str, s
         from cluster.forecast.plots import plot_all
 
         paths.update(plot_all(result, inputs, out / "plots"))
+    if config.bulletin.write and not result.forecast.empty:
+        from cluster.forecast.bulletin import write_bulletin
+
+        paths["bulletin"] = str(write_bulletin([result], out / "bulletin.html"))
     return paths

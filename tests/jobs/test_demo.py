@@ -61,3 +61,7 @@ def test_demo__runs_end_to_end_and_recovers_the_season(tmp_path: Path, capsys: p
     regions = forecast[forecast.level == "region"]
     assert glob.production_t == pytest.approx(regions.production_t.sum(), rel=1e-9)
     assert (tmp_path / "forecast" / "wheat" / "plots" / "forecast_rollup.png").exists()
+    page = (tmp_path / "bulletin.html").read_text(encoding="utf-8")
+    for crop in ("Wheat", "Oats", "Rye", "Maize"):
+        assert f"<h2>{crop}</h2>" in page
+    assert "wheat: regions" in page and "No region map" not in page  # the demo's outlines, coloured
