@@ -17,7 +17,7 @@ VERBS: dict[str, str] = {
     "classify": "train a crop-type model (train) and map crops into the cube (predict)",
     "aggregate": "per-region statistics from the cube",
     "forecast": "yield and production forecasts with a backtest",
-    "run": "ingest -> indices -> classify (predict) -> aggregate, from one config",
+    "run": "ingest -> indices -> classify (predict) -> aggregate -> forecast, from one config",
     "verify": "check a cube: every tile recorded done is there and unchanged",
     "info": "show what a cube holds (arrays, dates, grid, size) and how each step made it",
     "submit": "submit any of these as a Ray job to a cluster",

@@ -101,37 +101,21 @@ def demo_configs(season: DemoSeason, out: Path) -> dict[str, Any]:
 
 def forecast_configs(season: DemoSeason, out: Path, statistics: pd.DataFrame,
                      areas: pd.DataFrame | None = None, weather: bool = True) -> dict[str, Any]:
-    """One forecast config per crop: the last season, as of its last acquisition.
-
-    With a per-crop statistics table (aggregated by the crop map), each crop reads its own
-    series, and its area is the crop map's error-adjusted estimate where there is one
-    (``areas``), else its mapped area. With an all-cropland table (``crop == "all"``),
-    every crop reads the same series and takes its area from the yield statistics. With
-    ``weather``, the season's daily weather (``inputs/weather.csv``) is an input too.
+    """One forecast config per crop: the last season, as of its last acquisition; each crop's
+    series and area from the statistics (:func:`~cluster.forecast.from_cube.series_from_statistics`).
+    With ``weather``, the season's daily weather (``inputs/weather.csv``) is an input too.
     """
     from cluster.forecast import ForecastConfig, TableInput
+    from cluster.forecast.from_cube import series_from_statistics
 
     regions = pd.DataFrame(gpd.read_file(season.regions)[["region_id", "name", "parent"]])
     last_year = season.spec.years[-1]
     as_of = max(d for d in season.spec.acquisition_dates() if d.year == last_year)
     per_crop = "all" not in set(statistics["crop"])
+    sub = ("forecast" if weather else "forecast-without-weather") if per_crop else "forecast-all-cropland"
     out_cfgs = {}
     for crop in YIELD_CROPS:
-        if per_crop:
-            series = statistics[statistics["crop"] == crop][["region_id", "crop", "date", "index", "mean", "area_ha"]].copy()
-            series["area_source"] = "crop map (mapped pixels)"
-            if areas is not None and not areas.empty:
-                est = areas[(areas["crop"] == crop) & areas["estimated_area_ha"].notna()]
-                est = est.set_index(["region_id", "season_year"])["estimated_area_ha"]
-                years = pd.to_datetime(series["date"]).dt.year
-                key = list(zip(series["region_id"], years))
-                found = [k in est.index for k in key]
-                series.loc[found, "area_ha"] = [est[k] for k, f in zip(key, found) if f]
-                series.loc[found, "area_source"] = "crop map (error-adjusted, Olofsson et al. 2014)"
-            sub = "forecast" if weather else "forecast-without-weather"
-        else:
-            series = statistics[["region_id", "date", "index", "mean"]].assign(crop=crop)  # all-cropland NDVI
-            sub = "forecast-all-cropland"
+        series = series_from_statistics(statistics, crop, areas)
         out_cfgs[crop] = ForecastConfig(
             crop=crop,
             yields=TableInput(paths=(str(season.yield_history),)),
