@@ -25,6 +25,7 @@ VERBS: dict[str, str] = {
     "run": "ingest -> indices -> classify (predict) -> aggregate -> forecast, from one config",
     "verify": "check a cube: every tile recorded done is there and unchanged",
     "info": "show what a cube holds (arrays, dates, grid, size) and how each step made it",
+    "presets": "list the sensor presets: band files, scaling, valid ranges, cloud mask",
     "submit": "submit any of these as a Ray job to a cluster",
 }
 
