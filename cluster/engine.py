@@ -11,6 +11,8 @@ that keep a store safe, so no job re-implements them:
   checked and only then the tile is recorded in the manifest (:class:`RecordingWorker`).
   A killed worker leaves no record, so a rerun redoes that tile and skips the rest.
 * **Faults cost retries**: see :func:`cluster.runtime.run_tile_tasks`.
+* **Readers open it in one request**: a job that writes the cube ends, still under the
+  lease, by consolidating its metadata (:func:`cluster.store.consolidate`).
 
 Imports no Ray at module level (the pool is imported when tiles run).
 """
@@ -93,10 +95,12 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
         lease.acquire(break_lease=config.break_lease)
         if lease.broke is not None:
             report.warnings.append(f"took over the store's write lease from {lease.broke.describe()}")
+    prepared = False
     try:
         if lease is not None:
             lease.start_renewing()
         manifest = prepare() if prepare is not None else None
+        prepared = True
         done = manifest.done() if manifest is not None else set()
         todo = [t for t in tasks if t.tile.id not in done]
         report.tiles_skipped = len(tasks) - len(todo)
@@ -125,6 +129,11 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
             report.stopped = outcome.stopped
     finally:
         if lease is not None:
+            if prepared:  # whatever the tiles did, the arrays exist: readers get their metadata in one read
+                try:
+                    cstore.consolidate(config.store, config.storage.to_fsspec())
+                except cstore.StoreError as e:
+                    report.warnings.append(f"{e}; readers still open the cube, one request per array")
             lease.release()
     return report
 

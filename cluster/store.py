@@ -114,10 +114,25 @@ def open_store(url: str, storage_options: Mapping[str, Any] | None = None,
 def open_group(url: str, storage_options: Mapping[str, Any] | None = None,
                mode: str = "r+") -> zarr.Group:
     try:
+        # our own reads never trust consolidated metadata: a job killed between adding an
+        # array and consolidating would leave a stale copy (see :func:`consolidate`)
         return zarr.open_group(open_store(url, storage_options, read_only=mode == "r"),
-                               mode=mode, zarr_format=3)
+                               mode=mode, zarr_format=3, use_consolidated=False)
     except FileNotFoundError:
         raise StoreError(f"no Zarr group at {url!r}; run 'harvest ingest' first") from None
+
+
+def consolidate(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Copy every array's metadata into the group's ``zarr.json`` (consolidated metadata):
+    a reader opens the cube in one request instead of one per array, and ``xr.open_zarr``
+    finds it without its fallback warning. Every job that writes the cube calls this last.
+    The harvest jobs themselves never read the copy (:func:`open_group`)."""
+    import warnings
+
+    with warnings.catch_warnings():  # zarr notes that v3 has no consolidated metadata in the spec yet
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        retry_storage(lambda: zarr.consolidate_metadata(open_store(url, storage_options), zarr_format=3),
+                      what=f"consolidating metadata of {url}")
 
 
 def open_cube(url: str, storage_options: Mapping[str, Any] | None = None,

@@ -47,6 +47,20 @@ def test_indices__match_xarray_formulas(cbers_cube: str) -> None:
     assert again.tiles_skipped == again.tiles_total
 
 
+def test_indices__cube_opens_from_consolidated_metadata_with_every_array(cbers_cube: str) -> None:
+    import json
+    import warnings
+
+    assert run_indices(IndicesConfig(store=cbers_cube, kernels=["gndvi"], max_actors=2)).ok
+    root = json.loads((Path(cbers_cube) / "zarr.json").read_text())
+    assert "gndvi" in root["consolidated_metadata"]["metadata"]  # the array this job added
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xarray's fallback warning would fail here
+        plain = xr.open_zarr(cbers_cube, decode_coords="all")
+    assert set(plain.data_vars) == set(cstore.open_cube(cbers_cube).data_vars)
+    assert plain.gndvi.rio.crs.to_epsg() == 6933
+
+
 def test_indices__int16_output_is_scaled_cf(tmp_path: Path, cbers_cube: str) -> None:
     report = run_indices(IndicesConfig(store=cbers_cube, kernels=["savi"], output="int16", max_actors=2))
     assert report.ok
