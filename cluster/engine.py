@@ -110,7 +110,7 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
             if manifest is not None:
                 worker = functools.partial(RecordingWorker, factory, config.store, job, plan_hash,
                                            lease.owner if lease is not None else None, so)
-            opts = PoolOptions.from_config(config.max_actors, config.resources)
+            opts = PoolOptions.from_config(config.max_actors, config.resources, label=job)
             progress = TileProgress(job, len(todo), skipped=report.tiles_skipped)
 
             def collect(r: TileResult) -> None:

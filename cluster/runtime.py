@@ -7,8 +7,10 @@ The embedded default is a local Ray started in-process, every listener on 127.0.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -97,8 +99,10 @@ class PoolOptions:
     def __init__(self, max_actors: int, num_cpus: float = 1.0, num_gpus: float = 0.0,
                  memory_mib: int | None = None, custom: Mapping[str, float] | None = None,
                  max_tile_attempts: int = 4, retry_base_s: float = 1.0,
-                 unavailable_after: int | None = None):
+                 unavailable_after: int | None = None, label: str = "tiles"):
         self.max_actors = max_actors
+        self.label = label
+        """Names the actors in Ray's dashboard: ``harvest-<label>-<run>-<n>``."""
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.memory_mib = memory_mib
@@ -113,9 +117,9 @@ class PoolOptions:
         errors (the endpoint is down, not flaky); default ``max(4, 2 * actors)``."""
 
     @classmethod
-    def from_config(cls, max_actors: int, resources: WorkerResources) -> "PoolOptions":
+    def from_config(cls, max_actors: int, resources: WorkerResources, label: str = "tiles") -> "PoolOptions":
         return cls(max_actors, resources.num_cpus, resources.num_gpus, resources.memory_mib,
-                   custom=resources.resources)
+                   custom=resources.resources, label=label)
 
 
 def _check_resources(opts: PoolOptions) -> int:
@@ -219,9 +223,11 @@ def run_tile_tasks(
     if opts.custom:
         options["resources"] = dict(opts.custom)
     factory_ref = ray.put(factory)  # held until the pool ends: actors can always fetch it
+    run = uuid.uuid4().hex[:6]  # names are unique per namespace: two pools never clash
+    spawned = itertools.count()
 
-    def spawn() -> Any:
-        return TileActor.options(**options).remote(factory_ref)
+    def spawn() -> Any:  # a readable name in Ray's dashboard and 'ray list actors'
+        return TileActor.options(name=f"harvest-{opts.label}-{run}-{next(spawned)}", **options).remote(factory_ref)
 
     actors = [spawn() for _ in range(n_actors)]
     # an actor takes tiles once it is up: a replacement on a cluster that lost a node may wait

@@ -51,6 +51,27 @@ def test_runtime__killed_worker_costs_a_retry_not_a_tile(tmp_path: Path) -> None
     assert _chunks(str(tmp_path / "chaos.zarr")) == _chunks(str(tmp_path / "clean.zarr"))
 
 
+def test_runtime__actors_carry_readable_names_and_a_replacement_a_new_one(tmp_path: Path) -> None:
+    import re
+
+    from ray._private.state import actors as gcs_actors  # the GCS table: no dashboard in tests
+
+    plan, inner = _prepared(str(tmp_path / "c.zarr"))
+    victim = plan.tiles[1].tile.id
+    factory = functools.partial(KillOnceWorker, inner, victim, str(tmp_path), 0.05)
+    named = lambda: {a["Name"] for a in gcs_actors().values() if a["Name"].startswith("harvest-ingest-")}  # noqa: E731
+    before, seen = named(), set()  # earlier jobs of this test run named theirs too
+
+    def look(_: TileResult) -> None:
+        seen.update(named() - before)
+
+    outcome = run_tile_tasks(factory, plan.tiles, PoolOptions(2, label="ingest"), on_result=look)
+    assert outcome.actors_replaced == 1
+    runs = {re.fullmatch(r"harvest-ingest-([0-9a-f]{6})-(\d+)", n).group(1) for n in seen}
+    numbers = sorted(int(n.rsplit("-", 1)[1]) for n in seen)
+    assert len(runs) == 1 and numbers == [0, 1, 2]  # two started, the killed one's replacement is the third
+
+
 def test_runtime__failing_tile_is_reported_and_the_rest_goes_on(tmp_path: Path) -> None:
     plan, inner = _prepared(str(tmp_path / "c.zarr"))
     bad = plan.tiles[0].tile.id
