@@ -12,7 +12,8 @@ that keep a store safe, so no job re-implements them:
   A killed worker leaves no record, so a rerun redoes that tile and skips the rest.
 * **Faults cost retries**: see :func:`cluster.runtime.run_tile_tasks`.
 * **Readers open it in one request**: a job that writes the cube ends, still under the
-  lease, by consolidating its metadata (:func:`cluster.store.consolidate`).
+  lease, by consolidating its metadata (:func:`cluster.store.consolidate`) and rewriting
+  its STAC record (:mod:`cluster.stac`).
 
 Imports no Ray at module level (the pool is imported when tiles run).
 """
@@ -20,6 +21,7 @@ Imports no Ray at module level (the pool is imported when tiles run).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 import time
@@ -33,6 +35,8 @@ from cluster.report import JobReport
 from cluster.tasks import TileResult, TileTask, TileWorker
 
 __all__ = ["RecordingWorker", "run_tile_job", "write_report"]
+
+log = logging.getLogger(__name__)
 
 
 class RecordingWorker:
@@ -89,6 +93,7 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
     so = config.storage.for_workers()
     report = JobReport(job=job, store=config.store, plan_hash=plan_hash, config=config.public_dict())
     report.tiles_total = len(tasks)
+    log.info("started", extra={"job": job, "store": cstore.shown(config.store), "tiles": len(tasks)})
     # the driver uses the config's credentials; what travels to actors has none (so)
     lease = Lease(config.store, job, plan_hash, config.storage.to_fsspec()) if writes_store else None
     if lease is not None:
@@ -130,12 +135,26 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
     finally:
         if lease is not None:
             if prepared:  # whatever the tiles did, the arrays exist: readers get their metadata in one read
-                try:
-                    cstore.consolidate(config.store, config.storage.to_fsspec())
-                except cstore.StoreError as e:
-                    report.warnings.append(f"{e}; readers still open the cube, one request per array")
+                _describe(config, report)
             lease.release()
+    log.info("finished: %d done, %d empty, %d skipped, %d failed", report.tiles_done, report.tiles_empty,
+             report.tiles_skipped, report.tiles_failed, extra={"job": job, "store": cstore.shown(config.store)})
     return report
+
+
+def _describe(config: TileJobConfig, report: JobReport) -> None:
+    """Consolidated metadata and the STAC record, from the cube as it now is."""
+    from cluster.stac import write_collection
+
+    so = config.storage.to_fsspec()
+    try:
+        cstore.consolidate(config.store, so)
+    except cstore.StoreError as e:
+        report.warnings.append(f"{e}; readers still open the cube, one request per array")
+    try:
+        report.outputs["stac"] = cstore.shown(write_collection(config.store, so))
+    except cstore.StoreError as e:
+        report.warnings.append(f"the cube's STAC record was not written: {e}")
 
 
 def write_report(report: JobReport, config: TileJobConfig, started: float, **outputs: str) -> None:
@@ -147,7 +166,7 @@ def write_report(report: JobReport, config: TileJobConfig, started: float, **out
     report.wall_s = time.perf_counter() - started
     url = f"{cstore.meta_url(config.store)}/{report.job}-report.json"
     report.store = cstore.shown(report.store)
-    report.outputs = {**outputs, "report": cstore.shown(url)}
+    report.outputs = {**outputs, **report.outputs, "report": cstore.shown(url)}
     if "cube" in outputs:
         report.outputs["cube"] = cstore.shown(outputs["cube"])
     try:

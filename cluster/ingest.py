@@ -543,7 +543,7 @@ def prepare_store(plan: IngestPlan, config: IngestConfig) -> cstore.Manifest:
     cstore.create_cube(plan.store, plan.extent, plan.times, [b.array_spec() for b in plan.stored_bands],
                        plan.cube_attrs(config), chunk_size_px=plan.chunk_size_px,
                        compression=plan.compression, compression_level=plan.compression_level,
-                       storage_options=so)
+                       step_days=config.time_bin_days or 1, storage_options=so)
     return manifest
 
 

@@ -247,9 +247,15 @@ def run_tile_tasks(
     down_streak = 0
     seq = 0
 
+    context = {"job": opts.label, "run": run}
+
     def finish(res: TileResult) -> None:
         nonlocal down_streak
         res.attempts = attempts.pop(res.tile_id, 1)
+        log.log(logging.WARNING if res.status == "failed" else logging.INFO,
+                "%s%s", res.status, f": {res.error}" if res.error else "",
+                extra={**context, "tile": res.tile_id, "status": res.status, "seconds": round(res.seconds, 3),
+                       "attempts": res.attempts, "node": res.node_id})
         outcome.counts[res.status] = outcome.counts.get(res.status, 0) + 1
         if on_result is not None:
             on_result(res)
@@ -270,6 +276,8 @@ def run_tile_tasks(
             return
         attempts[task.tile.id] = n + 1
         outcome.retries += 1
+        log.info("retrying (attempt %d of %d): %s", n + 1, opts.max_tile_attempts, res.error,
+                 extra={**context, "tile": task.tile.id, "attempts": n})
         seq += 1
         heapq.heappush(retry_queue, (time.monotonic() + backoff_s(n - 1, opts.retry_base_s, 30.0), seq, task))
 
@@ -327,7 +335,8 @@ def run_tile_tasks(
             except ray.exceptions.RayActorError as e:
                 # the actor process is gone (killed, out of memory, node lost): replace it and
                 # give the tile to whichever actor is idle next
-                log.warning("tile %s: actor died (%s); replacing it", task.tile.id, type(e).__name__)
+                log.warning("actor died (%s); replacing it and retrying the tile", type(e).__name__,
+                            extra={**context, "tile": task.tile.id})
                 idle.remove(i)
                 ray.kill(actors[i], no_restart=True)
                 actors[i] = spawn()

@@ -198,7 +198,7 @@ def _array_encoding(spec: ArraySpec, n_time: int, tile: int, chunk: int,
 
 
 def _template(extent: CubeExtent, times: Sequence[np.datetime64], specs: Sequence[ArraySpec],
-              chunk: int, compressors: list[Any]) -> tuple[xr.Dataset, dict[str, Any]]:
+              chunk: int, compressors: list[Any], step_days: int = 1) -> tuple[xr.Dataset, dict[str, Any]]:
     import dask.array as da
     import rioxarray  # noqa: F401
 
@@ -219,6 +219,11 @@ def _template(extent: CubeExtent, times: Sequence[np.datetime64], specs: Sequenc
         data_vars[spec.name] = xr.DataArray(lazy, dims=("time", "y", "x"), attrs=attrs)
         encoding[spec.name] = _array_encoding(spec, n_time, tile, chunk, compressors)
     ds = xr.Dataset(data_vars, coords=coords)
+    # CF cell bounds: each time step stands for [label, label + step) (a composite's bin, or
+    # the acquisition's day); readers see what period a value covers
+    start = coords["time"]
+    ds["time_bnds"] = (("time", "bnds"), np.stack([start, start + np.timedelta64(step_days, "D")], axis=1))
+    ds["time"].attrs.update(bounds="time_bnds", standard_name="time", axis="T")
     ds = ds.rio.write_crs(extent.grid.pyproj_crs.to_wkt()).rio.write_transform(extent.transform)
     ds["x"].attrs.update(units="m" if extent.grid.pyproj_crs.is_projected else "degrees_east",
                          standard_name="projection_x_coordinate", axis="X")
@@ -233,8 +238,9 @@ def _template(extent: CubeExtent, times: Sequence[np.datetime64], specs: Sequenc
 def create_cube(url: str, extent: CubeExtent, times: Sequence[np.datetime64],
                 specs: Sequence[ArraySpec], attrs: Mapping[str, Any], *,
                 chunk_size_px: int, compression: str = "lz4", compression_level: int = 5,
-                storage_options: Mapping[str, Any] | None = None) -> None:
-    """Write the cube's metadata and coordinates (no pixel data): the template.
+                step_days: int = 1, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write the cube's metadata and coordinates (no pixel data): the template. Time step
+    ``t`` covers ``[t, t + step_days)`` (CF ``time_bnds``).
 
     Every array reads as its fill value until a tile is written, so the store can be opened
     at any moment, even while (or after) a job dies half-way.
@@ -245,7 +251,7 @@ def create_cube(url: str, extent: CubeExtent, times: Sequence[np.datetime64],
             f"chunk_size_px {chunk_size_px} must divide the grid's tile_size_px {tile}"
         )
     ds, encoding = _template(extent, times, specs, chunk_size_px,
-                             _compressors(compression, compression_level))
+                             _compressors(compression, compression_level), step_days)
     ds.attrs.update(_jsonable(attrs))
     store = open_store(url, storage_options)
     # "w-": fail rather than clear whatever is there; the caller checked the URL is free

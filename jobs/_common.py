@@ -12,8 +12,8 @@ from cluster.config import SECRET_NAMES, env_overrides
 from cluster.errors import ConfigError
 
 
-def job_parser(verb: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"harvest {verb}", description=description)
+def job_parser(verb: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"harvest {verb}", description=description, epilog=epilog)
     parser.add_argument("--config", "-c", required=True, help="YAML config file")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join (ray://host:10001 or host:6379); default: "
@@ -54,11 +54,16 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    return parser.parse_args(list(argv) if argv is not None else None)
+    """Parse the command line; the job's logs go to stderr as ``HARVEST_LOG_FORMAT`` says."""
+    from cluster.logs import configure
+
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    configure()
+    return args
 
 
 def job_main(verb: str, description: str, model: type[Any], run: Any,
-             argv: Sequence[str] | None) -> int:
+             argv: Sequence[str] | None, epilog: str | None = None) -> int:
     """The shared ``main`` of a tile job: parse, load and validate the config, run, print.
 
     Exit codes: 0 done; 1 finished, but some tiles failed, a check failed or inputs were
@@ -70,7 +75,7 @@ def job_main(verb: str, description: str, model: type[Any], run: Any,
 
     from cluster.progress import progress_mode
 
-    args = parse(job_parser(verb, description), argv)
+    args = parse(job_parser(verb, description, epilog), argv)
     try:
         config = load_config(model, args.config, overrides(args))
         with progress_mode(args.progress):

@@ -23,7 +23,7 @@ from pydantic import Field
 from cluster.config import StorageOptions, StrictModel, load_config, parse_config
 from cluster.errors import ClusterError
 from cluster.progress import progress_mode
-from jobs._common import add_progress, overrides
+from jobs._common import add_progress, overrides, parse
 
 __all__ = ["ClassifyConfig", "main"]
 
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.year=2024 (repeatable)")
     add_progress(parser)
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    args = parse(parser, argv)
     try:
         config = load_config(ClassifyConfig, args.config, {k: v for k, v in overrides(args).items()
                                                           if k != "break_lease"})

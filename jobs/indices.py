@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             k = get_kernel(name)
             print(f"{name:10s} {', '.join(k.bands):30s} {getattr(k, 'formula', '')}")
         return 0
-    return job_main("indices", __doc__.splitlines()[0], IndicesConfig, run_indices, args_list)
+    return job_main("indices", __doc__.splitlines()[0], IndicesConfig, run_indices, args_list,
+                    epilog="'harvest indices --list' prints the index catalogue: name, bands, formula.")
 
 
 if __name__ == "__main__":

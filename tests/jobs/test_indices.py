@@ -61,6 +61,29 @@ def test_indices__cube_opens_from_consolidated_metadata_with_every_array(cbers_c
     assert plain.gndvi.rio.crs.to_epsg() == 6933
 
 
+def test_indices__stac_record_describes_the_cube_as_it_now_is(cbers_cube: str) -> None:
+    import pystac
+
+    report = run_indices(IndicesConfig(store=cbers_cube, kernels=["ndvi"], max_actors=2))
+    assert report.outputs["stac"].endswith("cbers.zarr.harvest/collection.json")
+    col = pystac.Collection.from_file(report.outputs["stac"])
+    cube = cstore.open_cube(cbers_cube)
+    lon0, lat0, lon1, lat1 = cube.rio.transform_bounds("EPSG:4326")
+    (w, s, e, n), = col.extent.spatial.bboxes
+    assert w <= lon0 and s <= lat0 and e >= lon1 and n >= lat1 and (e - w) < 2 * (lon1 - lon0) + 1e-6
+    first, last = col.extent.temporal.intervals[0]
+    assert first.date() == cube.time_bnds.values.min().astype("datetime64[D]").item()
+    assert last.date() == cube.time_bnds.values.max().astype("datetime64[D]").item()
+    dc = col.extra_fields
+    arrays = {k for k, v in cube.data_vars.items() if v.dims == ("time", "y", "x")}
+    assert set(dc["cube:variables"]) == arrays and {"ndvi", "red"} <= arrays
+    assert dc["cube:dimensions"]["x"]["reference_system"] == 6933
+    assert len(dc["cube:dimensions"]["time"]["values"]) == cube.sizes["time"]
+    asset = col.assets["zarr"]
+    opened = xr.open_dataset(asset.href, **asset.extra_fields["xarray:open_kwargs"])
+    assert set(opened.data_vars) >= arrays  # the record's own recipe opens the cube
+
+
 def test_indices__int16_output_is_scaled_cf(tmp_path: Path, cbers_cube: str) -> None:
     report = run_indices(IndicesConfig(store=cbers_cube, kernels=["savi"], output="int16", max_actors=2))
     assert report.ok
