@@ -65,13 +65,34 @@ def _cube(cube: "xr.Dataset | str") -> "xr.Dataset":
     return cube
 
 
-def _outline(ax: "Axes", regions: Any, crs: Any) -> None:
+def _regions(regions: Any, crs: Any) -> Any:
     if regions is None:
-        return
+        return None
     import geopandas as gpd
 
-    frame = regions if isinstance(regions, gpd.GeoDataFrame) else gpd.read_file(regions)
-    frame.to_crs(crs).boundary.plot(ax=ax, color="k", linewidth=0.6)
+    from cluster.vector import read_vector
+
+    frame = regions if isinstance(regions, gpd.GeoDataFrame) else read_vector(str(regions))
+    return frame.to_crs(crs)
+
+
+def _outline(ax: "Axes", frame: Any) -> None:
+    if frame is not None:
+        frame.boundary.plot(ax=ax, color="k", linewidth=0.6)
+
+
+def _one_region(layer: "xr.DataArray", frame: Any, region: str | None, id_column: str) -> "xr.DataArray":
+    """The layer cut to one region's bounding box (its outline still drawn by the caller)."""
+    if region is None:
+        return _clip(layer)
+    if frame is None:
+        raise ValueError("region= needs regions= (the outlines to find it in)")
+    hit = frame[frame[id_column].astype(str) == str(region)]
+    if hit.empty:
+        raise KeyError(f"no region {region!r} in column {id_column!r} of the regions")
+    x0, y0, x1, y1 = hit.total_bounds
+    ys = slice(y1, y0) if layer.y.values[0] > layer.y.values[-1] else slice(y0, y1)
+    return layer.sel(x=slice(x0, x1), y=ys)
 
 
 def _clip(layer: "xr.DataArray", margin: int = 8) -> "xr.DataArray":
@@ -86,9 +107,11 @@ def _clip(layer: "xr.DataArray", margin: int = 8) -> "xr.DataArray":
 
 
 def index_map(cube: "xr.Dataset | str", index: str = "ndvi", date: Any = None, regions: Any = None,
-              ax: "Axes | None" = None, cmap: str = "RdYlGn", vmin: float = -0.2, vmax: float = 1.0) -> "Axes":
+              region: str | None = None, id_column: str = "region_id", ax: "Axes | None" = None,
+              cmap: str = "RdYlGn", vmin: float = -0.2, vmax: float = 1.0) -> "Axes":
     """An index on one date (the nearest stored; default the last with any valid pixel), with
-    region outlines (a GeoDataFrame or a vector file) when given."""
+    region outlines (a GeoDataFrame or a vector file) when given; ``region`` zooms to one of
+    them (its id in ``id_column``)."""
     ds = _cube(cube)
     if index not in ds:
         raise KeyError(f"the cube has no {index!r} array; it has {sorted(ds.data_vars)} (run 'harvest indices')")
@@ -100,11 +123,15 @@ def index_map(cube: "xr.Dataset | str", index: str = "ndvi", date: Any = None, r
         layer = arr.isel(time=int(np.flatnonzero(valid)[-1]))
     else:
         layer = arr.sel(time=np.datetime64(pd.Timestamp(date)), method="nearest")
-    layer = _clip(layer)
+    frame = _regions(regions, ds.rio.crs)
+    layer = _one_region(layer, frame, region, id_column)
     ax = _ax(ax)
     layer.plot.imshow(ax=ax, cmap=cmap, vmin=vmin, vmax=vmax, cbar_kwargs={"label": index.upper()})
-    _outline(ax, regions, ds.rio.crs)
-    ax.set_title(f"{index.upper()} {pd.Timestamp(layer.time.values).date()}")
+    _outline(ax, frame)
+    if region is not None:
+        ax.set_xlim(float(layer.x.min()), float(layer.x.max()))
+        ax.set_ylim(float(layer.y.min()), float(layer.y.max()))
+    ax.set_title(f"{index.upper()} {pd.Timestamp(layer.time.values).date()}" + (f": {region}" if region else ""))
     ax.set_aspect("equal")
     return ax
 
@@ -136,7 +163,7 @@ def crop_map(cube: "xr.Dataset | str", year: int | None = None, regions: Any = N
     ax.imshow(np.ma.masked_invalid(layer.astype(float)), cmap=ListedColormap(palette), vmin=-0.5,
               vmax=len(names) - 0.5, interpolation="nearest",
               extent=(x[0] - half, x[-1] + half, y[-1] - half, y[0] + half))
-    _outline(ax, regions, ds.rio.crs)
+    _outline(ax, _regions(regions, ds.rio.crs))
     ax.legend(handles=[Patch(color=c, label=n.replace("_", " ")) for c, n, _ in zip(palette, names, codes)],
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title(f"crop map {years[pick[-1]]}")
