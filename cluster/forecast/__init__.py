@@ -10,7 +10,9 @@ Module map: ``config`` (the validated config), ``tables`` (reading and checking 
 ``features`` (season windows, no-look-ahead index features), ``weather`` (weather features),
 ``models`` (baselines and learners),
 ``evaluate`` (LOYO / walk-forward backtests, metrics), ``rollup`` (anomalies, condition,
-country/global sums), ``plots`` (PNG), ``run`` (the pipeline), ``issues`` (the issue log).
+country/global sums), ``plots`` (PNG), ``bulletin`` (the HTML bulletin), ``result`` (what a run
+produced), ``run`` (the pipeline), ``from_cube`` (forecasts from a cube's statistics), ``issues``
+(the issue log).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from cluster.forecast.config import ForecastConfig, LeadTime, TableInput, load_f
 from cluster.forecast.evaluate import backtest, compute_metrics, iter_folds, nrmse_by_year
 from cluster.forecast.issues import Issue, IssueLog
 from cluster.forecast.rollup import CONDITION_RULE, condition_class, national_yield, rollup, rollup_history
-from cluster.forecast.run import ForecastResult, forecast_season, run_backtest, run_forecast
+from cluster.forecast.result import ForecastResult
+from cluster.forecast.run import forecast_season, run_backtest, run_forecast
 from cluster.forecast.tables import ACRE_HA, BUSHEL_KG, ForecastInputs, bu_per_acre_to_t_ha, load_inputs, read_table
 
 __all__ = [

@@ -32,7 +32,7 @@ from cluster.vector import read_vector
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from cluster.forecast.run import ForecastResult
+    from cluster.forecast.result import ForecastResult
 
 __all__ = ["supply_table", "render_bulletin", "write_bulletin"]
 

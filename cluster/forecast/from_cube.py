@@ -15,7 +15,8 @@ import pandas as pd
 
 from cluster.errors import ConfigError
 from cluster.forecast.config import ForecastConfig, TableInput
-from cluster.forecast.run import ForecastResult, run_forecast
+from cluster.forecast.result import ForecastResult
+from cluster.forecast.run import run_forecast
 
 __all__ = ["series_from_statistics", "run_crop_forecasts"]
 

@@ -23,7 +23,7 @@ from cluster.plots import draw_season_band, figure_ax, forecast_bars, save
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from cluster.forecast.run import ForecastResult
+    from cluster.forecast.result import ForecastResult
     from cluster.forecast.tables import ForecastInputs
 
 __all__ = ["plot_all", "plot_index_curves"]

@@ -12,7 +12,7 @@ from cluster.kernels._codegen import FusedPlan, canonical_order, load_fused
 from cluster.kernels._cpu import run_cpu
 from cluster.kernels._device import is_device_array, resolve_device
 from cluster.kernels._registry import Kernel, get_kernel
-from cluster.kernels._spec import BandInfo, OutputLike, OutputSpec, norm_output
+from cluster.kernels._spec import BandInfo, OutputLike, OutputSpec, check_out_buffer, norm_output
 
 __all__ = ["compute", "norm_kernels"]
 
@@ -199,20 +199,3 @@ def _out_buffers(kernels: tuple[Kernel, ...], spec: OutputSpec, shape: tuple[int
         check_out_buffer(k.name, buf, spec, shape)
         buffers[k.name] = buf
     return buffers
-
-
-def check_out_buffer(name: str, buf: Any, spec: OutputSpec, shape: tuple[int, ...]) -> None:
-    """Raise KernelError unless ``buf`` can receive index ``name`` in place."""
-    problems = []
-    if tuple(buf.shape) != shape:
-        problems.append(f"shape {tuple(buf.shape)!r} != {shape!r}")
-    if np.dtype(buf.dtype) != spec.np_dtype:
-        problems.append(f"dtype {np.dtype(buf.dtype).name!r} != {spec.dtype!r}")
-    flags = getattr(buf, "flags", None)
-    if flags is not None and not flags["C_CONTIGUOUS"]:
-        problems.append("not C-contiguous")
-    if isinstance(buf, np.ndarray) and not buf.flags.writeable:
-        problems.append("read-only")
-    if problems:
-        raise KernelError(f"out[{name!r}] cannot take the result: {', '.join(problems)}; pass a "
-                          f"writable C-contiguous {spec.dtype} array of shape {shape!r} or omit it")

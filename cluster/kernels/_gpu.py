@@ -8,7 +8,7 @@ import numpy as np
 
 from cluster.kernels._device import is_device_array as _is_device
 from cluster.kernels._registry import Kernel
-from cluster.kernels._spec import OutputSpec
+from cluster.kernels._spec import OutputSpec, check_out_buffer
 
 __all__ = ["run_gpu"]
 
@@ -75,8 +75,6 @@ def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
             out: Mapping[str, Any] | None, unroll: int, pack: int) -> dict[str, Any]:
     """Run ``fused`` on the GPU; host inputs give host outputs, device inputs device outputs."""
     from numba import cuda
-
-    from cluster.kernels._compute import check_out_buffer
 
     needed = tuple(scalars)
     n = int(np.prod(shape, dtype=np.int64))

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from cluster.errors import KernelError, UnknownKernelError
-
-if TYPE_CHECKING:
-    from cluster.kernels._spec import BandInfo, OutputLike
 
 __all__ = [
     "BANDS",
@@ -93,25 +90,6 @@ class Kernel:
             "constants": {k: float(v) for k, v in self.constants.items()},
             "spyndex_name": self.spyndex_name,
         }
-
-    def cpu(self, bands: Mapping[str, Any], band_info: Mapping[str, BandInfo] | None = None,
-            *, output: OutputLike = "float32", out: Any = None) -> np.ndarray:
-        """Compute this index alone with the fused CPU kernel; see :func:`cluster.kernels.compute`."""
-        from cluster.kernels._compute import compute
-
-        outs = None if out is None else {self.name: out}
-        return compute([self.name], bands, band_info, output=output, device="cpu",
-                       out=outs)[self.name]
-
-    def gpu_compute(self, bands: Mapping[str, Any],
-                    band_info: Mapping[str, BandInfo] | None = None,
-                    *, output: OutputLike = "float32", out: Any = None) -> Any:
-        """Compute this index alone on the GPU; see :func:`cluster.kernels.compute`."""
-        from cluster.kernels._compute import compute
-
-        outs = None if out is None else {self.name: out}
-        return compute([self.name], bands, band_info, output=output, device="gpu",
-                       out=outs)[self.name]
 
 
 _KERNELS: dict[str, Kernel] = {}

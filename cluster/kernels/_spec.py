@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
 from cluster.errors import KernelError
 
-__all__ = ["BandInfo", "OutputSpec", "OutputLike", "norm_output"]
+__all__ = ["BandInfo", "OutputSpec", "OutputLike", "norm_output", "check_out_buffer"]
 
 _INT16_MIN = -32768
 _INT16_MAX = 32767
@@ -155,3 +155,20 @@ def norm_output(output: OutputLike) -> OutputSpec:
     raise KernelError(
         f"output={output!r} is not understood; expected 'float32', 'int16' or an OutputSpec"
     )
+
+
+def check_out_buffer(name: str, buf: Any, spec: OutputSpec, shape: tuple[int, ...]) -> None:
+    """Raise KernelError unless ``buf`` can receive index ``name`` in place."""
+    problems = []
+    if tuple(buf.shape) != shape:
+        problems.append(f"shape {tuple(buf.shape)!r} != {shape!r}")
+    if np.dtype(buf.dtype) != spec.np_dtype:
+        problems.append(f"dtype {np.dtype(buf.dtype).name!r} != {spec.dtype!r}")
+    flags = getattr(buf, "flags", None)
+    if flags is not None and not flags["C_CONTIGUOUS"]:
+        problems.append("not C-contiguous")
+    if isinstance(buf, np.ndarray) and not buf.flags.writeable:
+        problems.append("read-only")
+    if problems:
+        raise KernelError(f"out[{name!r}] cannot take the result: {', '.join(problems)}; pass a "
+                          f"writable C-contiguous {spec.dtype} array of shape {shape!r} or omit it")

@@ -7,7 +7,7 @@ import pytest
 
 from cluster.errors import KernelError, MissingBandError, ResourceError, UnknownKernelError
 from cluster.kernels import (
-    BandInfo, OutputSpec, compute, compute_reference, get_kernel, gpu_available, list_kernels,
+    BandInfo, OutputSpec, compute, compute_reference, gpu_available, list_kernels,
     set_default_device,
 )
 from tests.cluster.kernels._helpers import DN_INFO, SCENE_SHAPE, make_dn_scene, requires_gpu
@@ -176,11 +176,6 @@ def test_compute_gpu_simulator__device_arrays_and_out_buffers(gpu_sim, cpu_dn):
                                equal_nan=True)
     np.testing.assert_allclose(gpu_sim["out/ndvi"], cpu_dn["ndvi"], rtol=2e-6, atol=1e-6,
                                equal_nan=True)
-
-
-def test_kernel_cpu__is_compute_for_one_index():
-    kernel_result = get_kernel("ndvi").cpu(NDVI_IN, NDVI_INFO)
-    np.testing.assert_array_equal(kernel_result, compute("ndvi", NDVI_IN, NDVI_INFO)["ndvi"])
 
 
 # -- a real GPU (skipped without one; the simulator tests above cover the same paths on CPU) ----
