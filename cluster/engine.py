@@ -134,7 +134,9 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
             report.stopped = outcome.stopped
     finally:
         if lease is not None:
-            if prepared:  # whatever the tiles did, the arrays exist: readers get their metadata in one read
+            # whatever the tiles did, the arrays exist: readers get their metadata in one read
+            # (not when the job stopped because storage stopped answering: it would not now)
+            if prepared and report.stopped is None:
                 _describe(config, report)
             lease.release()
     log.info("finished: %d done, %d empty, %d skipped, %d failed", report.tiles_done, report.tiles_empty,

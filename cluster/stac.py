@@ -78,8 +78,10 @@ def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) 
 
 def write_collection(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
     """Write the record to :func:`collection_url`; returns that URL."""
+    from cluster._retry import retry_storage
     from cluster.store import write_json
 
     out = collection_url(url)
-    write_json(out, cube_collection(url, storage_options), storage_options)
+    record = retry_storage(lambda: cube_collection(url, storage_options), what=f"reading the cube {url}")
+    write_json(out, record, storage_options)
     return out
