@@ -11,6 +11,8 @@ download, at any size from a unit test to a benchmark of hundreds of megapixels:
       inputs/crop_calendar.csv              region_id, crop, sos_doy, eos_doy
       inputs/field_labels.gpkg              a field survey: field_id, crop_surveyed for a seeded
                                             share of the fields (training labels); EPSG:6933
+      inputs/parcels.gpkg                   every field's boundary and field_id, no crop (a
+                                            parcel register such as LPIS); EPSG:6933
       truth/crop_type.tif                   uint8 crop codes on the demo grid (EPSG:6933)
       truth/crop_classes.json               {"1": "wheat", ...}
       truth/fields.gpkg                     field polygons (EPSG:6933) with their crop
@@ -793,6 +795,7 @@ def _write_fields(root: Path, w: _World) -> Path | None:
     path.unlink(missing_ok=True)
     note.unlink(missing_ok=True)
     (root / "inputs" / "field_labels.gpkg").unlink(missing_ok=True)
+    (root / "inputs" / "parcels.gpkg").unlink(missing_ok=True)
     if est > _MAX_FIELDS:
         note.write_text(f"truth/fields.gpkg skipped: about {est:.0f} fields (> {_MAX_FIELDS}); "
                         "truth/crop_type.tif holds the same crops per pixel\n")
@@ -821,6 +824,8 @@ def _write_fields(root: Path, w: _World) -> Path | None:
     surveyed = _m.uniform(w.seed, _m.TAG_SURVEY, fid) < w.spec.survey_fraction
     labels = gdf.loc[surveyed, ["field_id", "crop", "geometry"]].rename(columns={"crop": "crop_surveyed"})
     labels.to_file(root / "inputs" / "field_labels.gpkg", driver="GPKG", layer="labels")
+    # the parcel register: every field's boundary, without its crop
+    gdf[["field_id", "geometry"]].to_file(root / "inputs" / "parcels.gpkg", driver="GPKG", layer="parcels")
     return path
 
 
@@ -848,6 +853,8 @@ class DemoSeason:
     """``inputs/weather.csv``: daily weather per region, a forecast input."""
     field_labels: Path | None = None
     """``inputs/field_labels.gpkg``: the surveyed fields' crops (None when fields are skipped)."""
+    parcels: Path | None = None
+    """``inputs/parcels.gpkg``: every field's boundary, no crop (None when fields are skipped)."""
     elapsed_s: float = 0.0
     """Wall time the generation took."""
 
@@ -925,5 +932,6 @@ def make_demo_season(out_dir: str | Path, spec: DemoSpec = DemoSpec(), *, max_wo
         spec=spec, bounds=w.bounds, truth_crop_classes=classes,
         truth_weather=root / "truth" / "weather.csv", weather=root / "inputs" / "weather.csv",
         field_labels=root / "inputs" / "field_labels.gpkg" if fields_path else None,
+        parcels=root / "inputs" / "parcels.gpkg" if fields_path else None,
         elapsed_s=time.perf_counter() - t0,
     )

@@ -85,8 +85,10 @@ def demo_configs(season: DemoSeason, out: Path) -> dict[str, Any]:
                 # folds by 2 km blocks: no field, and no neighbourhood, on both sides of a split
                 "validation": {"folds": 5, "seeds": [0], "group": "block", "block_m": 2000},
             },
-            # 3 x 3 probability smoothing: fields are ~20 pixels wide
-            "predict": {"smooth_px": 3},
+            # whole parcels from the parcel register; 3 x 3 probability smoothing elsewhere
+            # (fields are ~20 pixels wide)
+            "predict": {"smooth_px": 3,
+                        **({"parcels": {"path": str(season.parcels)}} if season.parcels else {})},
         },
         "aggregate": {
             "store": cube,

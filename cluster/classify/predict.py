@@ -9,6 +9,12 @@ classified, and written as two ``(time, y, x)`` arrays on the cube's time axis:
   in CF ``flag_values`` / ``flag_meanings``; 255 where the pixel had no valid observation in
   the season, or the date lies outside every classified season;
 * ``crop_probability`` (uint8, percent): the probability of the winning class;
+* with ``parcels`` (field boundaries such as a LPIS/GSAA layer), every parcel takes one class:
+  the argmax of its pixels' mean class probabilities (object-based classification: a field
+  grows one crop, and averaging a few hundred pixels removes the noise a pixel carries);
+  ``crop_probability`` is then the parcel's mean probability of that class. A parcel that
+  crosses tiles votes per tile (each part on its own pixels). Pixels outside every parcel
+  keep their own (or ``smooth_px``-smoothed) class;
 * with ``features: write``, ``season_features`` (float32, ``(season, feature, y, x)``): the
   feature vector each pixel was classified from, the feature names and their definitions
   (periods, composite rule, phenology) in its attributes (:func:`label_features` puts the
@@ -35,12 +41,13 @@ from pydantic import Field
 from cluster import store as cstore
 from cluster.classify.features import FeatureConfig, check_bands, feature_definitions, season_features
 from cluster.classify.model import CropModel
-from cluster.config import TileJobConfig
+from cluster.config import StrictModel, TileJobConfig
 from cluster.errors import ConfigError
 from cluster.grid import CubeExtent
 from cluster.tasks import TileResult, TileTask
+from cluster.vector import read_vector, vector_crs
 
-__all__ = ["PredictConfig", "PredictPlan", "PredictWorker", "plan_predict", "prepare_predict",
+__all__ = ["PredictConfig", "ParcelsConfig", "PredictPlan", "PredictWorker", "plan_predict", "prepare_predict",
            "label_features", "FILL", "CROP_TYPE", "CROP_PROBABILITY", "SEASON_FEATURES"]
 
 FILL = 255
@@ -49,6 +56,15 @@ CROP_PROBABILITY = "crop_probability"
 SEASON_FEATURES = "season_features"
 _CHUNK_PX = 65_536
 """Pixels classified per batch: bounds the feature matrix (~100 features) to ~25 MB."""
+
+
+class ParcelsConfig(StrictModel):
+    """Field boundaries to classify whole fields (GeoPackage, GeoJSON, GeoParquet, ...)."""
+
+    path: str
+    """The parcels file (local); read tile by tile through its spatial index."""
+    layer: str | None = None
+    """Layer of a multi-layer file (GeoPackage)."""
 
 
 class PredictConfig(TileJobConfig):
@@ -64,6 +80,9 @@ class PredictConfig(TileJobConfig):
     """Average the class probabilities over a ``smooth_px`` x ``smooth_px`` window before
     picking the class (0: off). Removes the salt-and-pepper errors of per-pixel maps inside
     fields; keep it below the narrowest field's width in pixels."""
+    parcels: ParcelsConfig | None = None
+    """Field boundaries: each parcel gets the class of its pixels' mean probabilities (see
+    the module notes). Pixels outside every parcel are classified on their own."""
     features: Literal["none", "write"] = "none"
     """``write``: also store each pixel's season feature vector (``season_features``, with
     the features' names and definitions in its attributes), to inspect what the model saw."""
@@ -85,6 +104,9 @@ class PredictPlan:
     tiles: tuple[TileTask, ...]
     hash: str
     smooth_px: int = 0
+    parcels: str | None = None
+    parcels_layer: str | None = None
+    parcels_crs: str | None = None
     n_features: int = 0
     """Length of the feature vectors written per pixel and season (0: none written)."""
 
@@ -130,12 +152,30 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
         "model": model.meta.get("created_at"), "model_classes": list(model.classes),
         "model_features": list(model.feature_names), "years": list(years), "bands": bands,
         "smooth_px": config.smooth_px, "features": config.features,
+        "parcels": config.parcels.model_dump() if config.parcels else None,
     }, sort_keys=True, default=str).encode()).hexdigest()[:16]
     tiles = tuple(TileTask(t) for t in extent.iter_tiles())
     n_features = len(model.feature_names) if config.features == "write" else 0
+    parcels, parcels_crs = _check_parcels(config.parcels)
     return PredictPlan(config.store, config.model, extent, tuple(years), tuple(steps),
                        tuple(str(t) for t in times), bands, model.classes, tiles, h, config.smooth_px,
-                       n_features)
+                       parcels, config.parcels.layer if config.parcels else None, parcels_crs, n_features)
+
+
+def _check_parcels(cfg: ParcelsConfig | None) -> tuple[str | None, str | None]:
+    """The parcels file's path and CRS, after checking it can be read (metadata only)."""
+    if cfg is None:
+        return None, None
+    if not os.path.exists(cfg.path):
+        raise ConfigError(f"parcels file {cfg.path!r} does not exist; fix predict.parcels.path or remove parcels")
+    try:
+        crs = vector_crs(cfg.path, cfg.layer)
+    except Exception as e:  # noqa: BLE001 - any reader error becomes one message naming the key
+        raise ConfigError(f"cannot read parcels file {cfg.path!r}: {type(e).__name__}: {e}; "
+                          "fix predict.parcels.path (or .layer)") from None
+    if crs is None:
+        raise ConfigError(f"parcels file {cfg.path!r} declares no CRS; write it with one (e.g. EPSG:4326)")
+    return cfg.path, crs
 
 
 def prepare_predict(plan: PredictPlan, config: PredictConfig, model: CropModel) -> cstore.Manifest:
@@ -192,6 +232,42 @@ def _smooth(probs: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _parcel_codes(plan: PredictPlan, task: TileTask, shape: tuple[int, int]) -> np.ndarray | None:
+    """Per pixel of the tile, the row of its parcel among those read for it (-1: none)."""
+    if plan.parcels is None:
+        return None
+    from pyproj import Transformer
+
+    from cluster.regions import rasterize_window, to_grid_crs
+
+    grid = plan.extent.grid
+    transform = grid.tile_transform(task.tile)
+    left, top = transform.c, transform.f
+    right, bottom = left + shape[1] * transform.a, top + shape[0] * transform.e
+    to_file = Transformer.from_crs(grid.pyproj_crs, plan.parcels_crs, always_xy=True)
+    bbox = to_file.transform_bounds(left, bottom, right, top, densify_pts=21)
+    parcels = read_vector(plan.parcels, plan.parcels_layer, bbox=bbox)
+    if parcels.empty:
+        return np.full(shape, -1, np.int32)
+    parcels = parcels[parcels.geom_type.isin(["Polygon", "MultiPolygon"])]
+    parcels = to_grid_crs(parcels.assign(region_id=np.arange(len(parcels)).astype(str)), grid.crs)
+    codes, _ = rasterize_window(parcels.reset_index(drop=True), transform, shape)
+    return codes
+
+
+def _parcel_vote(probs: np.ndarray, seen: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``probs`` (pixels, classes) with every parcel's seen pixels set to the parcel's mean."""
+    inside = seen & (codes >= 0)
+    if not inside.any():
+        return probs
+    _, idx = np.unique(codes[inside], return_inverse=True)
+    n = np.bincount(idx).astype(np.float64)
+    mean = np.stack([np.bincount(idx, weights=probs[inside, c]) for c in range(probs.shape[1])], axis=1) / n[:, None]
+    out = probs.copy()
+    out[inside] = mean[idx].astype(probs.dtype)
+    return out
+
+
 class PredictWorker:
     """Loads the model once per actor; reads, featurises, classifies and writes tiles."""
 
@@ -214,6 +290,7 @@ class PredictWorker:
         values = {b: cstore.read_tile_decoded(group, name, plan.extent, task.tile) for b, name in plan.bands.items()}
         timings["read"] = time.perf_counter() - t0
         nt, ny, nx = next(iter(values.values())).shape
+        codes = _parcel_codes(plan, task, (ny, nx))
         crop = np.full((nt, ny, nx), FILL, dtype=np.uint8)
         prob = np.full((nt, ny, nx), FILL, dtype=np.uint8)
         result = TileResult(task.tile.id, "done", pid=os.getpid())
@@ -242,8 +319,12 @@ class PredictWorker:
                 t0 = time.perf_counter()
                 probs[part] = self.model.predict_proba(fm.values, threads=self.threads)
                 timings["predict"] += time.perf_counter() - t0
+            own = probs
             if plan.smooth_px > 1:
                 probs = _smooth(probs.reshape(ny, nx, -1), seen.reshape(ny, nx), plan.smooth_px).reshape(ny * nx, -1)
+            if codes is not None:  # parcels vote on their pixels' own probabilities, not smoothed ones
+                voted = _parcel_vote(own, seen, codes.ravel())
+                probs = np.where((codes.ravel() >= 0)[:, None], voted, probs)
             cls = np.where(seen, np.argmax(probs, axis=1), FILL).astype(np.uint8)
             pct = np.where(seen, np.round(100 * probs.max(axis=1)), FILL).astype(np.uint8)
             mapped += int(todo.size)

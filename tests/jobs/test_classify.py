@@ -126,11 +126,12 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     mapped = prob[raw != 255]  # the winning class has at least 1/K of the probability
     assert mapped.min() >= 100 // len(meta["classes"]) and mapped.max() <= 100 and (prob[raw == 255] == 255).all()
     # resumable through the manifest: a rerun skips every tile
-    again = run_predict(PredictConfig(store=store, model=str(model_dir), smooth_px=3))
+    predict = classify_job.ClassifyConfig.model_validate(demo["classify"]).section("predict")
+    again = run_predict(predict)
     assert again.ok and again.tiles_skipped == again.tiles_total
     found = verify_store(store)
     assert found.ok and "classify" in found.jobs, found.summary()
-    predict = classify_job.ClassifyConfig.model_validate(demo["classify"]).section("predict")
+    _each_parcel_has_one_class(predict, raw, prob)
     _features_written_are_the_ones_classified(predict, model_dir, meta)
 
     agg = AggregateConfig.model_validate(demo["aggregate"])
@@ -145,6 +146,30 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     # per region, the error-adjusted areas add up to the mapped total (a re-allocation)
     for _, g in ok.groupby(["region_id", "season_year"]):
         assert g.estimated_area_ha.sum() == pytest.approx(g.mapped_area_ha.sum(), rel=1e-6)
+
+
+def _each_parcel_has_one_class(predict: PredictConfig, crop: np.ndarray, prob: np.ndarray) -> None:
+    """With ``parcels``, every parcel's pixels in a tile share one class and one probability;
+    pixels between parcels are not forced to anything."""
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    assert predict.parcels is not None
+    extent = cstore.extent_of(cstore.open_group(predict.store, mode="r"))
+    parcels = gpd.read_file(predict.parcels.path)
+    ny, nx = crop.shape[1:]
+    ids = rasterize([(g, i + 1) for i, g in enumerate(parcels.geometry)], out_shape=(ny, nx),
+                    transform=extent.transform, fill=0, dtype="int32")
+    tile_px = extent.grid.tile_size_px
+    tile = (np.arange(ny)[:, None] // tile_px) * 10_000 + np.arange(nx)[None, :] // tile_px
+    last = crop[-1]
+    keep = (ids > 0) & (last != 255)
+    frame = pd.DataFrame({"parcel": ids[keep], "tile": tile[keep], "cls": last[keep], "prob": prob[-1][keep]})
+    per_part = frame.groupby(["parcel", "tile"]).nunique()
+    assert len(per_part) > 100
+    assert (per_part["cls"] == 1).all() and (per_part["prob"] == 1).all()
+    # the map is not a per-pixel one any more: parcels of more than one class exist
+    assert frame.groupby("parcel")["cls"].first().nunique() >= 4
 
 
 def _features_written_are_the_ones_classified(predict: PredictConfig, model_dir: Path, meta: dict) -> None:
@@ -203,6 +228,9 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
     # a cube that lacks a band the model was trained on
     with pytest.raises(ConfigError, match=r"lacks band\(s\) \['nir'\].*ingest them"):
         run_predict(PredictConfig(store=store, model=str(model_dir), band_names={"nir": "nir_missing"}))
+    # a parcels file that is not there
+    with pytest.raises(ConfigError, match=r"parcels file '.*nowhere.gpkg' does not exist; fix predict.parcels.path"):
+        run_predict(PredictConfig(store=store, model=str(model_dir), parcels={"path": str(tmp_path / "nowhere.gpkg")}))
     # a season the cube does not cover
     with pytest.raises(ConfigError, match=r"has no date in the 2019 season"):
         run_predict(PredictConfig(store=store, model=str(model_dir), years=[2019]))
