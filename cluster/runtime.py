@@ -9,6 +9,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ConfigError, ResourceError
 from cluster.tasks import TileResult, TileTask, TileWorker
 
-__all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome"]
+__all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome", "cluster_autoscales"]
 
 log = logging.getLogger(__name__)
 
@@ -122,40 +124,72 @@ class PoolOptions:
                    custom=resources.resources, label=label)
 
 
-def _check_resources(opts: PoolOptions) -> int:
-    """How many actors fit the cluster; fail fast on a request it can never satisfy."""
-    total = ray.cluster_resources()
-    cpus = float(total.get("CPU", 0))
-    gpus = float(total.get("GPU", 0))
-    if opts.num_gpus > 0 and gpus < opts.num_gpus:
-        raise ResourceError(
-            f"the job asks for num_gpus={opts.num_gpus} per actor but the cluster has {gpus:g} GPU(s); "
-            "set num_gpus: 0 to run on CPU, or add a GPU worker group"
-        )
-    if opts.num_cpus > cpus:
-        raise ResourceError(
-            f"the job asks for num_cpus={opts.num_cpus} per actor but the cluster has {cpus:g} CPU(s); "
-            "lower resources.num_cpus"
-        )
-    for name, amount in opts.custom.items():
-        have = float(total.get(name, 0))
-        if have < amount:
-            raise ResourceError(
-                f"the job asks for resource {name}={amount:g} per actor but the cluster has {have:g}; "
-                "fix resources.resources or start nodes that offer it"
-            )
-    memory_mib = float(total.get("memory", 0)) / 2**20
-    if opts.memory_mib and opts.memory_mib > memory_mib:
-        raise ResourceError(
-            f"the job asks for memory_mib={opts.memory_mib} per actor but the cluster has {memory_mib:,.0f} MiB "
-            "of Ray memory; lower resources.memory_mib (or set it to null) or add memory"
-        )
-    fit = int(cpus // opts.num_cpus) if opts.num_cpus else opts.max_actors
-    if opts.memory_mib:
-        fit = min(fit, int(memory_mib // opts.memory_mib))
-    if opts.num_gpus:
-        fit = min(fit, int(gpus // opts.num_gpus))
-    return max(1, min(opts.max_actors, fit))
+GROW_EVERY_S = 2.0
+"""How often a pool that is below its size looks for nodes that joined the cluster."""
+START_TIMEOUT_S = float(os.environ.get("HARVEST_ACTOR_START_TIMEOUT_S", "900"))
+"""On an autoscaling cluster, how long a pool waits for its first actor to start (the
+autoscaler adding a node) before it fails; ``HARVEST_ACTOR_START_TIMEOUT_S`` sets it."""
+
+
+def cluster_autoscales() -> bool:
+    """Whether the connected cluster adds nodes on demand: ``HARVEST_AUTOSCALING=on`` (set by
+    the project's KubeRay and cluster-launcher manifests on the head, where job drivers run),
+    or Ray's autoscaler v2 flagged in the GCS.
+
+    Ray's v1 autoscaler cannot be told apart from a fixed cluster reliably: every head, even
+    a local one, runs a monitor that publishes an "autoscaler" report over a read-only node
+    provider. So v1 clusters say so through the variable.
+    """
+    env = os.environ.get("HARVEST_AUTOSCALING", "auto").strip().lower()
+    if env in ("on", "1", "true", "yes"):
+        return True
+    if env in ("off", "0", "false", "no"):
+        return False
+    try:
+        from ray.autoscaler.v2.utils import is_autoscaler_v2
+
+        return bool(is_autoscaler_v2())
+    except Exception as e:  # noqa: BLE001 - a Ray internal moved: say so, and assume a fixed cluster
+        log.warning("could not tell whether the cluster autoscales (%s: %s); assuming it does not: "
+                    "set HARVEST_AUTOSCALING=on if it does", type(e).__name__, e)
+        return False
+
+
+def _request(opts: PoolOptions) -> dict[str, float]:
+    """One actor's request in Ray's resource names (memory in bytes)."""
+    out = {"CPU": float(opts.num_cpus), "GPU": float(opts.num_gpus),
+           "memory": float(opts.memory_mib or 0) * 2**20, **{k: float(v) for k, v in opts.custom.items()}}
+    return {k: v for k, v in out.items() if v > 0}
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in n.get("Resources", {}).items()} for n in ray.nodes() if n.get("Alive")]
+
+
+def _actors_per_node(request: Mapping[str, float], nodes: Sequence[Mapping[str, float]]) -> int:
+    """How many actors of this shape the nodes hold, by their total resources (a busy node
+    counts: its resources come back)."""
+    return sum(min((math.floor(node.get(k, 0.0) / v + 1e-9) for k, v in request.items()), default=0)
+               for node in nodes)
+
+
+def _pool_size(opts: PoolOptions, n_tasks: int, autoscales: bool) -> int:
+    """Actors to start now. A fixed cluster gets what its nodes hold (and the pool grows when
+    nodes join); an autoscaling one gets every actor the job can use, up to
+    ``max_actors``: the pending ones are the demand the autoscaler adds nodes for."""
+    from cluster.submit import check_resources
+
+    want = max(1, min(opts.max_actors, n_tasks))
+    if autoscales:
+        return want
+    request = _request(opts)
+    # one actor must fit on one node: checked per node, never against the cluster's totals
+    try:
+        check_resources(request, _alive_nodes(), what=f"a {opts.label} actor", cluster="this Ray cluster")
+    except ResourceError as e:
+        raise ResourceError(f"{e}. No autoscaler was found, so no such node will come; on a cluster that "
+                            "adds nodes on demand set HARVEST_AUTOSCALING=on") from None
+    return max(1, min(want, _actors_per_node(request, _alive_nodes())))
 
 
 @dataclass
@@ -209,7 +243,10 @@ def run_tile_tasks(
     outcome = PoolOutcome()
     if not tasks:
         return outcome
-    n_actors = min(_check_resources(opts), len(tasks))
+    autoscales = cluster_autoscales()
+    n_actors = _pool_size(opts, len(tasks), autoscales)
+    target = max(1, min(opts.max_actors, len(tasks)))
+    request = _request(opts)
     options: dict[str, Any] = {
         "num_cpus": opts.num_cpus,
         "num_gpus": opts.num_gpus,
@@ -227,9 +264,16 @@ def run_tile_tasks(
     spawned = itertools.count()
 
     def spawn() -> Any:  # a readable name in Ray's dashboard and 'ray list actors'
-        return TileActor.options(name=f"harvest-{opts.label}-{run}-{next(spawned)}", **options).remote(factory_ref)
+        actor_class: Any = TileActor  # @ray.remote's annotations keep the class; it is an ActorClass
+        return actor_class.options(name=f"harvest-{opts.label}-{run}-{next(spawned)}", **options).remote(factory_ref)  # noqa: F821 (del'd only after the last spawn)
 
     actors = [spawn() for _ in range(n_actors)]
+    if autoscales:
+        log.info("autoscaling cluster: asked for %d actor(s) of %s; those without a node wait for the "
+                 "autoscaler", n_actors, request, extra={"job": opts.label})
+    t_start = time.monotonic()
+    next_grow = t_start + GROW_EVERY_S
+    ever_started = False
     # an actor takes tiles once it is up: a replacement on a cluster that lost a node may wait
     # for a free slot (or for the autoscaler) while the others carry on
     starting: dict[Any, int] = {a.ready.remote(): i for i, a in enumerate(actors)}
@@ -288,8 +332,29 @@ def run_tile_tasks(
             return _next_task(strips, i)
         return None
 
+    def grow() -> None:
+        """A fixed cluster that gained nodes: start the actors they hold (up to the target);
+        a new actor's strip is empty, so it steals from the longest one."""
+        have = len(actors)
+        room = min(target, _actors_per_node(request, _alive_nodes())) - have
+        for _ in range(max(0, room)):
+            actors.append(spawn())
+            strips.append([])
+            starting[actors[-1].ready.remote()] = len(actors) - 1
+        if room > 0:
+            log.info("the cluster grew: %d more actor(s), %d in all", room, len(actors), extra=context)
+
     try:
         while any(strips) or retry_queue or in_flight:
+            now = time.monotonic()
+            if not autoscales and len(actors) < target and now >= next_grow:
+                grow()
+                next_grow = now + GROW_EVERY_S
+            if autoscales and not ever_started and now - t_start > START_TIMEOUT_S:
+                raise ResourceError(
+                    f"no {opts.label} actor started in {START_TIMEOUT_S:.0f} s: the autoscaler added no node that "
+                    f"holds {request} per actor; check the worker groups' resources and limits ('ray status'), "
+                    "or lower the job's resources block")
             reason = stop() if stop is not None else None
             if reason is None and down_streak >= unavailable_after:
                 reason = (f"{down_streak} tiles in a row failed because object storage did not answer "
@@ -307,7 +372,8 @@ def run_tile_tasks(
             if not in_flight and not starting:  # only retries waiting for their backoff
                 time.sleep(max(0.0, min(1.0, retry_queue[0][0] - time.monotonic())))
                 continue
-            wait_s = max(0.05, retry_queue[0][0] - time.monotonic()) if retry_queue else None
+            wait_s = max(0.05, retry_queue[0][0] - time.monotonic()) if retry_queue else GROW_EVERY_S
+            wait_s = min(wait_s, GROW_EVERY_S)  # wake up to grow the pool and to check the start deadline
             ready, _ = ray.wait([*in_flight, *starting], num_returns=1, timeout=wait_s)
             if not ready:
                 continue
@@ -326,6 +392,7 @@ def run_tile_tasks(
                     starting[actors[i].ready.remote()] = i
                     continue
                 start_failures = 0
+                ever_started = True
                 idle.append(i)
                 continue
             i, task = in_flight.pop(ready[0])

@@ -90,6 +90,44 @@ def test_runtime__failing_tile_is_reported_and_the_rest_goes_on(tmp_path: Path) 
 def test_runtime__gpu_request_without_gpu_fails_fast(tmp_path: Path) -> None:
     plan, inner = _prepared(str(tmp_path / "c.zarr"))
     t0 = time.monotonic()
-    with pytest.raises(ResourceError, match=r"num_gpus=1 per actor but the cluster has 0 GPU\(s\); set num_gpus: 0"):
+    with pytest.raises(ResourceError, match=r"asks for GPU=1 per node but no node of this Ray cluster has it .*"
+                                            r"set num_gpus: 0.*No autoscaler was found.*HARVEST_AUTOSCALING=on"):
         run_tile_tasks(inner, plan.tiles, PoolOptions(2, num_gpus=1))
     assert time.monotonic() - t0 < 10
+
+
+def test_runtime__on_an_autoscaling_cluster_a_gpu_request_waits_for_a_node(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an autoscaler, "no GPU node yet" is not an error: the pending actors are the
+    autoscaler's demand. Only when no actor started before the deadline does the job fail."""
+    import cluster.runtime as runtime
+
+    plan, inner = _prepared(str(tmp_path / "c.zarr"))
+    monkeypatch.setenv("HARVEST_AUTOSCALING", "on")
+    monkeypatch.setattr(runtime, "START_TIMEOUT_S", 4.0)
+    t0 = time.monotonic()
+    with pytest.raises(ResourceError, match=r"no tiles actor started in 4 s: the autoscaler added no node that holds "
+                                            r"\{'CPU': 1.0, 'GPU': 1.0.*'ray status'"):
+        run_tile_tasks(inner, plan.tiles, PoolOptions(2, num_gpus=1))
+    assert 4.0 <= time.monotonic() - t0 < 30
+
+
+def test_cluster_autoscales__the_variable_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cluster.runtime import cluster_autoscales
+
+    monkeypatch.setenv("HARVEST_AUTOSCALING", "on")
+    assert cluster_autoscales()
+    monkeypatch.setenv("HARVEST_AUTOSCALING", "off")
+    assert not cluster_autoscales()
+    monkeypatch.delenv("HARVEST_AUTOSCALING")
+    assert not cluster_autoscales()  # the suite's local Ray has no autoscaler
+
+
+def test_actors_per_node__counts_what_each_node_holds() -> None:
+    from cluster.runtime import _actors_per_node
+
+    nodes = [{"CPU": 3.0, "memory": 4.0 * 2**30}, {"CPU": 8.0, "GPU": 1.0, "memory": 2.0 * 2**30}]
+    assert _actors_per_node({"CPU": 1.0}, nodes) == 11
+    assert _actors_per_node({"CPU": 1.0, "memory": 2.0**30}, nodes) == 3 + 2  # memory bounds both
+    assert _actors_per_node({"CPU": 1.0, "GPU": 0.25}, nodes) == 4  # only the GPU node, 4 shares
+    assert _actors_per_node({"CPU": 4.0}, nodes) == 2  # never split across nodes (3 + 8 CPUs)

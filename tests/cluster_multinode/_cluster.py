@@ -164,6 +164,14 @@ class LocalRayCluster:
                 raise RuntimeError(f"Ray worker nodes failed twice; see {self.base}/worker*.log")
         return self
 
+    def add_worker(self) -> None:
+        """Start one more worker node and wait until the cluster counts it."""
+        want = len(self.alive_nodes()) + 1
+        proc = self._spawn(["--address", self.gcs_address], f"worker{len(self._procs) - 1}.log", _free_ports(6))
+        if not self._wait("added worker", lambda: len(self.alive_nodes()) >= want, [proc],
+                          time.monotonic() + self.startup_timeout_s):
+            raise RuntimeError(f"the added Ray worker exited with {proc.returncode}; see {self.base}")
+
     def kill_worker(self, index: int) -> None:
         """SIGKILL worker node ``index`` and every process it started (raylet, agents, and the
         worker processes, which Ray puts in process groups of their own): a lost node."""

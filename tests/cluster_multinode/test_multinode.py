@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-# Starts 3 Ray nodes (~25 s on 2 cores) and runs 2 real jobs (~15 s each): ~70 s in all.
-pytestmark = pytest.mark.slow
-
 from jobs import submit
 from tests.cluster_multinode._cluster import REPO_ROOT, LocalRayCluster
+
+# Starts 3 Ray nodes (~25 s on 2 cores) and runs 2 real jobs (~15 s each): ~70 s in all.
+pytestmark = pytest.mark.slow
 
 PROBE = "tests.cluster_multinode._probe_job"
 SECRET = "probe-secret-value-0123456789"

@@ -84,6 +84,7 @@ def test_node_loss__job_completes_on_the_nodes_left(cluster: LocalRayCluster, tm
     report = cstore.read_json(f"{cstore.meta_url(store)}/ingest-report.json")
     assert report["ok"] and report["tiles_failed"] == 0
     assert killed_at < report["tiles_total"], "the node was lost after the job had finished"
-    assert report["actors_replaced"] >= 1 and report["retries"] >= 1, (report["tiles_per_node"], killed_at, report["tiles_total"], report["wall_s"])
+    assert report["actors_replaced"] >= 1 and report["retries"] >= 1, (
+        report["tiles_per_node"], killed_at, report["tiles_total"], report["wall_s"])
     a, b = _chunks(clean), _chunks(store)
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
