@@ -44,7 +44,8 @@ _M24 = np.int64(0xFFFFFF)
 
 
 @njit(cache=True, nogil=True)
-def _presence(lab, crop, has_crop, n_codes, n_crop_codes):  # pragma: no cover - compiled
+def _presence(lab: np.ndarray, crop: np.ndarray, has_crop: bool, n_codes: int,  # pragma: no cover - compiled
+              n_crop_codes: int) -> tuple[np.ndarray, np.int64]:
     """Which (region code, crop code) pairs occur; -1 flags a label >= n_codes."""
     tc_n = crop.shape[0]
     ny, nx = lab.shape
@@ -67,7 +68,8 @@ def _presence(lab, crop, has_crop, n_codes, n_crop_codes):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
-def _flush_rows(row_n, touched, n_touched, q, out_lo, out_hi, out_off):  # pragma: no cover
+def _flush_rows(row_n: np.ndarray, touched: np.ndarray, n_touched: int, q: np.int64,  # pragma: no cover
+                out_lo: np.ndarray, out_hi: np.ndarray, out_off: int) -> None:
     """Add ``row_n[cell] * q`` (exact, split in two limbs) for every cell touched in a row."""
     qlo = q & 0xFFFFFFFF
     qhi = q >> 32
@@ -80,7 +82,8 @@ def _flush_rows(row_n, touched, n_touched, q, out_lo, out_hi, out_off):  # pragm
 
 
 @njit(cache=True, nogil=True)
-def _count_area(lab, rlut, crop, clut, has_crop, row_q, n_r, n_c):  # pragma: no cover - compiled
+def _count_area(lab: np.ndarray, rlut: np.ndarray, crop: np.ndarray, clut: np.ndarray,  # pragma: no cover - compiled
+                has_crop: bool, row_q: np.ndarray, n_r: int, n_c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels and exact area per (region, crop, crop-time); area is added once per row."""
     tc_n = crop.shape[0]
     ny, nx = lab.shape
@@ -129,7 +132,8 @@ def _count_area(lab, rlut, crop, clut, has_crop, row_q, n_r, n_c):  # pragma: no
 
 
 @njit(cache=True, nogil=True)
-def _buckets_to_limbs(bucket, shift, out, n_limbs):  # pragma: no cover
+def _buckets_to_limbs(bucket: np.ndarray, shift: np.ndarray, out: np.ndarray,  # pragma: no cover
+                      n_limbs: int) -> None:
     """Add ``bucket[cell, e] * 2**(e*scale + shift)`` into ``out[cell, :]`` limbs (exact).
 
     ``bucket`` values are any int64; each is split into a low 32-bit digit and a signed high
@@ -156,7 +160,9 @@ def _buckets_to_limbs(bucket, shift, out, n_limbs):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_values(lab, rlut, crop, clut, has_crop, bits, vals, row_q, n_r, n_c, hist_lo, hist_scale, n_bins):  # pragma: no cover
+def _accumulate_values(lab: np.ndarray, rlut: np.ndarray, crop: np.ndarray, clut: np.ndarray,  # pragma: no cover
+                       has_crop: bool, bits: np.ndarray, vals: np.ndarray, row_q: np.ndarray, n_r: int, n_c: int,
+                       hist_lo: float, hist_scale: float, n_bins: int) -> tuple[np.ndarray, ...]:
     """Exact valid count, valid area, sum and sum of squares per (region, crop, time).
 
     Per pixel the mantissa is added, unshifted, into a bucket of its binary exponent (one
@@ -223,7 +229,7 @@ def _accumulate_values(lab, rlut, crop, clut, has_crop, bits, vals, row_q, n_r, 
                     run_mx = np.float32(-np.inf)
                 run_n += 1
                 m = b & 0x7FFFFF
-                e = 0
+                e = np.int64(0)
                 if ef > 0:
                     m |= 0x800000
                     e = ef - 1

@@ -101,7 +101,8 @@ def normal(seed: int, tag: int, *keys: object) -> np.ndarray:
     """Standard normal floats (Box-Muller on two independent hash streams)."""
     u1 = uniform(seed, tag, *keys, 1)
     u2 = uniform(seed, tag, *keys, 2)
-    return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * math.pi * u2)
+    z: np.ndarray = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * math.pi * u2)
+    return z
 
 
 # --------------------------------------------------------------------------------------
@@ -169,7 +170,8 @@ _CUM_SHARE = np.cumsum([c.share for c in CROPS]) / sum(c.share for c in CROPS)
 def _g(t: np.ndarray, code: np.ndarray) -> np.ndarray:
     s1 = 1.0 / (1.0 + np.exp(-_R1[code] * (t - _T1[code])))
     s2 = 1.0 / (1.0 + np.exp(_R2[code] * (t - _T2[code])))
-    return np.maximum(s1 + s2 - 1.0, 0.0)
+    g: np.ndarray = np.maximum(s1 + s2 - 1.0, 0.0)
+    return g
 
 
 _G_PEAK = _g(0.5 * (_T1 + _T2), np.arange(_N))
@@ -189,7 +191,8 @@ def ndvi_curve(code: np.ndarray, doy: np.ndarray, amplitude: np.ndarray | float 
     """
     code = np.asarray(code)
     g = _g(np.asarray(doy, dtype=np.float64), code) / _G_PEAK[code]
-    return _VMIN[code] + (_VPEAK[code] - _VMIN[code]) * np.asarray(amplitude) * g
+    value: np.ndarray = _VMIN[code] + (_VPEAK[code] - _VMIN[code]) * np.asarray(amplitude) * g
+    return value
 
 
 def crop_of_fields(seed: int, field_id: np.ndarray) -> np.ndarray:
@@ -231,7 +234,8 @@ def fc_from_ndvi(ndvi: np.ndarray) -> np.ndarray:
     dn, dr = VEGETATION[3] - sn, VEGETATION[2] - sr
     v = np.asarray(ndvi, dtype=np.float64)
     fc = (v * (sn + sr) - (sn - sr)) / ((dn - dr) - v * (dn + dr))
-    return np.clip(fc, 0.0, 1.0)
+    cover: np.ndarray = np.clip(fc, 0.0, 1.0)
+    return cover
 
 
 # --------------------------------------------------------------------------------------
@@ -329,7 +333,8 @@ class NoiseStencil(NamedTuple):
         c, d = lat[k + self.nx], lat[k + self.nx + 1]
         bot = a + self.sx * (b - a)
         top = c + self.sx * (d - c)
-        return bot + self.sy * (top - bot)
+        value: np.ndarray = bot + self.sy * (top - bot)
+        return value
 
 
 def cloud_stencils(x: np.ndarray, y: np.ndarray) -> list[NoiseStencil]:
@@ -345,7 +350,7 @@ def cloud_density(seed: int, key: int, x: np.ndarray | None = None, y: np.ndarra
     """
     st = stencils if stencils is not None else cloud_stencils(x, y)  # type: ignore[arg-type]
     out = np.zeros(st[0].k.shape, dtype=np.float32)
-    for s, (_, weight, tag) in zip(st, CLOUD_OCTAVES):
+    for s, (_, weight, tag) in zip(st, CLOUD_OCTAVES, strict=True):
         out += np.float32(weight) * s.evaluate(seed, tag, key)
     return out
 

@@ -34,7 +34,8 @@ __all__ = ["burn_polygons"]
 
 
 @njit(cache=True, nogil=True)
-def _burn(out, xs, ys, ring_start, ring_sign, geom_ring_start, values):  # pragma: no cover - compiled
+def _burn(out: np.ndarray, xs: np.ndarray, ys: np.ndarray, ring_start: np.ndarray,  # pragma: no cover - compiled
+          ring_sign: np.ndarray, geom_ring_start: np.ndarray, values: np.ndarray) -> None:
     ny, nx = out.shape
     n_geoms = geom_ring_start.shape[0] - 1
     n_max = max(1, xs.shape[0])

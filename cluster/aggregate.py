@@ -144,7 +144,7 @@ class TilePartial:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return self.valid_px.shape  # type: ignore[return-value]
+        return self.valid_px.shape
 
     @property
     def nbytes(self) -> int:
@@ -218,7 +218,7 @@ def _norm_crop(crop: np.ndarray | None, shape: tuple[int, int], nt: int) -> np.n
     return np.ascontiguousarray(c)
 
 
-def _row_quanta(row_area_m2: np.ndarray, ny: int) -> np.ndarray:
+def _row_quanta(row_area_m2: np.ndarray | float, ny: int) -> np.ndarray:
     a = np.asarray(row_area_m2, dtype=np.float64)
     if a.shape == ():
         a = np.full(ny, float(a))
@@ -303,7 +303,7 @@ def accumulate_tile(
     has_crop = crop is not None
     n_crop_codes = int(crop_a.max(initial=-1)) + 1 if has_crop else 1
     seen, bad = _k._presence(lab, crop_a, has_crop, n_codes, n_crop_codes)
-    if bad >= 0 or (n_codes and not known[seen.any(axis=1)[:n_codes]].all()):
+    if bad >= 0 or (n_codes and not known[seen[:n_codes].any(axis=1)].all()):
         raise DataError(
             f"labels hold region code {int(bad) if bad >= 0 else 'unknown'!r} but region_ids maps "
             f"only {n_codes} codes; pass the code -> id mapping that made the labels"
@@ -341,7 +341,6 @@ def accumulate_tile(
         area = np.repeat(area, nt, axis=2)
 
     names = sorted(vals)
-    n_i = len(names)
     n_bins = histogram.n_bins if histogram is not None else 0
     lo = histogram.lo if histogram is not None else 0.0
     scale = 1.0 / histogram.bin_width if histogram is not None else 0.0
@@ -356,7 +355,7 @@ def accumulate_tile(
             cells(np.stack([va_lo, va_hi], -1).reshape(nt, nc1, 2), nt),
             cells(s1_f, nt), cells(s2_f, nt), cells(h_f, nt), cells(mn_f, nt), cells(mx_f, nt),
         ))
-    valid, varea, s1, s2, hist_all, vmin, vmax = (np.stack(parts, axis=3) for parts in zip(*per_index))
+    valid, varea, s1, s2, hist_all, vmin, vmax = (np.stack(parts, axis=3) for parts in zip(*per_index, strict=True))
     hist = hist_all if histogram is not None else None
 
     # sort dates (canonical); the arrays follow
@@ -443,7 +442,7 @@ def merge_partials(partials: Iterable[TilePartial]) -> TilePartial:
     crops = _union(p.crops for p in parts).astype(np.int64)
     dates = _union(p.dates for p in parts)
     indices = tuple(sorted(set().union(*(p.indices for p in parts))))
-    R, C, T, I = len(regions), len(crops), len(dates), len(indices)
+    R, C, T, I = len(regions), len(crops), len(dates), len(indices)  # noqa: E741 (region, crop, time, index) axes
     lo1 = min(p.sum_limb0 for p in parts)
     hi1 = max(p.sum_limb0 + p.sum_limbs.shape[-1] for p in parts) + 1  # +1: room for carries
     lo2 = min(p.sq_limb0 for p in parts)
@@ -577,7 +576,7 @@ def finalize(
         region, crop, date, index.
     """
     p = partial
-    R, C, T, I = p.valid_px.shape
+    R, C, T, I = p.valid_px.shape  # noqa: E741 (region, crop, time, index) axes
     count = np.broadcast_to(p.count_px[..., None], (R, C, T, I))
     keep = count > 0
     r_i, c_i, t_i, i_i = np.nonzero(keep)

@@ -114,7 +114,7 @@ def _crop_names(config: AggregateConfig, attrs: dict[str, Any]) -> dict[int, str
     if values is None or len(values) != len(meanings):
         raise ConfigError(f"crop map {config.crop_map!r} has no class table (flag_values/flag_meanings); "
                           "set crop_classes: {code: name, ...}")
-    return {int(v): m for v, m in zip(values, meanings)}
+    return {int(v): m for v, m in zip(values, meanings, strict=True)}
 
 
 def _box(b: Any) -> Any:
@@ -153,7 +153,9 @@ class AggregateWorker:
         crop = None
         if plan.crop_map:
             raw = cstore.read_tile(self._group, plan.crop_map, plan.extent, task.tile)
-            fill = self._group[plan.crop_map].fill_value
+            crop_array = self._group[plan.crop_map]
+            assert isinstance(crop_array, zarr.Array)
+            fill = crop_array.fill_value
             crop = np.where(raw == fill, -1, raw.astype(np.int32))  # -1: not counted
         timings["read"] = time.perf_counter() - t0
         t0 = time.perf_counter()

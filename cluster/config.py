@@ -150,10 +150,11 @@ def check_url(url: str, role: Literal["store", "input"]) -> str:
 
     >>> check_url("s3://bucket/cube.zarr", "store")
     's3://bucket/cube.zarr'
-    >>> check_url("foo://x/scene.tif", "input")
+    >>> check_url("foo://x/scene.tif", "input")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: unknown URL protocol 'foo' in 'foo://x/scene.tif'; use a local path, file://, s3:// or another fsspec protocol
+    ValueError: unknown URL protocol 'foo' in 'foo://x/scene.tif'; use a local path, file://, s3://
+    or another fsspec protocol
     """
     if "://" not in url:
         return url

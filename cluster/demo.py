@@ -63,7 +63,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -75,6 +75,9 @@ from rasterio.windows import Window
 from cluster import _demo_model as _m
 from cluster.errors import ConfigError
 from cluster.grid import BBox, GridSpec
+
+if TYPE_CHECKING:
+    import pandas as pd  # for annotations; the functions import it where they use it
 
 __all__ = [
     "DEMO_CRS",
@@ -529,7 +532,8 @@ class _WindowModel:
         h, wd = self.cinv.shape
         if h <= nt and wd <= nt:
             return ext[r0:r0 + h, c0:c0 + wd]
-        return ext[((r0 + np.arange(h)) % nt)[:, None], ((c0 + np.arange(wd)) % nt)[None, :]]
+        wrapped: np.ndarray = ext[((r0 + np.arange(h)) % nt)[:, None], ((c0 + np.arange(wd)) % nt)[None, :]]
+        return wrapped
 
     def render(self, acq: _Acquisition) -> np.ndarray:
         """The ``(6, h, w)`` uint16 pixels of this window on one date."""
@@ -632,7 +636,7 @@ def _write_zone(root: Path, w: _World, scene: DemoScene, acqs: list[_Acquisition
                    width=scene.width, height=scene.height, crs=scene.crs, transform=scene.transform)
     dsts = []
     try:
-        for tmp, acq in zip(tmps, acqs):
+        for tmp, acq in zip(tmps, acqs, strict=True):
             ds = rasterio.open(tmp, "w", **profile)
             dsts.append(ds)
             for b, name in enumerate(SCENE_BANDS, start=1):
@@ -649,12 +653,12 @@ def _write_zone(root: Path, w: _World, scene: DemoScene, acqs: list[_Acquisition
             ds.update_tags(6, CLEAR_VALUES="4,5")
         for win in _iter_windows(scene.height, scene.width, s.block_px):
             model = _WindowModel(w, scene, win, to_grid)
-            for ds, acq in zip(dsts, acqs):
+            for ds, acq in zip(dsts, acqs, strict=True):
                 ds.write(model.render(acq), window=win)
     finally:
         for ds in dsts:
             ds.close()
-    for tmp, p in zip(tmps, paths):
+    for tmp, p in zip(tmps, paths, strict=True):
         _finish(tmp, p, s.cog)
     return paths
 
@@ -697,7 +701,9 @@ def _write_tables(root: Path, w: _World, counts: np.ndarray) -> tuple[Path, Path
     pixel_ha = s.pixel_size_m**2 / 10_000.0  # EPSG:6933 is equal-area: exact
     years = np.array(s.years)
     rows = []
-    for crop in (c for c in _m.CROPS if c.base_yield_t_ha is not None):
+    for crop in _m.CROPS:
+        if crop.base_yield_t_ha is None:
+            continue
         for reg in w.regions:
             area_ha = round(float(counts[reg.index, crop.code] * pixel_ha), 2)
             if area_ha <= 0:
@@ -873,7 +879,8 @@ class DemoSeason:
             f"{s.scene_megapixels():.1f} Mpx\n"
             f"  AOI: {s.width_km:.1f} x {s.height_km:.1f} km around ({s.center_lon}, {s.center_lat}); "
             f"grid {DEMO_CRS} at {s.pixel_size_m} m\n"
-            f"  inputs: {self.regions.name}, {self.yield_history.name} (seasons {s.years[0]}-{s.years[-2] if len(s.years) > 1 else '-'}), "
+            f"  inputs: {self.regions.name}, {self.yield_history.name} "
+            f"(seasons {s.years[0]}-{s.years[-2] if len(s.years) > 1 else '-'}), "
             f"{self.crop_calendar.name}; truth/ holds the answers (crop map, fields, {s.years[-1]} yields)"
         )
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from cluster import store as cstore
 from cluster.config import TileJobConfig
+from cluster.errors import StoreError
 from cluster.lease import Lease, check_lease
 from cluster.progress import TileProgress
 from cluster.report import JobReport
@@ -151,11 +152,11 @@ def _describe(config: TileJobConfig, report: JobReport) -> None:
     so = config.storage.to_fsspec()
     try:
         cstore.consolidate(config.store, so)
-    except cstore.StoreError as e:
+    except StoreError as e:
         report.warnings.append(f"{e}; readers still open the cube, one request per array")
     try:
         report.outputs["stac"] = cstore.shown(write_collection(config.store, so))
-    except cstore.StoreError as e:
+    except StoreError as e:
         report.warnings.append(f"the cube's STAC record was not written: {e}")
 
 
@@ -173,6 +174,6 @@ def write_report(report: JobReport, config: TileJobConfig, started: float, **out
         report.outputs["cube"] = cstore.shown(outputs["cube"])
     try:
         cstore.write_json(url, report.to_dict(), config.storage.to_fsspec())
-    except cstore.StoreError as e:
+    except StoreError as e:
         report.outputs["report"] = f"not written: {e}"
         report.warnings.append(f"the report could not be saved: {e}")

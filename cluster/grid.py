@@ -19,6 +19,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 from affine import Affine
 from pyproj import CRS
+from pyproj.exceptions import CRSError
 
 from cluster.errors import GridError
 
@@ -120,7 +121,7 @@ class GridSpec:
     def __post_init__(self) -> None:
         try:
             crs = CRS.from_user_input(self.crs)
-        except Exception as e:  # pyproj raises CRSError, a plain Exception subclass
+        except CRSError as e:  # what pyproj raises for any input it cannot read
             raise GridError(
                 f"grid crs {self.crs!r} is not a CRS pyproj understands ({e}); "
                 "use an EPSG code such as 'EPSG:6933' or a WKT string"
@@ -204,8 +205,9 @@ class GridSpec:
         """Area of each pixel row of a tile in square metres, shape ``(tile_size_px,)``.
 
         Exact on equal-area and geographic grids (on a geographic grid, the ellipsoidal area
-        of each row's latitude-longitude cell, in closed form). On other projected CRSs (UTM, ...) it is the nominal pixel area,
-        whose error is the projection's area distortion (under 0.2 % inside a UTM zone).
+        of each row's latitude-longitude cell, in closed form). On other projected CRSs (UTM, ...)
+        it is the nominal pixel area, whose error is the projection's area distortion (under 0.2 %
+        inside a UTM zone).
         """
         n = self.tile_size_px
         crs = self.pyproj_crs
@@ -250,16 +252,20 @@ def _ellipsoid_cell_area(a: float, inv_f: float, lat_lo: np.ndarray, lat_hi: np.
     e2 = f * (2 - f)
     b2 = (a * (1 - f)) ** 2
     if e2 == 0:  # a sphere
-        zone = lambda phi: 2 * math.pi * a * a * np.sin(phi)  # noqa: E731
+        def zone(phi: np.ndarray) -> np.ndarray:
+            area: np.ndarray = 2 * math.pi * a * a * np.sin(phi)
+            return area
     else:
         e = math.sqrt(e2)
 
         def zone(phi: np.ndarray) -> np.ndarray:
             s = np.sin(phi)
-            return math.pi * b2 * (s / (1 - e2 * s * s) + np.arctanh(e * s) / e)
+            area: np.ndarray = math.pi * b2 * (s / (1 - e2 * s * s) + np.arctanh(e * s) / e)
+            return area
 
     lo, hi = np.radians(lat_lo), np.radians(lat_hi)
-    return np.abs(zone(hi) - zone(lo)) * (dlon_deg / 360.0)
+    cell_area: np.ndarray = np.abs(zone(hi) - zone(lo)) * (dlon_deg / 360.0)
+    return cell_area
 
 
 @dataclass(frozen=True)

@@ -80,14 +80,17 @@ def plan_indices(config: IndicesConfig) -> IndicesPlan:
     for band, name in mapping.items():
         arr = group[name]
         assert isinstance(arr, zarr.Array)
-        attrs = arr.attrs
+        attrs: Mapping[str, Any] = arr.attrs  # CF attributes, read as the numbers they should be
         fill = arr.fill_value
         nodata = None if fill is None or (isinstance(fill, float) and math.isnan(fill)) else float(fill)
         info[band] = BandInfo(scale=float(attrs.get("scale_factor", 1.0)),
                               offset=float(attrs.get("add_offset", 0.0)), nodata=nodata)
-    n_time = group[mapping[needed[0]]].shape[0]
+    first = group[mapping[needed[0]]]
+    assert isinstance(first, zarr.Array)
+    n_time = first.shape[0]
     output = OutputSpec.int16() if config.output == "int16" else OutputSpec()
-    ingest_hash = str(group.attrs.get("harvest", {}).get("plan_hash", ""))
+    group_attrs: Mapping[str, Any] = group.attrs
+    ingest_hash = str(group_attrs.get("harvest", {}).get("plan_hash", ""))
     h = hashlib.sha256(json.dumps({
         "ingest": ingest_hash,
         "kernels": [k.spec() for k in kernels],
@@ -141,7 +144,8 @@ class IndicesWorker:
         if threads and threads.isdigit():
             import numba
 
-            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+            # numba.config's settings are set at import time, undeclared to type checkers
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
     @staticmethod
     def _device(requested: str) -> str:

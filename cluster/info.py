@@ -60,7 +60,8 @@ class StoreInfo:
             lines.append(
                 f"    {j['job']:9s} {j['tiles_done']}/{j['tiles_total'] if j['tiles_total'] is not None else '?'}"
                 f"  {status}  {j.get('started_at') or '-'}  v{j.get('version') or '?'}"
-                + (f"  {j['inputs_used']} inputs used, {j['inputs_rejected']} rejected" if j.get("inputs_used") else ""))
+                + (f"  {j['inputs_used']} inputs used, {j['inputs_rejected']} rejected"
+                   if j.get("inputs_used") else ""))
         return "\n".join(lines)
 
 
@@ -87,12 +88,13 @@ def store_info(url: str, storage_options: Mapping[str, Any] | None = None) -> St
         if name in _COORDS:
             continue
         job = var.attrs.get("harvest_job")
-        kind = "layers" if var.ndim >= 4 else _KIND.get(job, "band")
+        kind = "layers" if var.ndim >= 4 else _KIND.get(job or "", "band")
         entry = {"name": name, "kind": kind, "dims": list(var.dims), "shape": list(var.shape), "dtype": str(var.dtype),
                  "long_name": var.attrs.get("long_name"), "units": var.attrs.get("units")}
         if "flag_meanings" in var.attrs:
             entry["classes"] = var.attrs["flag_meanings"]
         arrays.append(entry)
+    assert state.harvest is not None  # inspect_store sets it for a cube
     jobs = [_job(url, job, storage_options, state.harvest.get("plan_hash") if job == "ingest" else None)
             for job in JOBS]
     jobs = [j for j in jobs if j["ok"] is not None or j["tiles_done"]]

@@ -23,10 +23,12 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import rasterio
+import zarr
 from affine import Affine
 from pydantic import Field, field_validator, model_validator
 from rasterio.enums import Resampling as RioResampling
@@ -200,7 +202,8 @@ class IngestConfig(TileJobConfig):
         if self.select is not None:
             unknown = sorted(set(self.select) - set(preset) - set(self.bands))
             if unknown:
-                raise ConfigError(f"select names unknown band(s) {unknown!r}; known: {sorted(set(preset) | set(self.bands))}")
+                raise ConfigError(f"select names unknown band(s) {unknown!r}; "
+                                  f"known: {sorted(set(preset) | set(self.bands))}")
             keep = set(self.select) | ({mask.band} if mask else set())
             specs = {k: v for k, v in specs.items() if k in keep}
         for name, spec in self.bands.items():
@@ -210,7 +213,8 @@ class IngestConfig(TileJobConfig):
                 specs[name] = spec
         if mask and mask.band not in specs:
             raise ConfigError(
-                f"mask band {mask.band!r} is not in the band mapping {sorted(specs)}; add it under 'bands' or set mask: none"
+                f"mask band {mask.band!r} is not in the band mapping {sorted(specs)}; "
+                "add it under 'bands' or set mask: none"
             )
         return specs
 
@@ -654,7 +658,7 @@ class IngestWorker:
         self.plan = plan
         self.so = dict(storage_options or {})
         self._datasets: OrderedDict[str, rasterio.DatasetReader] = OrderedDict()
-        self._group = None
+        self._group: zarr.Group | None = None
         from cluster.config import options
 
         self._cache_size = int(options()["scene_cache_size"])
@@ -705,7 +709,7 @@ class IngestWorker:
                 continue
             try:
                 fs, path = cstore.filesystem(asset.url, self.so)
-                retry_transient(lambda: fs.cat_file(path, start=0, end=1024), attempts=3)
+                retry_transient(partial(fs.cat_file, path, start=0, end=1024), attempts=3)
             except Exception as e:  # noqa: BLE001 — classified
                 return is_transient(e)
         return False
@@ -766,7 +770,7 @@ class IngestWorker:
             src_transform = ds.window_transform(win)
             # every band of a file in one read: one pass over pixel-interleaved blocks
             pixels = ds.read([scene.assets[b.name].index for b in bands], window=win)
-            for b, arr in zip(bands, pixels):
+            for b, arr in zip(bands, pixels, strict=True):
                 index = scene.assets[b.name].index
                 nod = b.spec.nodata if b.spec.nodata is not None else scene.nodata[b.name]
                 key = (wkt, tuple(src_transform), (int(win.height), int(win.width)),
@@ -913,7 +917,7 @@ class IngestWorker:
             with ThreadPoolExecutor(max_workers=len(blocks)) as pool:
                 written = dict(zip(blocks, pool.map(
                     lambda kv: cstore.write_tile(group, kv[0], plan.extent, tile, kv[1], plan.store),
-                    blocks.items())))
+                    blocks.items()), strict=True))
             result.bytes_written += sum(w.nbytes for w in written.values())
             result.record = {"crc32": {name: w.crc32 for name, w in written.items()}}
         else:

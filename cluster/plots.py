@@ -114,7 +114,8 @@ def index_map(cube: "xr.Dataset | str", index: str = "ndvi", date: Any = None, r
     them (its id in ``id_column``)."""
     ds = _cube(cube)
     if index not in ds:
-        raise KeyError(f"the cube has no {index!r} array; it has {sorted(ds.data_vars)} (run 'harvest indices')")
+        raise KeyError(f"the cube has no {index!r} array; it has {sorted(map(str, ds.data_vars))} "
+                       "(run 'harvest indices')")
     arr = ds[index]
     if date is None:
         valid = arr.notnull().any(("y", "x")).values
@@ -154,9 +155,9 @@ def crop_map(cube: "xr.Dataset | str", year: int | None = None, regions: Any = N
     if not len(pick):
         raise ValueError(f"no crop map for {year if year is not None else 'any season'} in the cube "
                          f"(mapped years: {sorted(set(years[mapped]))})")
-    layer = _clip(arr.isel(time=int(pick[-1])))
-    x, y = layer.x.values, layer.y.values
-    layer = layer.values
+    clipped = _clip(arr.isel(time=int(pick[-1])))
+    x, y = clipped.x.values, clipped.y.values
+    layer = clipped.values
     palette = [CROP_COLOURS.get(n.lower(), f"C{k % 10}") for k, n in enumerate(names)]
     ax = _ax(ax, (6.0, 5.0))
     half = abs(float(x[1] - x[0])) / 2 if len(x) > 1 else 0.5
@@ -164,7 +165,8 @@ def crop_map(cube: "xr.Dataset | str", year: int | None = None, regions: Any = N
               vmax=len(names) - 0.5, interpolation="nearest",
               extent=(x[0] - half, x[-1] + half, y[-1] - half, y[0] + half))
     _outline(ax, _regions(regions, ds.rio.crs))
-    ax.legend(handles=[Patch(color=c, label=n.replace("_", " ")) for c, n, _ in zip(palette, names, codes)],
+    ax.legend(handles=[Patch(color=c, label=n.replace("_", " "))
+                       for c, n, _ in zip(palette, names, codes, strict=False)],
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title(f"crop map {years[pick[-1]]}")
     ax.set_aspect("equal")
@@ -228,7 +230,8 @@ def forecast_bars(forecast: pd.DataFrame, level: str | Sequence[str] = "region",
     y = rows["yield_t_ha"].to_numpy(float)
     err = np.vstack([y - rows["yield_lo_t_ha"].to_numpy(float), rows["yield_hi_t_ha"].to_numpy(float) - y])
     conditions = list(rows["condition"]) if "condition" in rows else [None] * len(rows)
-    ax.bar(x, y, yerr=np.nan_to_num(err), capsize=2, color=[CONDITION_COLOURS.get(c, "0.6") for c in conditions])
+    colours = [CONDITION_COLOURS.get(c, "0.6") if isinstance(c, str) else "0.6" for c in conditions]
+    ax.bar(x, y, yerr=np.nan_to_num(err), capsize=2, color=colours)
     for name, colour in CONDITION_COLOURS.items():  # a legend entry per condition shown
         if name in conditions:
             ax.bar([0], [0], color=colour, label=name)
@@ -273,7 +276,10 @@ def rollup(forecast: pd.DataFrame | Sequence[pd.DataFrame], ax: "Axes | None" = 
 
 def save(ax: "Axes", path: Path, dpi: int = 90) -> Path:
     """Write the axes' figure as a PNG (for batch reports; use :func:`figure_ax`)."""
+    from matplotlib.figure import Figure
+
     fig = ax.figure
+    assert isinstance(fig, Figure), "a SubFigure cannot be saved on its own"
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)

@@ -41,7 +41,7 @@ def resolve_mode(mode: str, stream: IO[str] | None = None) -> Mode:
 
 def _in_jupyter() -> bool:
     shell = sys.modules.get("IPython")
-    ip = shell.get_ipython() if shell is not None else None  # type: ignore[attr-defined]
+    ip = shell.get_ipython() if shell is not None else None
     return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
 
 

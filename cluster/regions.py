@@ -162,7 +162,7 @@ def load_regions(
 
     issues: list[RegionIssue] = []
     keep = np.ones(len(frame), bool)
-    for i, (rid, geom) in enumerate(zip(frame["region_id"], frame.geometry)):
+    for i, (rid, geom) in enumerate(zip(frame["region_id"], frame.geometry, strict=True)):
         if rid is None or pd.isna(rid) or rid == "":
             issues.append(RegionIssue(i, None, f"empty id in column {cfg.id_column!r}", "dropped"))
             keep[i] = False
@@ -217,7 +217,7 @@ def _overlaps(frame: gpd.GeoDataFrame) -> list[RegionIssue]:
     left, right = frame.sindex.query(frame.geometry, predicate="intersects")
     pairs = left < right
     out = []
-    for a, b in zip(left[pairs], right[pairs]):
+    for a, b in zip(left[pairs], right[pairs], strict=True):
         ga, gb = frame.geometry.iloc[a], frame.geometry.iloc[b]
         if shapely.relate_pattern(ga, gb, "2********"):  # interiors share area
             ida, idb = frame["region_id"].iloc[a], frame["region_id"].iloc[b]

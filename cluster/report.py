@@ -52,7 +52,7 @@ class JobReport:
     """The largest peak resident memory of any tile actor (what resources.memory_mib must allow)."""
     pixels: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     tiles_per_node: dict[str, int] = field(default_factory=dict)
     tiles: list[dict[str, Any]] = field(default_factory=list)
@@ -150,7 +150,8 @@ class JobReport:
                               sorted(self.timings_s.items(), key=lambda kv: -kv[1]))
             lines.append(f"  worker time: {parts}")
         if len(self.tiles_per_node) > 1:
-            lines.append(f"  nodes: {len(self.tiles_per_node)} ({', '.join(f'{v} tiles' for v in self.tiles_per_node.values())})")
+            per_node = ", ".join(f"{v} tiles" for v in self.tiles_per_node.values())
+            lines.append(f"  nodes: {len(self.tiles_per_node)} ({per_node})")
         for r in self.inputs_rejected[:10]:
             lines.append(f"  rejected {r['item']}: {r['reason']} ({r['fix']})")
         if len(self.inputs_rejected) > 10:
@@ -193,7 +194,8 @@ def html_card(title: str, status: str, subtitle: str, facts: Mapping[str, Any],
     colour = "#2e7d32" if ok else "#c62828"
     parts = ['<div style="font-family:sans-serif;font-size:13px;max-width:980px">',
              f'<div><b>{title}</b> <span style="color:#fff;background:{colour};padding:1px 6px;'
-             f'border-radius:3px">{html.escape(status)}</span> <span style="color:#666">{html.escape(subtitle)}</span></div>',
+             f'border-radius:3px">{html.escape(status)}</span> '
+             f'<span style="color:#666">{html.escape(subtitle)}</span></div>',
              '<table style="margin:4px 0">']
     for k, v in facts.items():
         if v is None:
@@ -210,7 +212,8 @@ def html_card(title: str, status: str, subtitle: str, facts: Mapping[str, Any],
                      f"({len(items)})</summary><ul>{shown}{more}</ul></details>")
     for name, df in tables.items():
         parts.append(f"<details open><summary>{html.escape(name)}: {len(df):,} rows "
-                     f"(first {min(rows, len(df))})</summary>{df.head(rows).to_html(index=False, border=0, float_format=_number, na_rep='')}</details>")
+                     f"(first {min(rows, len(df))})</summary>"
+                     f"{df.head(rows).to_html(index=False, border=0, float_format=_number, na_rep='')}</details>")
     parts.append("</div>")
     return "".join(parts)
 

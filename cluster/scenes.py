@@ -114,7 +114,8 @@ class MaskRule(StrictModel):
         bits = 0
         for b in self.cloud_bits or ():
             bits |= 1 << b
-        return (values.astype(np.int64) & bits) == 0
+        clear: np.ndarray = (values.astype(np.int64) & bits) == 0
+        return clear
 
 
 class DateRule(StrictModel):
@@ -416,7 +417,7 @@ def _scene_from_files(scene_id: str, files: Mapping[str, str], bands: Mapping[st
             date = parse_date(tag, rule.format)
         assert ref is not None and date is not None
         union = ref[1]
-        for url, ds in opened.items():
+        for ds in opened.values():
             union = union.union(BBox(*ds.bounds))
         return Scene(scene_id, date, assets, ref[0], union, ref[2], dtypes, nodata, scales, offsets)
     finally:

@@ -47,7 +47,7 @@ def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) 
     name = posixpath.basename(url.rstrip("/")).removesuffix(".zarr") or "cube"
     collection = pystac.Collection(
         id=name,
-        description=f"harvest-cluster analysis-ready cube {url}: {', '.join(sorted(ds.data_vars))}",
+        description=f"harvest-cluster analysis-ready cube {url}: {', '.join(sorted(map(str, ds.data_vars)))}",
         extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[start, end]])),
         license="other",  # the imagery's licences apply; the cube adds none
     )
@@ -60,7 +60,7 @@ def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) 
         "time": Dimension({"type": "temporal", "extent": [start.isoformat(), end.isoformat()],
                            "values": [pd.Timestamp(t).isoformat() for t in times]}),
     }
-    variables = {}
+    variables: dict[str, Variable] = {}
     for name_, var in ds.data_vars.items():
         if var.dims[-2:] != ("y", "x"):
             continue
@@ -68,7 +68,7 @@ def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) 
                  "description": str(var.attrs.get("long_name") or var.attrs.get("description") or name_)}
         if "units" in var.attrs:
             entry["unit"] = str(var.attrs["units"])
-        variables[name_] = Variable(entry)
+        variables[str(name_)] = Variable(entry)
     DatacubeExtension.ext(collection, add_if_missing=True).apply(dimensions=dims, variables=variables)
     collection.add_asset("zarr", pystac.Asset(
         href=url, media_type="application/vnd+zarr", roles=["data"], title="the cube (Zarr v3)",

@@ -17,6 +17,7 @@ Zarr never sees these files, so the group stays a clean Zarr hierarchy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -112,7 +113,7 @@ def open_store(url: str, storage_options: Mapping[str, Any] | None = None,
 
 
 def open_group(url: str, storage_options: Mapping[str, Any] | None = None,
-               mode: str = "r+") -> zarr.Group:
+               mode: Literal["r", "r+", "a", "w", "w-"] = "r+") -> zarr.Group:
     try:
         # our own reads never trust consolidated metadata: a job killed between adding an
         # array and consolidating would leave a stale copy (see :func:`consolidate`)
@@ -152,7 +153,7 @@ def open_cube(url: str, storage_options: Mapping[str, Any] | None = None,
 
     store = open_store(url, storage_options, read_only=True)
     try:
-        ds = xr.open_zarr(store, consolidated=False, decode_coords="all", zarr_format=3, chunks=chunks)
+        ds: xr.Dataset = xr.open_zarr(store, consolidated=False, decode_coords="all", zarr_format=3, chunks=chunks)
     except FileNotFoundError:
         raise StoreError(f"no cube at {url!r}; run 'harvest ingest' first") from None
     # bands stored as scaled integers (reflectance = DN * 1e-4 - 0.1) decode to float32, not
@@ -358,14 +359,14 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def check_aligned(array: zarr.Array, region: tuple[slice, ...]) -> None:
+def check_aligned(array: zarr.Array[Any], region: tuple[slice, ...]) -> None:
     """Refuse a region write that does not cover whole shards (or chunks, unsharded).
 
     xarray checks alignment only for dask arrays; workers hold NumPy, so a misaligned
     write would silently read-modify-write a shard another worker owns.
     """
     unit = array.shards or array.chunks
-    for axis, (sl, u, n) in enumerate(zip(region, unit, array.shape)):
+    for axis, (sl, u, n) in enumerate(zip(region, unit, array.shape, strict=False)):
         start = sl.start or 0
         stop = n if sl.stop is None else sl.stop
         if start % u or (stop % u and stop != n):
@@ -392,7 +393,8 @@ def tile_crc32(block: np.ndarray) -> int:
     >>> tile_crc32(np.zeros((1, 2, 2), np.uint16))
     1696784233
     """
-    return zlib.crc32(np.ascontiguousarray(block))
+    # an ndarray is a buffer; numpy declares __buffer__ for Python >= 3.12 only
+    return zlib.crc32(np.ascontiguousarray(block))  # type: ignore[arg-type]
 
 
 def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex,
@@ -454,7 +456,7 @@ def read_tile_decoded(group: zarr.Group, name: str, extent: CubeExtent, tile: Ti
     raw = read_tile(group, name, extent, tile)
     fill = arr.fill_value
     out = raw.astype(np.float32)
-    attrs = arr.attrs
+    attrs: Mapping[str, Any] = arr.attrs  # CF attributes, read as the numbers they should be
     scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
     if scale is not None or offset is not None:
         out = (raw.astype(np.float64) * float(scale or 1.0) + float(offset or 0.0)).astype(np.float32)
@@ -477,7 +479,8 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None
     if is_local(url):
         # absolute: fsspec's local listings are absolute, and paths are compared with them
         return fsspec.filesystem("file"), os.path.abspath(_strip_file(url))
-    return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    fs_path: tuple[fsspec.AbstractFileSystem, str] = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs_path
 
 
 def write_json(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -629,7 +632,8 @@ def _owned_files(fs: fsspec.AbstractFileSystem, path: str) -> tuple[list[str], l
             if node.get("node_type") == "array":
                 arrays.add(posixpath.dirname(f))
     prefixes = tuple(f"{a}/c/" for a in arrays)
-    ours, other = [], []
+    ours: list[str] = []
+    other: list[str] = []
     for f in files:
         (ours if posixpath.basename(f) == "zarr.json" or f.startswith(prefixes) else other).append(f)
     return ours, other
@@ -669,7 +673,7 @@ def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     # so a removal cut short can be finished by a rerun with overwrite
     ours.sort(key=lambda f: (posixpath.basename(f) == "zarr.json", -f.count("/")))
     for f in ours:
-        retry_storage(lambda f=f: fs.rm_file(f), f"cannot remove {f!r} of store {url!r}")
+        retry_storage(functools.partial(fs.rm_file, f), f"cannot remove {f!r} of store {url!r}")
     if is_local(url):
         for d in sorted((p for p in fs.find(path, withdirs=True) if fs.isdir(p)), key=len, reverse=True):
             with contextlib.suppress(OSError):

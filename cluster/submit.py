@@ -300,10 +300,12 @@ def check_resources(
 
     Example:
         >>> check_resources({"CPU": 1}, [{"CPU": 2.0}])
-        >>> check_resources({"GPU": 1}, [{"CPU": 2.0}])
+        >>> check_resources({"GPU": 1}, [{"CPU": 2.0}])  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        cluster.errors.ResourceError: the job asks for GPU=1 per node but no node of the cluster has it (largest offer: GPU=0; 1 alive node(s)); add a GPU worker group or set num_gpus: 0 (CPU kernels) in the job's resources
+        cluster.errors.ResourceError: the job asks for GPU=1 per node but no node of the cluster has it
+        (largest offer: GPU=0; 1 alive node(s)); add a GPU worker group or set num_gpus: 0 (CPU kernels)
+        in the job's resources
     """
     wanted = {k: float(v) for k, v in requested.items() if v}
     if not wanted:

@@ -67,4 +67,5 @@ def vector_crs(path: str, layer: str | None = None) -> str | None:
         return None if crs is None else (crs if isinstance(crs, str) else json.dumps(crs))
     import pyogrio
 
-    return pyogrio.read_info(path, layer=layer).get("crs")
+    found: str | None = pyogrio.read_info(path, layer=layer).get("crs")
+    return found

@@ -93,14 +93,16 @@ def _is_fill(raw: np.ndarray, fill: Any) -> bool:
 
 def _jobs_of(group: zarr.Group) -> dict[tuple[str, str], list[str]]:
     """(job, plan hash) -> the arrays that job wrote, from the arrays' own attributes."""
-    meta = group.attrs.get("harvest") or {}
+    group_attrs: Mapping[str, Any] = group.attrs
+    meta = group_attrs.get("harvest") or {}
     ingest_hash = str(meta.get("plan_hash", ""))
     jobs: dict[tuple[str, str], list[str]] = {}
     for name in sorted(group.array_keys()):
         arr = group[name]
+        assert isinstance(arr, zarr.Array)
         if arr.ndim < 3:
             continue  # coordinates
-        attrs = arr.attrs
+        attrs: Mapping[str, Any] = arr.attrs
         job = attrs.get("harvest_job") or ("indices" if "harvest_kernel" in attrs else "ingest")
         plan = str(attrs.get("harvest_plan_hash", ingest_hash if job == "ingest" else ""))
         jobs.setdefault((job, plan), []).append(name)
@@ -111,6 +113,7 @@ def _check_metadata(group: zarr.Group, extent: CubeExtent, n_time: int, report: 
     tile = extent.grid.tile_size_px
     for name in sorted(group.array_keys()):
         arr = group[name]
+        assert isinstance(arr, zarr.Array)
         if arr.ndim < 3:
             continue  # coordinates
         # (time, y, x) arrays, and (season, feature, y, x) layers: one shard per tile either way
@@ -118,8 +121,10 @@ def _check_metadata(group: zarr.Group, extent: CubeExtent, n_time: int, report: 
         if arr.shape != (*lead, *extent.shape):
             report.problems.append(Problem("metadata", f"shape {arr.shape} but the cube's plan is "
                                            f"{(*lead, *extent.shape)} (..., y, x)", array=name,
-                                           fix="the array does not belong to this cube: rerun the job that wrote it with overwrite"))
-        elif (arr.shards or arr.chunks)[-2:] != (tile, tile) or (arr.ndim > 3 and (arr.shards or arr.chunks)[:-2] != lead):
+                                           fix="the array does not belong to this cube: "
+                                               "rerun the job that wrote it with overwrite"))
+        elif ((arr.shards or arr.chunks)[-2:] != (tile, tile)
+              or (arr.ndim > 3 and (arr.shards or arr.chunks)[:-2] != lead)):
             report.problems.append(Problem("metadata", f"shards {(arr.shards or arr.chunks)} do not match the "
                                            f"grid's {tile} px tiles", array=name,
                                            fix="rerun the job that wrote it with overwrite"))
@@ -144,7 +149,9 @@ def verify_store(url: str, storage_options: Mapping[str, Any] | None = None, *,
                            "nothing to verify")
     group = cstore.open_group(url, so, mode="r")
     extent = cstore.extent_of(group)
-    n_time = group["time"].shape[0] if "time" in group else 0
+    time_array = group["time"] if "time" in group else None
+    assert time_array is None or isinstance(time_array, zarr.Array)
+    n_time = time_array.shape[0] if time_array is not None else 0
     _check_metadata(group, extent, n_time, report)
     try:
         cstore.open_cube(url, so, chunks=None)
@@ -178,12 +185,14 @@ def verify_store(url: str, storage_options: Mapping[str, Any] | None = None, *,
             report.problems.append(Problem("incomplete", f"... and {len(missing) - 50} more tiles not done",
                                            fix=f"rerun '{job}'"))
 
-        def check(item: tuple[str, dict[str, Any]]) -> list[Problem]:
+        # this job's arrays and name bound when defined, so check never sees a later iteration's
+        def check(item: tuple[str, dict[str, Any]], arrays: list[str] = arrays, job: str = job) -> list[Problem]:
             tid, rec = item
             found = []
             crcs = rec.get("crc32") or {}
             for name in arrays:
                 arr = group[name]
+                assert isinstance(arr, zarr.Array)
                 try:
                     raw = cstore.read_tile(group, name, extent, TileIndex.from_id(tid))
                 except Exception as e:  # noqa: BLE001 — the finding

@@ -108,6 +108,7 @@ def forecast_configs(season: DemoSeason, out: Path, statistics: pd.DataFrame,
     With ``weather``, the season's daily weather (``inputs/weather.csv``) is an input too.
     """
     from cluster.forecast import ForecastConfig, TableInput
+    from cluster.forecast.config import BulletinConfig
     from cluster.forecast.from_cube import series_from_statistics
 
     regions = pd.DataFrame(gpd.read_file(season.regions)[["region_id", "name", "parent"]])
@@ -125,7 +126,7 @@ def forecast_configs(season: DemoSeason, out: Path, statistics: pd.DataFrame,
             series=(TableInput(frame=series),),
             regions=TableInput(frame=regions),
             weather=TableInput(paths=(str(season.weather),)) if weather and season.weather else None,
-            bulletin={"regions": str(season.regions)},
+            bulletin=BulletinConfig(regions=str(season.regions)),
             as_of=as_of,
             season_year=last_year,
             min_train_years=3,
@@ -251,7 +252,8 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
             if label == "per crop (crop map)":
                 per_crop.append(result)
                 print(f"\nforecast {crop} {cfg.season_year} as of {cfg.as_of}:", flush=True)
-                text = "\n".join(l for l in result.summary().splitlines() if not l.startswith("  wrote "))
+                text = "\n".join(line for line in result.summary().splitlines()
+                                  if not line.startswith("  wrote "))
                 print(text, flush=True)
         checks[label] = check_against_truth(season, forecasts)
         if label == "per crop (crop map)":
@@ -259,7 +261,8 @@ def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
             print("\nproduction forecast, rolled up (t, 80 % interval; area from the crop map):")
             for _, r in rollup.iterrows():
                 print(f"  {r['level']:8s} {str(r['region_id']):8s} {r['crop']:6s} {r['production_t']:12,.0f} "
-                      f"[{r['production_lo_t']:,.0f} .. {r['production_hi_t']:,.0f}]  yield {r['yield_t_ha']:.2f} t/ha  "
+                      f"[{r['production_lo_t']:,.0f} .. {r['production_hi_t']:,.0f}]"
+                      f"  yield {r['yield_t_ha']:.2f} t/ha  "
                       f"{r['condition']}")
     check = checks["per crop (crop map)"].merge(
         checks["without weather"][["crop", "nrmse_pct"]].rename(columns={"nrmse_pct": "nrmse_pct_without_weather"}),

@@ -21,8 +21,9 @@ __all__ = ["describe", "main"]
 def describe(name: str) -> dict[str, Any]:
     """One preset as plain data (what ``--json`` prints)."""
     preset = SENSORS[name]
-    mask = preset.mask.model_dump(exclude_none=True, exclude_defaults=True) if preset.mask else None
-    if mask is not None:
+    mask: dict[str, Any] | None = None
+    if preset.mask:
+        mask = preset.mask.model_dump(exclude_none=True, exclude_defaults=True)
         mask["band"] = preset.mask.band
     return {"name": name, "note": preset.note, "mask": mask,
             "bands": {b: spec.model_dump(exclude_none=True, exclude_defaults=True) | {"file": spec.file}

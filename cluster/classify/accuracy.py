@@ -151,7 +151,7 @@ def accuracy_report(
     recalls = tp[present] / support[present]
     # Integer arithmetic for kappa's denominator so that "undefined" is an exact test:
     # kappa = (n * trace - sum_c row_c col_c) / (n^2 - sum_c row_c col_c).
-    chance = sum(int(r) * int(c) for r, c in zip(predicted, support))
+    chance = sum(int(r) * int(c) for r, c in zip(predicted, support, strict=True))
     kappa_den = n * n - chance
     kappa = None if kappa_den == 0 else (n * int(tp.sum()) - chance) / kappa_den
 

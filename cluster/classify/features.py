@@ -142,8 +142,10 @@ class FeatureMatrix:
 def season_periods(season: SeasonConfig, year: int) -> list[tuple[dt.date, dt.date]]:
     """The composite periods of the season ending in ``year``: ``(first day, last day)``.
 
-    >>> [(str(a), str(b)) for a, b in season_periods(SeasonConfig(start="05-05", end="06-12"), 2025)]
-    [('2025-05-05', '2025-05-10'), ('2025-05-11', '2025-05-20'), ('2025-05-21', '2025-05-31'), ('2025-06-01', '2025-06-10'), ('2025-06-11', '2025-06-12')]
+    >>> periods = season_periods(SeasonConfig(start="05-05", end="06-12"), 2025)
+    >>> [(str(a), str(b)) for a, b in periods]  # doctest: +NORMALIZE_WHITESPACE
+    [('2025-05-05', '2025-05-10'), ('2025-05-11', '2025-05-20'), ('2025-05-21', '2025-05-31'),
+     ('2025-06-01', '2025-06-10'), ('2025-06-11', '2025-06-12')]
     """
     start, end = season.bounds(year)
     out: list[tuple[dt.date, dt.date]] = []
@@ -167,7 +169,8 @@ def season_periods(season: SeasonConfig, year: int) -> list[tuple[dt.date, dt.da
 def _masked_median(stack: np.ndarray) -> np.ndarray:
     """Median over axis 0 ignoring NaN, NaN where all are NaN; no warnings (k, N) -> (N,)."""
     if stack.shape[0] == 1:
-        return stack[0].copy()
+        only: np.ndarray = stack[0].copy()
+        return only
     s = np.sort(stack, axis=0)  # NaN sort last
     k = np.sum(~np.isnan(stack), axis=0)
     lo = np.clip((k - 1) // 2, 0, None)
@@ -176,7 +179,8 @@ def _masked_median(stack: np.ndarray) -> np.ndarray:
     b = np.take_along_axis(s, hi[None], axis=0)[0]
     out = (a + b) / np.float32(2)
     out[k == 0] = np.nan
-    return out.astype(np.float32)
+    result: np.ndarray = out.astype(np.float32)
+    return result
 
 
 def _ordered_sum(stack: np.ndarray) -> np.ndarray:
@@ -325,7 +329,8 @@ def season_features(values: Mapping[str, np.ndarray], dates: Sequence[Any] | np.
                         f"{d.min() if d.size else 'no dates'} to {d.max() if d.size else ''}: pick a covered year, "
                         "or set season.start/end")
     origin = np.datetime64(periods[0][0], "D")
-    centres = np.array([((np.datetime64(a, "D") - origin).astype(int) + (np.datetime64(b, "D") - origin).astype(int)) / 2
+    centres = np.array([((np.datetime64(a, "D") - origin).astype(int)
+                         + (np.datetime64(b, "D") - origin).astype(int)) / 2
                         for a, b in periods], dtype=np.float32)
     lengths = np.array([(b - a).days + 1 for a, b in periods], dtype=np.float32)
     P = len(periods)

@@ -199,7 +199,7 @@ class SampleWorker:
         c = np.concatenate(cols)
         values = {b: cstore.read_tile_decoded(self._group, name, plan.extent, task.tile)[:, r, c]
                   for b, name in plan.bands.items()}
-        x, y = transform * (c + 0.5, r + 0.5)
+        x, y = transform * (c + 0.5, r + 0.5)  # type: ignore[operator]  # affine maps arrays too; its stubs say floats
         result.extra["samples"] = {"code": np.concatenate(fields), "x": np.asarray(x), "y": np.asarray(y),
                                    "values": values}
         result.pixels = int(r.size)
@@ -216,7 +216,7 @@ def samples_frame(plan: SamplePlan, parts: list[dict[str, Any]]) -> pd.DataFrame
     y = np.concatenate([p["y"] for p in parts])
     T = len(plan.dates)
     n = code.size
-    ids = np.array([f"{plan.labels.field_id.iloc[k]}@{xi:.1f},{yi:.1f}" for k, xi, yi in zip(code, x, y)])
+    ids = np.array([f"{plan.labels.field_id.iloc[k]}@{xi:.1f},{yi:.1f}" for k, xi, yi in zip(code, x, y, strict=True)])
     frame = pd.DataFrame({
         "sample_id": np.repeat(ids, T),
         "date": np.tile(np.asarray(plan.dates, dtype="datetime64[ns]"), n),

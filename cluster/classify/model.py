@@ -76,7 +76,8 @@ def _weights(y: np.ndarray, n_classes: int, mode: str | None) -> np.ndarray | No
         return None
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
-    return w[y]
+    weights: np.ndarray = w[y]
+    return weights
 
 
 def fit_booster(X: np.ndarray, y: np.ndarray, n_classes: int, params: LightGBMParams, *,

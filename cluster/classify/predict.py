@@ -148,7 +148,7 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
                               f"drop {y} from years")
         steps.append(idx)
     h = hashlib.sha256(json.dumps({
-        "ingest": str(group.attrs.get("harvest", {}).get("plan_hash", "")),
+        "ingest": str(dict(group.attrs.get("harvest") or {}).get("plan_hash", "")),  # type: ignore[arg-type]
         "model": model.meta.get("created_at"), "model_classes": list(model.classes),
         "model_features": list(model.feature_names), "years": list(years), "bands": bands,
         "smooth_px": config.smooth_px, "features": config.features,
@@ -299,7 +299,7 @@ class PredictWorker:
         mapped = 0
         feats = (np.full((len(plan.years), plan.n_features, ny * nx), np.nan, dtype=np.float32)
                  if plan.n_features else None)
-        for k, (year, steps) in enumerate(zip(plan.years, plan.season_steps)):
+        for k, (year, steps) in enumerate(zip(plan.years, plan.season_steps, strict=True)):
             sel = list(steps)
             flat = {b: v[sel].reshape(len(sel), ny * nx) for b, v in values.items()}
             seen = np.zeros(ny * nx, dtype=bool)
@@ -333,7 +333,7 @@ class PredictWorker:
         t0 = time.perf_counter()
         if mapped:
             crc = {}
-            blocks = [(CROP_TYPE, crop), (CROP_PROBABILITY, prob)]
+            blocks: list[tuple[str, np.ndarray]] = [(CROP_TYPE, crop), (CROP_PROBABILITY, prob)]
             if feats is not None:
                 blocks.append((SEASON_FEATURES, feats.reshape(len(plan.years), plan.n_features, ny, nx)))
             for name, block in blocks:

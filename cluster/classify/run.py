@@ -167,13 +167,15 @@ def _groups(frame: pd.DataFrame, validation: ValidationConfig) -> np.ndarray:
         first = per.groupby(key)[["x", "y"]].transform("first")
         bx = np.floor(first["x"].to_numpy() / validation.block_m).astype(np.int64)
         by = np.floor(first["y"].to_numpy() / validation.block_m).astype(np.int64)
-        return np.array([f"{a}_{b}" for a, b in zip(bx, by)])
+        return np.array([f"{a}_{b}" for a, b in zip(bx, by, strict=True)])
     if validation.group == "sample_id":
-        return per.index.to_numpy().astype(str)
+        ids: np.ndarray = per.index.to_numpy().astype(str)
+        return ids
     if validation.group not in per.columns:
         raise ConfigError(f"validation.group {validation.group!r} is not a sample column; columns: "
                           f"{sorted(c for c in per.columns if c not in ('date',))!r} (or 'sample_id', 'block')")
-    return per[validation.group].astype(str).to_numpy()
+    groups: np.ndarray = per[validation.group].astype(str).to_numpy()
+    return groups
 
 
 def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str | None = None) -> TrainResult:

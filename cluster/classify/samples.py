@@ -590,7 +590,7 @@ def _columns(path: str) -> list[str]:
         return [str(c) for c in pd.read_csv(path, nrows=0).columns]
     except ConfigError:
         raise
-    except Exception as e:  # any reader failure: the file, not the config, is at fault
+    except Exception as e:  # noqa: BLE001 — any reader failure (pyarrow, pandas, fsspec types): the file is at fault
         raise ConfigError(f"sample file {path!r} cannot be read ({type(e).__name__}: {e}); check that it is "
                           "a complete Parquet or CSV file") from None
 
@@ -603,7 +603,7 @@ def _read(path: str, columns: list[str], text_columns: Iterable[str]) -> pd.Data
             return pd.read_parquet(path, columns=columns)
         text = {c: str for c in text_columns if c in columns}
         return pd.read_csv(path, usecols=columns, dtype=text)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — as in _columns: any reader failure means the file is at fault
         raise ConfigError(f"sample file {path!r} cannot be read ({type(e).__name__}: {e}); check that it is "
                           "a complete Parquet or CSV file") from None
 
@@ -810,14 +810,16 @@ def _text_column(col: pd.Series) -> pd.Series:
 def _numbers(col: pd.Series, column: str, role: str, path: str) -> np.ndarray:
     """A column as float64; non-numeric cells are a DataError naming the column."""
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        values: np.ndarray = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values
     num = pd.to_numeric(col, errors="coerce")
     bad = col[num.isna() & col.notna()]
     if len(bad):
         where = f" of {path!r}" if path else ""
         raise DataError(f"{role} column {column!r}{where} holds {len(bad)} value(s) that are not numbers, e.g. "
                         f"{list(bad.unique()[:_SHOWN])!r}; leave missing cells empty")
-    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+    parsed_values: np.ndarray = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    return parsed_values
 
 
 def _physical(col: pd.Series, band: BandColumn, name: str, path: str) -> np.ndarray:
@@ -846,17 +848,21 @@ def _db_from_uint16(dn: np.ndarray) -> np.ndarray:
 
 def _dates(col: pd.Series, column: str, path: str) -> np.ndarray:
     """The time column as naive datetime64[ns] (time zones converted to UTC)."""
+    days: np.ndarray
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        days = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        return days
     if pd.api.types.is_datetime64_dtype(col.dtype):
-        return col.to_numpy(dtype="datetime64[ns]")
+        days = col.to_numpy(dtype="datetime64[ns]")
+        return days
     try:
         parsed = pd.to_datetime(col.astype(object).where(col.notna(), None), format="ISO8601", utc=True)
     except (ValueError, TypeError):
         bad = [v for v in col.dropna().unique()[:200] if not _is_iso(v)][:_SHOWN]
         raise DataError(f"time_column {column!r} of {path!r} holds values that are not ISO 8601 dates, e.g. "
                         f"{bad!r}; write dates as YYYY-MM-DD") from None
-    return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    days = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return days
 
 
 def _is_iso(value: Any) -> bool:

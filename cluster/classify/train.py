@@ -224,7 +224,8 @@ def render_report(rep: dict[str, Any], title: str) -> tuple[str, bytes]:
         sp = rep["spread"][key]
         lines.append(f"| {key} | {_fmt(rep[key])} | {_fmt(sp['fold_min'])}-{_fmt(sp['fold_max'])} | "
                      f"{_fmt(base.get(key))} |")
-    lines += ["", "| class | support | precision | recall | F1 | baseline F1 |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "| class | support | precision | recall | F1 | baseline F1 |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for name, row in rep["per_class"].items():
         bf = base.get("per_class", {}).get(name, {}).get("f1")
         lines.append(f"| {name} | {row['support']} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | "
@@ -246,7 +247,10 @@ def _confusion_png(conf: dict[str, Any], title: str) -> bytes:
     col = m.sum(axis=0, keepdims=True)
     share = np.divide(m, col, out=np.zeros_like(m), where=col > 0)  # per reference class
     ax = figure_ax((1.0 + 0.6 * len(names), 0.8 + 0.6 * len(names)), dpi=110)
+    from matplotlib.figure import Figure
+
     fig = ax.figure
+    assert isinstance(fig, Figure), "a SubFigure cannot be saved on its own"
     ax.imshow(share, cmap="Greens", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):

@@ -64,7 +64,8 @@ def supply_table(result: "ForecastResult") -> pd.DataFrame:
     hist = hist[(hist["level"] == "country") & (hist["crop"] == crop)] if not hist.empty else hist
     rows = []
     for country, r in now.iterrows():
-        past = hist[hist["region_id"] == country].set_index("year")["production_t"] if len(hist) else pd.Series(dtype=float)
+        past = (hist[hist["region_id"] == country].set_index("year")["production_t"] if len(hist)
+                else pd.Series(dtype=float))
         five = past[(past.index >= season - 5) & (past.index < season)]
         rows.append({"country": country, "production_t": r["production_t"], "production_lo_t": r["production_lo_t"],
                      "production_hi_t": r["production_hi_t"],
@@ -89,7 +90,10 @@ def supply_table(result: "ForecastResult") -> pd.DataFrame:
 
 
 def _png(ax: "Axes", dpi: int = 96) -> str:
+    from matplotlib.figure import Figure
+
     fig = ax.figure
+    assert isinstance(fig, Figure), "a SubFigure cannot be saved on its own"
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -179,7 +183,7 @@ def _world_map(results: Sequence["ForecastResult"]) -> tuple[str | None, str]:
     if cfg.world is None:
         return None, "No country map: set bulletin.world to a file of country outlines."
     world = read_vector(str(first.config.resolve(cfg.world)))
-    keys = {}
+    keys: dict[str, Any] = {}
     for col in (c for c in cfg.world_columns if c in world):
         for i, v in world[col].items():
             keys.setdefault(str(v).strip().upper(), i)
@@ -251,10 +255,12 @@ def _backtest(result: "ForecastResult") -> str:
         why = ("backtest: false in the config" if not cfg.backtest else
                f"too few seasons with both yields and index series for a fold (min_train_years: "
                f"{cfg.min_train_years}); see the data issues")
-        return f'<p class="note">No backtest error to show: {html.escape(why)}. Read this forecast with that in mind.</p>'
+        return (f'<p class="note">No backtest error to show: {html.escape(why)}. '
+                "Read this forecast with that in mind.</p>")
     rows = [[html.escape(str(r.country)), html.escape(str(r.lead_time)), html.escape(str(r.model)),
              _num(r.nrmse_median_loyo, "{:.2f}"), _num(getattr(r, "nrmse_walk_forward", None), "{:.2f}"),
-             _num(getattr(r, "interval_coverage_80", None), "{:.2f}"), _num(getattr(r, "interval_score", None), "{:.2f}")]
+             _num(getattr(r, "interval_coverage_80", None), "{:.2f}"),
+             _num(getattr(r, "interval_score", None), "{:.2f}")]
             for r in m.itertuples()]
     return (_table(["country", "lead time", "model", "nRMSE % LOYO", "nRMSE % walk-forward", "coverage",
                     "interval score"], rows)
@@ -300,7 +306,8 @@ def _provenance(results: Sequence["ForecastResult"]) -> str:
         doc = json.loads(cfg.model_dump_json(exclude={"yields", "calendar", "series", "weather", "regions"}))
         items.append(f"<h3>{html.escape(cfg.crop)}</h3><p>inputs: "
                      + "; ".join(f"{k}: {html.escape(', '.join(v))}" for k, v in inputs.items() if v)
-                     + f"</p><details><summary>config</summary><pre>{html.escape(json.dumps(doc, indent=1))}</pre></details>")
+                     + "</p><details><summary>config</summary>"
+                     + f"<pre>{html.escape(json.dumps(doc, indent=1))}</pre></details>")
     return (f"<section><h2>Provenance</h2><p>harvest-cluster {html.escape(cluster.__version__)}, generated "
             f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}. {html.escape(CONDITION_RULE)}.</p>"
             + "".join(items) + "</section>")
@@ -321,7 +328,8 @@ def render_bulletin(results: Sequence["ForecastResult"]) -> str:
              "against its 5-year mean and last year.</p></header><main>"]
     if len(results) > 1:
         ax = figure_ax((7.5, 3.4))
-        parts.append(f"<section><h2>All crops</h2>{_img(_png(rollup([r.forecast for r in results], ax=ax)), 'production per crop')}</section>")
+        png = _png(rollup([r.forecast for r in results], ax=ax))
+        parts.append(f"<section><h2>All crops</h2>{_img(png, 'production per crop')}</section>")
     for r in results:
         parts.append(_crop_section(r, _world_map([r])))
     parts.append(_provenance(results))

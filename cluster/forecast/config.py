@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cluster.errors import ConfigError
 
-__all__ = ["TableInput", "BulletinConfig", "ForecastConfig", "LeadTime", "parse_lead_time", "load_forecast_config", "as_forecast_config",
-           "parse_forecast_config"]
+__all__ = ["TableInput", "BulletinConfig", "ForecastConfig", "LeadTime", "parse_lead_time", "load_forecast_config",
+           "as_forecast_config", "parse_forecast_config"]
 
 _LEAD_RE = re.compile(r"^(\d+)-(days?|weeks?)$")
 

@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from cluster.forecast.models import BASELINES, bounded, select_and_fit
@@ -23,7 +24,7 @@ SELECTED = "selected"
 """Model name of the candidate picked by inner validation in each fold."""
 
 
-def iter_folds(years, scheme: str, min_train_years: int) -> Iterator[tuple[int, list[int]]]:
+def iter_folds(years: Iterable[Any], scheme: str, min_train_years: int) -> Iterator[tuple[int, list[int]]]:
     """Yield ``(test_year, train_years)``.
 
     >>> [(y, tr) for y, tr in iter_folds([2001, 2002, 2003], "loyo", 1)][0]
@@ -43,7 +44,7 @@ def iter_folds(years, scheme: str, min_train_years: int) -> Iterator[tuple[int, 
             yield y, train
 
 
-def backtest(data: pd.DataFrame, features: list[str], learners, *, scheme: str, min_train_years: int,
+def backtest(data: pd.DataFrame, features: list[str], learners: Sequence[str], *, scheme: str, min_train_years: int,
              inner_folds: int, coverage: float, seed: int = 0, model: str = "auto",
              trend_horizon: int | None = None) -> pd.DataFrame:
     """Run one backtest scheme over the years of ``data`` (``region_id, year, y`` + features).
@@ -88,7 +89,7 @@ def nrmse_by_year(pred: pd.DataFrame) -> pd.Series:
     return pd.Series({y: one(g) for y, g in pred.groupby("year")}, dtype=float)
 
 
-def interval_score(y, lo, hi, coverage: float) -> np.ndarray:
+def interval_score(y: npt.ArrayLike, lo: npt.ArrayLike, hi: npt.ArrayLike, coverage: float) -> np.ndarray:
     """The interval score of central ``coverage`` intervals (Gneiting and Raftery 2007, eq. 43):
     the width plus ``2 / alpha`` times how far ``y`` falls outside; lower is better, and a wide
     interval pays for its width.
@@ -98,7 +99,8 @@ def interval_score(y, lo, hi, coverage: float) -> np.ndarray:
     """
     y, lo, hi = (np.asarray(v, float) for v in (y, lo, hi))
     alpha = 1 - coverage
-    return (hi - lo) + 2 / alpha * (np.maximum(lo - y, 0) + np.maximum(y - hi, 0))
+    out: np.ndarray = (hi - lo) + 2 / alpha * (np.maximum(lo - y, 0) + np.maximum(y - hi, 0))
+    return out
 
 
 def _pooled(pred: pd.DataFrame, coverage: float) -> dict[str, float]:
@@ -119,7 +121,7 @@ def _pooled(pred: pd.DataFrame, coverage: float) -> dict[str, float]:
 
 
 def compute_metrics(pred: pd.DataFrame, keys: tuple[str, ...] = ("country", "crop", "lead_time", "model"),
-                    coverage: float = 0.8) -> list[dict]:
+                    coverage: float = 0.8) -> list[dict[str, Any]]:
     """Metrics per ``keys``: ``nrmse_median_loyo``, ``nrmse_walk_forward`` (median over years too),
     ``rmse``, ``mape``, ``r2``, ``interval_coverage_80``, ``interval_score`` and ``interval_width``
     (walk-forward, the operational view), and every pooled metric per scheme with a ``_loyo`` /
@@ -127,7 +129,7 @@ def compute_metrics(pred: pd.DataFrame, keys: tuple[str, ...] = ("country", "cro
     (:func:`add_skill`)."""
     records = []
     for key, grp in pred.groupby(list(keys), sort=True):
-        rec: dict[str, object] = dict(zip(keys, key))
+        rec: dict[str, object] = dict(zip(keys, key, strict=True))
         for scheme in SCHEMES:
             g = grp[grp["scheme"] == scheme]
             suffix = "median_loyo" if scheme == "loyo" else "walk_forward"
@@ -146,17 +148,18 @@ def compute_metrics(pred: pd.DataFrame, keys: tuple[str, ...] = ("country", "cro
             if scheme == "walk_forward" or "mape" not in rec:
                 rec.update(pooled)
         if "chosen" in grp and rec.get("model") == SELECTED:
-            rec["chosen_counts"] = {str(k): int(v) for k, v in grp.drop_duplicates(["scheme", "year"])["chosen"].value_counts().items()}
+            chosen = grp.drop_duplicates(["scheme", "year"])["chosen"].value_counts()
+            rec["chosen_counts"] = {str(k): int(v) for k, v in chosen.items()}
         records.append(rec)
     add_skill(records, [k for k in keys if k != "model"])
     return records
 
 
-def add_skill(records: list[dict], group: list[str]) -> None:
+def add_skill(records: list[dict[str, Any]], group: list[str]) -> None:
     """Give each ``selected`` record, per scheme, its skill against every baseline of its group
     (``skill[baseline][scheme] = 1 - RMSE_ours / RMSE_baseline``: above 0 is better than the
     baseline, 1 is perfect) and the name of the best baseline (lowest median nRMSE)."""
-    by_group: dict[tuple, dict[str, dict]] = {}
+    by_group: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for r in records:
         by_group.setdefault(tuple(r.get(k) for k in group), {})[r["model"]] = r
     for models in by_group.values():

@@ -8,7 +8,7 @@ the caller removes everything after the as-of date before calling, so nothing la
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,8 @@ def season_windows(calendar: pd.DataFrame, years: Iterable[int]) -> pd.DataFrame
     out = pd.concat([rows.assign(year=y) for y in years], ignore_index=True) if years else rows.assign(year=0).iloc[:0]
     jan1 = pd.to_datetime(out["year"].astype(str) + "-01-01")
     out["eos_date"] = jan1 + pd.to_timedelta(out["eos_doy"] - 1, unit="D")
-    sos_year_start = pd.to_datetime((out["year"] - (out["sos_doy"] > out["eos_doy"]).astype(int)).astype(str) + "-01-01")
+    sos_year = out["year"] - (out["sos_doy"] > out["eos_doy"]).astype(int)
+    sos_year_start = pd.to_datetime(sos_year.astype(str) + "-01-01")
     out["sos_date"] = sos_year_start + pd.to_timedelta(out["sos_doy"] - 1, unit="D")
     out["season_length_d"] = (out["eos_date"] - out["sos_date"]).dt.days.astype(int)
     return out[["region_id", "year", "sos_date", "eos_date", "season_length_d"]]
@@ -89,7 +90,7 @@ def build_features(
         NNN/100 of the season), ``n_obs`` and ``complete``.
     """
     indices = sorted(series["index"].unique()) if indices is None else list(indices)
-    by_key: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    by_key: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for (rid, ix), grp in series.sort_values("date").groupby(["region_id", "index"], sort=False):
         by_key[(rid, ix)] = (grp["date"].to_numpy("datetime64[D]").astype(np.int64), grp["mean"].to_numpy(float))
     sos = windows["sos_date"].to_numpy("datetime64[D]").astype(np.int64)

@@ -39,9 +39,9 @@ def series_from_statistics(statistics: pd.DataFrame, crop: str, areas: pd.DataFr
     if areas is not None and not areas.empty:
         est = areas[(areas["crop"] == crop) & areas["estimated_area_ha"].notna()]
         est = est.set_index(["region_id", "season_year"])["estimated_area_ha"]
-        key = list(zip(series["region_id"], pd.to_datetime(series["date"]).dt.year))
+        key = list(zip(series["region_id"], pd.to_datetime(series["date"]).dt.year, strict=True))
         found = [k in est.index for k in key]
-        series.loc[found, "area_ha"] = [est[k] for k, f in zip(key, found) if f]
+        series.loc[found, "area_ha"] = [est[k] for k, f in zip(key, found, strict=True) if f]
         series.loc[found, "area_source"] = "crop map (error-adjusted, Olofsson et al. 2014)"
     return series
 

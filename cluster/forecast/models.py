@@ -16,9 +16,11 @@ relative errors).
 from __future__ import annotations
 
 import warnings
+from typing import Any, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
@@ -63,10 +65,12 @@ def fit_trend(train: pd.DataFrame, min_years: int) -> pd.DataFrame:
                         index=pd.Index(regions, name="region_id"))
 
 
-def predict_trend(params: pd.DataFrame, region_ids, years) -> np.ndarray:
+def predict_trend(params: pd.DataFrame, region_ids: npt.ArrayLike, years: npt.ArrayLike) -> np.ndarray:
     """Trend value of each (region, year); NaN for regions not in ``params``."""
     p = params.reindex(pd.Index(region_ids))
-    return (p["mean_y"].to_numpy() + p["slope"].to_numpy() * (np.asarray(years, float) - p["mean_t"].to_numpy()))
+    t = np.asarray(years, float) - p["mean_t"].to_numpy()
+    out: np.ndarray = p["mean_y"].to_numpy() + p["slope"].to_numpy() * t
+    return out
 
 
 class _History:
@@ -93,7 +97,8 @@ class _History:
     def sums(self, values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Sum of ``values`` (sorted like the history) over each row's slice ``[a, b)``."""
         c = np.concatenate([[0.0], np.cumsum(values)])
-        return c[b] - c[a]
+        out: np.ndarray = c[b] - c[a]
+        return out
 
 
 def predict_local_trend(train: pd.DataFrame, rows: pd.DataFrame, *, min_years: int = 5,
@@ -186,10 +191,11 @@ def _distance(h: _History) -> np.ndarray:
     years = np.concatenate([h.years, [np.nan]])
     first = np.where(h.known, years[h.start], np.nan)
     last = np.where(h.known, years[np.maximum(h.end - 1, 0)], np.nan)
-    return np.maximum(np.maximum(h.at - last, first - h.at), 0.0)
+    out: np.ndarray = np.maximum(np.maximum(h.at - last, first - h.at), 0.0)
+    return out
 
 
-def bounded(pred, q: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bounded(pred: npt.ArrayLike, q: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A yield forecast and its interval made physically possible: the interval from relative
     error quantiles ``q`` around ``pred``, then every value at least 0 and ``lo <= pred <= hi``.
 
@@ -201,7 +207,7 @@ def bounded(pred, q: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.nd
     return p, np.clip(np.fmin(lo, hi), 0.0, p), np.fmax(np.fmax(lo, hi), p)
 
 
-def huber_level(region_ids, y, *, k: float = 1.345, max_iter: int = 50) -> pd.Series:
+def huber_level(region_ids: npt.ArrayLike, y: npt.ArrayLike, *, k: float = 1.345, max_iter: int = 50) -> pd.Series:
     """Per region, the Huber M-estimate of the yield level: a mean that down-weights shock years.
 
     Yields are skewed to the left: a few years of drought, flood or disease fall far below the
@@ -255,7 +261,8 @@ def _yield_features(rows: pd.DataFrame, train: pd.DataFrame, params: pd.DataFram
     mean = rows["region_id"].map(params["mean_y"]).to_numpy()
     trend = predict_trend(params, rows["region_id"], rows["year"])
     hist = train[["region_id", "year", "y"]].copy()
-    hist["resid"] = (hist["y"] - predict_trend(params, hist["region_id"], hist["year"])) / hist["region_id"].map(params["mean_y"])
+    hist_trend = predict_trend(params, hist["region_id"], hist["year"])
+    hist["resid"] = (hist["y"] - hist_trend) / hist["region_id"].map(params["mean_y"])
     lookup = hist.set_index(["region_id", "year"])["resid"]
     out = pd.DataFrame(index=rows.index)
     out["trend_rel"] = trend / mean
@@ -270,8 +277,8 @@ def _yield_features(rows: pd.DataFrame, train: pd.DataFrame, params: pd.DataFram
     return out.fillna(0.0)
 
 
-def _learners(names, seed: int) -> dict[str, object]:
-    models: dict[str, object] = {}
+def _learners(names: Sequence[str], seed: int) -> dict[str, Any]:
+    models: dict[str, Any] = {}  # scikit-learn regressors
     if "ridge" in names:
         models["ridge"] = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(1, 4.5, 15)))
     if "hgb" in names:
@@ -281,7 +288,7 @@ def _learners(names, seed: int) -> dict[str, object]:
     return models
 
 
-def fit_predict(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, *,
+def fit_predict(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners: Sequence[str], *,
                 min_years: int, seed: int = 0, trend_horizon: int | None = None) -> dict[str, np.ndarray]:
     """Fit every model on ``train`` and predict ``test`` (both ``region_id, year, y`` + features).
 
@@ -315,7 +322,7 @@ def fit_predict(train: pd.DataFrame, test: pd.DataFrame, features: list[str], le
     return preds
 
 
-def _learn(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, params: pd.DataFrame,
+def _learn(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners: Sequence[str], params: pd.DataFrame,
            preds: dict[str, np.ndarray], seed: int) -> None:
     """Add the learners' predictions (residuals on the trend and on the mean) to ``preds``."""
     mean_tr = train["region_id"].map(params["mean_y"]).to_numpy()
@@ -381,7 +388,7 @@ def _mean_yearly_nrmse(years: np.ndarray, y: np.ndarray, pred: np.ndarray) -> fl
     return float(np.mean(100 * rmse / (np.bincount(codes, y) / n)))
 
 
-def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners, *,
+def select_and_fit(train: pd.DataFrame, test: pd.DataFrame, features: list[str], learners: Sequence[str], *,
                    min_years: int, inner_folds: int, coverage: float, seed: int = 0,
                    model: str = "auto", trend_horizon: int | None = None) -> tuple[dict[str, np.ndarray], Selection]:
     """Inner validation on ``train``'s years, then :func:`fit_predict` on all of ``train``.

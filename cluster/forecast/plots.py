@@ -69,7 +69,8 @@ def plot_index_curves(series: pd.DataFrame, calendar: pd.DataFrame, regions: lis
     for k in range(n, nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
     axes[0][0].legend(fontsize=5, loc="lower left")
-    fig.suptitle(f"{index.upper()} {season_year} up to {as_of.date()} vs previous 5 seasons (days before end of season)", fontsize=9)
+    fig.suptitle(f"{index.upper()} {season_year} up to {as_of.date()} vs previous 5 seasons "
+                 "(days before end of season)", fontsize=9)
     return save(axes[0][0], path)
 
 
@@ -93,7 +94,8 @@ def plot_all(result: "ForecastResult", inputs: "ForecastInputs", out: Path) -> d
                  out / f"forecast_{country}.png")
         paths[f"plot_forecast_{country}"] = str(p)
     top = fc["level"].isin(["country", "global"])
-    p = save(forecast_bars(fc, level=["country", "global"], ax=_bars_ax(int(top.sum())), title=f"{cfg.crop} {season}: countries and global"),
+    p = save(forecast_bars(fc, level=["country", "global"], ax=_bars_ax(int(top.sum())),
+                           title=f"{cfg.crop} {season}: countries and global"),
              out / "forecast_rollup.png")
     paths["plot_rollup"] = str(p)
     return paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -23,7 +24,7 @@ class ForecastResult:
     config: ForecastConfig
     forecast: pd.DataFrame
     """Region, country and global rows of the season forecast (empty without ``as_of``)."""
-    metrics: list[dict]
+    metrics: list[dict[str, Any]]
     """Per country, crop, lead time and model: backtest metrics (see :func:`compute_metrics`)."""
     predictions: pd.DataFrame
     """Every backtest prediction (long form)."""
@@ -33,7 +34,7 @@ class ForecastResult:
     outputs: dict[str, str] = field(default_factory=dict)
     """Name -> path of every file written."""
 
-    def metric(self, country: str, lead_time: str, model: str) -> dict:
+    def metric(self, country: str, lead_time: str, model: str) -> dict[str, Any]:
         for m in self.metrics:
             if m["country"] == country and m["lead_time"] == lead_time and m["model"] == model:
                 return m
@@ -51,8 +52,10 @@ class ForecastResult:
             top = self.forecast[self.forecast["level"].isin(["country", "global"])]
             lines.append(f"forecast as of {self.config.as_of} (season {self.config.effective_season_year()}):")
             for r in top.itertuples():
-                lines.append(f"  {r.region_id:8} yield {r.yield_t_ha:6.2f} t/ha [{r.yield_lo_t_ha:.2f}, {r.yield_hi_t_ha:.2f}]"
-                             f"  production {r.production_t / 1e3:10.1f} kt  anomaly vs 5y {r.anomaly_5yr_pct:+6.1f} %  {r.condition}")
+                lines.append(f"  {r.region_id:8} yield {r.yield_t_ha:6.2f} t/ha "
+                             f"[{r.yield_lo_t_ha:.2f}, {r.yield_hi_t_ha:.2f}]"
+                             f"  production {r.production_t / 1e3:10.1f} kt"
+                             f"  anomaly vs 5y {r.anomaly_5yr_pct:+6.1f} %  {r.condition}")
         lines.append(f"{len(self.issues)} data issue(s)" + (":" if self.issues else ""))
         lines.extend(f"  [{i.code}] {i.message}" for i in self.issues)
         for name, path in self.outputs.items():
@@ -76,7 +79,8 @@ class ForecastResult:
         facts = {"crop": cfg.crop, "as of": cfg.as_of or "no season forecast (backtest only)",
                  "season": cfg.effective_season_year() if cfg.as_of else "-",
                  "lead times": ", ".join(lead.name for lead in cfg.leads), **self.outputs}
-        top = self.forecast[self.forecast["level"].isin(["country", "global"])] if not self.forecast.empty else self.forecast
+        top = (self.forecast[self.forecast["level"].isin(["country", "global"])] if not self.forecast.empty
+               else self.forecast)
         shown = ["level", "region_id", "yield_t_ha", "yield_lo_t_ha", "yield_hi_t_ha", "production_t",
                  "anomaly_5yr_pct", "anomaly_last_year_pct", "condition", "model"]
         tables = {"forecast (countries and global)": top[[c for c in shown if c in top]],
@@ -91,10 +95,13 @@ class ForecastResult:
 
 def _backtest_lines(result: "ForecastResult") -> list[str]:
     """The backtest table: ours against every baseline, then skill and when it starts."""
-    both = lambda m: (f"{m['nrmse_median_loyo']:5.2f}|" + (f"{m['nrmse_walk_forward']:5.2f}"
-                      if m.get("nrmse_walk_forward") is not None else "  n/a"))
+    def both(m: dict[str, Any]) -> str:
+        return f"{m['nrmse_median_loyo']:5.2f}|" + (f"{m['nrmse_walk_forward']:5.2f}"
+                                                   if m.get("nrmse_walk_forward") is not None else "  n/a")
+
     lines = ["backtest: normalized RMSE % (median over held-out years), LOYO|walk-forward; "
-             f"{result.config.interval:.0%} intervals' walk-forward coverage and interval score (t/ha, lower is better)",
+             f"{result.config.interval:.0%} intervals' walk-forward coverage and interval score "
+             "(t/ha, lower is better)",
              f"{'country':8} {'lead time':17} {'ours':>11} " + " ".join(f"{b:>11}" for b in BASELINES)
              + f" {'cov':>5} {'IS ours':>7} {'IS best':>7}"]
     leads = [lead.name for lead in result.config.leads]
@@ -109,7 +116,8 @@ def _backtest_lines(result: "ForecastResult") -> list[str]:
             continue
         best = base[ours.get("best_baseline_walk_forward") or ours.get("best_baseline_loyo") or BASELINES[0]]
         lines.append(f"{country:8} {lead:17} {both(ours):>11} " + " ".join(f"{both(m):>11}" for m in base.values())
-                     + f" {ours.get('interval_coverage_80', float('nan')):5.2f} {ours.get('interval_score', float('nan')):7.2f}"
+                     + f" {ours.get('interval_coverage_80', float('nan')):5.2f}"
+                     f" {ours.get('interval_score', float('nan')):7.2f}"
                      f" {best.get('interval_score', float('nan')):7.2f}")
         skill = ours.get("skill", {})
         wins = all(v.get("walk_forward", -1) > 0 for v in skill.values()) and len(skill) == len(BASELINES)

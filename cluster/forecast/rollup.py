@@ -13,6 +13,8 @@ Roll-up rules:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -81,7 +83,7 @@ def rollup_history(yields: pd.DataFrame, parent: pd.Series) -> pd.DataFrame:
     return out[["level", "region_id", "crop", "year", "production_t", "harvested_area_ha", "yield_t_ha", "n_regions"]]
 
 
-def _aggregate(rows: pd.DataFrame, level: str, region_id: str, parent: str | None) -> dict:
+def _aggregate(rows: pd.DataFrame, level: str, region_id: str, parent: str | None) -> dict[str, Any]:
     area = rows["harvested_area_ha"].sum()
     prod = rows["production_t"].sum()
     lo, hi = rows["production_lo_t"].sum(), rows["production_hi_t"].sum()
@@ -95,13 +97,15 @@ def _aggregate(rows: pd.DataFrame, level: str, region_id: str, parent: str | Non
     }
     # Anomalies of an aggregate hold this season's areas fixed: reference yield =
     # sum(area_i * reference_yield_i) / sum(area_i) over the regions that have the reference.
-    for ref_col, anom_col in (("yield_5yr_mean_t_ha", "anomaly_5yr_pct"), ("yield_last_year_t_ha", "anomaly_last_year_pct")):
+    for ref_col, anom_col in (("yield_5yr_mean_t_ha", "anomaly_5yr_pct"),
+                              ("yield_last_year_t_ha", "anomaly_last_year_pct")):
         if ref_col in rows:
             has = rows[ref_col].notna() & rows["harvested_area_ha"].notna()
             a = rows.loc[has, "harvested_area_ha"]
             if a.sum() > 0:
                 rec[ref_col] = float((a * rows.loc[has, ref_col]).sum() / a.sum())
-                rec[anom_col] = float(100 * ((a * rows.loc[has, "yield_t_ha"]).sum() / (a * rows.loc[has, ref_col]).sum() - 1))
+                rec[anom_col] = float(100 * ((a * rows.loc[has, "yield_t_ha"]).sum()
+                                             / (a * rows.loc[has, ref_col]).sum() - 1))
     for col in ("observed_production_t", "observed_area_ha"):
         if col in rows:
             rec[col] = rows[col].sum(min_count=len(rows))  # NaN unless every region has it

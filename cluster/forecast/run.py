@@ -82,7 +82,7 @@ def run_backtest(inputs: ForecastInputs, config: ForecastConfig, log: IssueLog,
         data = inputs.yields.rename(columns={"yield_t_ha": "y"})[["region_id", "year", "y"]].merge(
             feats, on=["region_id", "year"], how="inner")
         bad = data[~data["complete"]]
-        incomplete |= {f"{r}/{y}" for r, y in zip(bad["region_id"], bad["year"])}
+        incomplete |= {f"{r}/{y}" for r, y in zip(bad["region_id"], bad["year"], strict=True)}
         data = data[data["complete"]].copy()
         data["country"] = data["region_id"].map(parent)
         for country, dc in data.groupby("country", sort=True):
@@ -100,7 +100,7 @@ def run_backtest(inputs: ForecastInputs, config: ForecastConfig, log: IssueLog,
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def _backtest_task(task: tuple, config: ForecastConfig) -> pd.DataFrame:
+def _backtest_task(task: tuple[Any, ...], config: ForecastConfig) -> pd.DataFrame:
     lead, country, scheme, data, cols = task
     p = backtest(data, cols, config.learners, scheme=scheme, min_train_years=config.min_train_years,
                  inner_folds=config.inner_folds, coverage=config.interval, seed=config.seed, model=config.model,
@@ -109,7 +109,8 @@ def _backtest_task(task: tuple, config: ForecastConfig) -> pd.DataFrame:
     return p
 
 
-def _run_tasks(tasks: list[tuple], config: ForecastConfig, progress: Callable[[str], None] | None) -> list[pd.DataFrame]:
+def _run_tasks(tasks: list[tuple[Any, ...]], config: ForecastConfig,
+               progress: Callable[[str], None] | None) -> list[pd.DataFrame]:
     """Every backtest task, in parallel when there are workers for it; results in task order."""
     workers = min(config.backtest_workers or os.cpu_count() or 1, len(tasks))
     t0, done = time.perf_counter(), 0
@@ -131,7 +132,7 @@ def _run_tasks(tasks: list[tuple], config: ForecastConfig, progress: Callable[[s
     else:
         from joblib import Parallel, delayed
 
-        def numbered(i: int, task: tuple) -> tuple[int, pd.DataFrame]:
+        def numbered(i: int, task: tuple[Any, ...]) -> tuple[int, pd.DataFrame]:
             return i, _backtest_task(task, config)
 
         # the biggest tasks first: the pool ends together instead of waiting on one straggler
@@ -177,16 +178,18 @@ def forecast_season(inputs: ForecastInputs, config: ForecastConfig, *, as_of: da
                 f"yields: {len(late)} region(s) have no usable yield before {season_year} ({format_ids(late)}); "
                 "no forecast for them", late)
     if cal.empty:
-        raise DataError(f"no region has both a crop calendar and usable yields before {season_year}; nothing to forecast")
+        raise DataError(f"no region has both a crop calendar and usable yields before {season_year}; "
+                        "nothing to forecast")
     target_w = season_windows(cal, [season_year])
     lead_days = np.maximum((target_w["eos_date"] - as_of_ts).dt.days.to_numpy(), 0)
-    lead_by_region = dict(zip(target_w["region_id"], lead_days))
+    lead_by_region = dict(zip(target_w["region_id"], lead_days, strict=True))
     windows = season_windows(cal, sorted(set(hist["year"]) | {season_year}))
     windows["cutoff_date"] = windows["eos_date"] - pd.to_timedelta(windows["region_id"].map(lead_by_region), unit="D")
     windows.loc[windows["year"] == season_year, "cutoff_date"] = np.minimum(
         windows.loc[windows["year"] == season_year, "cutoff_date"], as_of_ts)
     feats, cols = _features(inputs, windows, config, as_of_ts)
-    train_all = hist.rename(columns={"yield_t_ha": "y"})[["region_id", "year", "y"]].merge(feats, on=["region_id", "year"])
+    train_all = (hist.rename(columns={"yield_t_ha": "y"})[["region_id", "year", "y"]]
+                 .merge(feats, on=["region_id", "year"]))
     train_all = train_all.assign(parent=train_all["region_id"].map(regions["parent"]))
     train = train_all[train_all["complete"]]
     test = feats[feats["year"] == season_year].copy()
@@ -250,7 +253,8 @@ def _unallocated_lines(inputs: ForecastInputs, reg: pd.DataFrame, config: Foreca
     lump to this season would count their area twice."""
     hist = inputs.yields[inputs.yields["region_id"].str.endswith(UNALLOCATED) & (inputs.yields["year"] < season_year)]
     areas = inputs.yields_all[inputs.yields_all["region_id"].str.endswith(UNALLOCATED)
-                              & (inputs.yields_all["year"] < season_year) & (inputs.yields_all["harvested_area_ha"] > 0)]
+                              & (inputs.yields_all["year"] < season_year)
+                              & (inputs.yields_all["harvested_area_ha"] > 0)]
     if hist.empty or areas.empty:
         return pd.DataFrame()
     parent = inputs.regions.set_index("region_id")["parent"]
@@ -266,7 +270,8 @@ def _unallocated_lines(inputs: ForecastInputs, reg: pd.DataFrame, config: Foreca
         siblings = reg[(reg["parent"] == country) & reg["production_t"].gt(0)]
         siblings = siblings if len(siblings) else reg[reg["production_t"].gt(0)]
         total = siblings["production_t"].sum()
-        lo, hi = (siblings["production_lo_t"].sum() / total, siblings["production_hi_t"].sum() / total) if total > 0 else (np.nan, np.nan)
+        lo, hi = ((siblings["production_lo_t"].sum() / total, siblings["production_hi_t"].sum() / total)
+                  if total > 0 else (np.nan, np.nan))
         y = float(g["yield_t_ha"].tail(5).mean())
         a, year = float(last["harvested_area_ha"].iloc[-1]), int(last["year"].iloc[-1])
         rows.append({
@@ -310,7 +315,7 @@ def _made_possible(reg: pd.DataFrame, config: ForecastConfig, season_year: int, 
     beyond = (reg["years_since_last_yield"] > config.trend_horizon_years) & ~reg["model"].isin(LEVEL_MODELS)
     far = reg[beyond]
     if len(far):
-        items = [f"{r} ({d:.0f} y)" for r, d in zip(far["region_id"], far["years_since_last_yield"])]
+        items = [f"{r} ({d:.0f} y)" for r, d in zip(far["region_id"], far["years_since_last_yield"], strict=True)]
         log.add("trend_beyond_horizon", "yields",
                 f"yields: {len(far)} region(s) last reported a yield more than trend_horizon_years="
                 f"{config.trend_horizon_years} before {season_year} ({format_ids(items)}); no trend is projected "
@@ -318,7 +323,7 @@ def _made_possible(reg: pd.DataFrame, config: ForecastConfig, season_year: int, 
                 "the crop", list(far["region_id"]))
     neg = reg[reg["raw_yield_t_ha"] < 0]
     if len(neg):
-        items = [f"{r} ({v:.2f} t/ha)" for r, v in zip(neg["region_id"], neg["raw_yield_t_ha"])]
+        items = [f"{r} ({v:.2f} t/ha)" for r, v in zip(neg["region_id"], neg["raw_yield_t_ha"], strict=True)]
         log.add("yield_clipped_at_zero", "yields",
                 f"yields: the model gave {len(neg)} region(s) a negative yield ({format_ids(items)}); set to 0, "
                 "and their intervals start at 0. Check their yield history", list(neg["region_id"]))
@@ -326,7 +331,8 @@ def _made_possible(reg: pd.DataFrame, config: ForecastConfig, season_year: int, 
 
 
 def _add_context(reg: pd.DataFrame, inputs: ForecastInputs, config: ForecastConfig, season_year: int,
-                 as_of: pd.Timestamp, lead_by_region: dict, series: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
+                 as_of: pd.Timestamp, lead_by_region: dict[str, Any], series: pd.DataFrame,
+                 log: IssueLog) -> pd.DataFrame:
     """Area and its source, production with interval, anomalies, condition, observed yield."""
     reg = reg.copy()
     reg["level"] = "region"

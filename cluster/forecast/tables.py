@@ -181,9 +181,10 @@ def read_table(spec: TableInput, kind: str, config: ForecastConfig | None = None
 
 def _row_ids(df: pd.DataFrame, kind: str) -> list[str]:
     if kind == "yields":
-        return [f"{r}/{y}" for r, y in zip(df["region_id"], df["year"])]
+        return [f"{r}/{y}" for r, y in zip(df["region_id"], df["year"], strict=True)]
     if kind in ("series", "weather"):
-        return [f"{r}/{pd.Timestamp(d).date() if not isinstance(d, str) else d}" for r, d in zip(df["region_id"], df["date"])]
+        return [f"{r}/{pd.Timestamp(d).date() if not isinstance(d, str) else d}"
+                for r, d in zip(df["region_id"], df["date"], strict=True)]
     return [str(r) for r in df["region_id"]]
 
 
@@ -211,7 +212,7 @@ def _allocate(y: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
     if len(shared):
         # the parent with most rows keeps the id; the others' rows become '<parent>:<id>'
         home = shared.sort_values(ascending=False, kind="stable").reset_index().drop_duplicates("region_id")
-        home_of = dict(zip(home["region_id"], home["country"]))
+        home_of = dict(zip(home["region_id"], home["country"], strict=True))
         rows = y["region_id"].isin(home_of) & (y["country"] != y["region_id"].map(home_of))
         moved = sorted(set(y.loc[rows, "country"] + ":" + y.loc[rows, "region_id"]))
         y.loc[rows, "region_id"] = y.loc[rows, "country"] + ":" + y.loc[rows, "region_id"]
@@ -249,7 +250,7 @@ def _combine_rows(y: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
     merged.loc[both, "yield_t_ha"] = merged.loc[both, "production_t"] / merged.loc[both, "harvested_area_ha"]
     if len(merged):
         n = int(summable.sum()) - len(merged)
-        items = [f"{r}/{yr}" for r, yr in zip(merged["region_id"], merged["year"])]
+        items = [f"{r}/{yr}" for r, yr in zip(merged["region_id"], merged["year"], strict=True)]
         log.add("yield_rows_combined", "yields",
                 f"yields: {n + len(merged)} rows for {len(merged)} region-year(s) ({format_ids(items)}) were summed "
                 "into one row each (areas and productions added, yield = production / area); if they are "
@@ -340,16 +341,19 @@ def _check_yields(y: pd.DataFrame, config: ForecastConfig, log: IssueLog) -> pd.
     absurd[ok] = (y.loc[ok, "yield_t_ha"] > config.max_yield_t_ha) | (ratio > config.outlier_factor)
     if absurd.any():
         rows = y[absurd]
-        items = [f"{r}/{yr}={v:g}" for r, yr, v in zip(rows["region_id"], rows["year"], rows["yield_t_ha"])]
+        items = [f"{r}/{yr}={v:g}"
+                 for r, yr, v in zip(rows["region_id"], rows["year"], rows["yield_t_ha"], strict=True)]
         log.add("yield_absurd", "yields",
                 f"yields: {len(items)} row(s) have an absurd yield (t/ha; above {config.max_yield_t_ha:g} or "
-                f"{config.outlier_factor:g}x the region's median over the 11 years around it) ({format_ids(items)}); excluded", items)
+                f"{config.outlier_factor:g}x the region's median over the 11 years around it) "
+                f"({format_ids(items)}); excluded", items)
     y.loc[missing | nonpos | absurd, "usable"] = False
     return y.reset_index(drop=True)
 
 
 def _check_calendar(cal: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
-    bad = cal["sos_doy"].isna() | cal["eos_doy"].isna() | ~cal["sos_doy"].between(1, 366) | ~cal["eos_doy"].between(1, 366)
+    bad = (cal["sos_doy"].isna() | cal["eos_doy"].isna()
+           | ~cal["sos_doy"].between(1, 366) | ~cal["eos_doy"].between(1, 366))
     # CY-Bench clips to [1, 366] after rounding down; 0 < doy < 1 is a rounding artefact, not an error.
     soft = ~bad.copy()
     cal = cal.copy()
@@ -366,7 +370,8 @@ def _check_calendar(cal: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
     length = (cal["eos_doy"] - cal["sos_doy"]) % 365
     short = length < 30
     if short.any():
-        items = [f"{r} (sos {s}, eos {e})" for r, s, e in zip(cal.loc[short, "region_id"], cal.loc[short, "sos_doy"], cal.loc[short, "eos_doy"])]
+        items = [f"{r} (sos {s}, eos {e})" for r, s, e in zip(cal.loc[short, "region_id"], cal.loc[short, "sos_doy"],
+                                                               cal.loc[short, "eos_doy"], strict=True)]
         log.add("calendar_short_season", "calendar",
                 f"calendar: {len(items)} region(s) have a season shorter than 30 days ({format_ids(items)}); "
                 "kept as given (as CY-Bench does): their features come mostly from the spin-up window", items)
@@ -390,7 +395,8 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
     cal = read_table(config.calendar, "calendar", config, log)
     series_parts = [read_table(s, "series", config, log) for s in config.series]
     series = (pd.concat(series_parts, ignore_index=True) if series_parts
-              else pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED["series"]}).astype({"date": "datetime64[ns]", "mean": float}))
+              else pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED["series"]})
+              .astype({"date": "datetime64[ns]", "mean": float}))
     listed = read_table(config.regions, "regions", config, log) if config.regions is not None else None
     weather = (read_table(config.weather, "weather", config, log) if config.weather is not None
                else pd.DataFrame(columns=list(REQUIRED["weather"])))
@@ -476,7 +482,8 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
     yields["year"] = yields["year"].astype(int)
     log.raise_if_strict(config.strict)
     if len(weather):
-        _report_set(log, "region_without_weather", "weather", sorted(set(yields["region_id"]) - set(weather["region_id"])),
+        _report_set(log, "region_without_weather", "weather",
+                    sorted(set(yields["region_id"]) - set(weather["region_id"])),
                     "region(s) with yields have no weather rows ({ids}); their weather features read as the "
                     "regions' normal")
     return ForecastInputs(yields=yields, yields_all=y_all, series=series, calendar=cal, regions=regions, issues=log,

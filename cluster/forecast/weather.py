@@ -23,6 +23,8 @@ seasons are cut at the same lead), so nothing later can leak in.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -36,7 +38,7 @@ HEAT_C = {"maize": 35.0, "corn": 35.0, "sorghum": 38.0, "soybean": 35.0, "rice":
 _KNOWN = ("tmin", "tmax", "tmean", "prec")
 
 
-def weather_columns(variables) -> list[str]:
+def weather_columns(variables: Iterable[str]) -> list[str]:
     """Names of the weather features a table with ``variables`` gives, in a fixed order.
 
     >>> weather_columns(["tmax", "tmin", "prec", "spi"])
@@ -80,7 +82,8 @@ def weather_features(weather: pd.DataFrame, windows: pd.DataFrame, crop: str, *,
             "w_heat_days": (table["tmax"].to_numpy(float) > heat) * step if "w_heat_days" in out else None,
         }
         sums = {k: np.concatenate([[0.0], np.cumsum(np.nan_to_num(v))]) for k, v in per_row.items() if v is not None}
-        prec = np.concatenate([[0.0], np.cumsum(np.nan_to_num(table["prec"].to_numpy(float)))]) if "prec" in table else None
+        prec = (np.concatenate([[0.0], np.cumsum(np.nan_to_num(table["prec"].to_numpy(float)))])
+                if "prec" in table else None)
         others = {c: table[c[2:-5]].to_numpy(float) for c in cols if c.endswith("_mean")}
         for i in rows_of[rid]:
             a, b = np.searchsorted(days, sos[i], "left"), np.searchsorted(days, cut[i], "right")
@@ -92,6 +95,6 @@ def weather_features(weather: pd.DataFrame, windows: pd.DataFrame, crop: str, *,
                 m = min(np.searchsorted(days, mid[i], "left"), b)
                 out["w_prec_p1"][i] = prec[m] - prec[a]
                 out["w_prec_p2"][i] = prec[b] - prec[m]
-            for c, v in others.items():
-                out[c][i] = np.nanmean(v[a:b]) if np.isfinite(v[a:b]).any() else np.nan
+            for col, v in others.items():
+                out[col][i] = np.nanmean(v[a:b]) if np.isfinite(v[a:b]).any() else np.nan
     return windows[["region_id", "year"]].reset_index(drop=True).assign(**out)

@@ -4,8 +4,8 @@ For a request such as ``("ndvi", "evi")`` on ``uint16`` bands with nodata, the g
 a small Python module whose single function reads each band once per pixel, converts DN to
 float32 reflectance, builds the per-band missing flags, evaluates every requested expression and
 stores (or packs to int16) every result. The CPU flavour is a serial, vectorised ``numba.njit``
-loop that :mod:`cluster.kernels._cpu` runs on slices in parallel threads; the GPU flavour is a ``numba.cuda.jit`` grid-stride loop over
-the same body text.
+loop that :mod:`cluster.kernels._cpu` runs on slices in parallel threads; the GPU flavour is a
+``numba.cuda.jit`` grid-stride loop over the same body text.
 
 Modules are written to a cache folder named by the hash of their source, so numba's on-disk cache
 (``cache=True``) lets every later process (Ray workers on the same node, the next test run) skip
@@ -73,6 +73,7 @@ class _Translate(ast.NodeTransformer):
         return node
 
     def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        assert isinstance(node.value, (int, float)), "the registry admits number constants only"
         key = repr(float(node.value)).replace(".", "p").replace("-", "m").replace("+", "")
         return self._const(node.value, key.replace("e", "e_"))
 
@@ -142,7 +143,7 @@ def _body(plan: FusedPlan) -> tuple[list[str], dict[str, float]]:
     """The per-pixel statements shared by the CPU and GPU loops (unindented), and the float32
     globals they use."""
     lines: list[str] = []
-    for band, dtype, has_nd in zip(plan.bands, plan.dtypes, plan.has_nodata):
+    for band, dtype, has_nd in zip(plan.bands, plan.dtypes, plan.has_nodata, strict=True):
         is_float = np.dtype(dtype).kind == "f"
         lines.append(f"v_{band} = b_{band}[i]")
         tests = []
@@ -153,7 +154,7 @@ def _body(plan: FusedPlan) -> tuple[list[str], dict[str, float]]:
         if tests:
             lines.append(f"m_{band} = {' | '.join(tests)}")
         lines.append(f"{band} = {_mul(f'np.float32(v_{band})', f's_{band}', plan.target)} + f_{band}")
-    flagged = {b for b, dt, nd in zip(plan.bands, plan.dtypes, plan.has_nodata)
+    flagged = {b for b, dt, nd in zip(plan.bands, plan.dtypes, plan.has_nodata, strict=True)
                if nd or np.dtype(dt).kind == "f"}
     consts: dict[str, float] = {}
     for k in plan.kernels:
@@ -178,7 +179,7 @@ def _body(plan: FusedPlan) -> tuple[list[str], dict[str, float]]:
 
 def _params(plan: FusedPlan) -> list[str]:
     params = []
-    for band, has_nd in zip(plan.bands, plan.has_nodata):
+    for band, has_nd in zip(plan.bands, plan.has_nodata, strict=True):
         params += [f"b_{band}", f"s_{band}", f"f_{band}"] + ([f"d_{band}"] if has_nd else [])
     params += [f"o_{k.name}" for k in plan.kernels]
     if plan.output == "int16":

@@ -41,7 +41,7 @@ def gpu_available() -> bool:
         from numba import cuda
 
         return bool(cuda.is_available())
-    except Exception as e:  # a broken driver install means "no GPU", not a crash, and says so
+    except Exception as e:  # noqa: BLE001 — a broken driver install means "no GPU", not a crash, and says so
         log.warning("CUDA is not usable (%s: %s); GPU kernels are off, the CPU ones run", type(e).__name__, e)
         return False
 

@@ -111,4 +111,5 @@ def pack(value: np.ndarray, spec: Any) -> np.ndarray:
         q = np.clip((value - spec.add_offset) / spec.scale_factor, lo, hi)
         q = np.where(q >= 0, np.floor(q + 0.5), np.ceil(q - 0.5))  # half away from zero
     stored = np.where(np.isnan(q), spec.fill_value, q)
-    return stored.astype(np.int16)
+    packed: np.ndarray = stored.astype(np.int16)
+    return packed

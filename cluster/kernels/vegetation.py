@@ -32,7 +32,8 @@ def savi_reference(nir: np.ndarray, red: np.ndarray, *, L: float) -> np.ndarray:
 
 
 def msavi_reference(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
-    return 0.5 * (2.0 * nir + 1.0 - safe_sqrt(np.square(2.0 * nir + 1.0) - 8.0 * (nir - red)))
+    msavi: np.ndarray = 0.5 * (2.0 * nir + 1.0 - safe_sqrt(np.square(2.0 * nir + 1.0) - 8.0 * (nir - red)))
+    return msavi
 
 
 def osavi_reference(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
@@ -44,7 +45,8 @@ def gndvi_reference(nir: np.ndarray, green: np.ndarray) -> np.ndarray:
 
 
 def kndvi_reference(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
-    return np.tanh(np.square(safe_divide(nir - red, nir + red)))
+    kndvi: np.ndarray = np.tanh(np.square(safe_divide(nir - red, nir + red)))
+    return kndvi
 
 
 def sr_reference(nir: np.ndarray, red: np.ndarray) -> np.ndarray:

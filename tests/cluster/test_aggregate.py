@@ -345,7 +345,7 @@ def test_sinop_ndvi__identical_to_rasterstats_pixel_centre(sinop, mato_grosso, w
         rs = zonal_stats(regions, arr, affine=transform, nodata=-9999.0, all_touched=False,
                          stats=["count", "mean", "nodata"])
         got = ours[ours.date == dates[t]].set_index("region_id")
-        for rid, s in zip(regions.region_id, rs):
+        for rid, s in zip(regions.region_id, rs, strict=True):
             if not s["count"] and not s["nodata"]:
                 assert rid not in got.index
                 continue
@@ -399,7 +399,7 @@ def test_slovenia_ndvi_per_landcover_polygon__identical_to_rasterstats():
         rs = zonal_stats(regions, values[t].astype(np.float64), affine=transform, nodata=-9999.0,
                          all_touched=False, stats=["count", "mean"])
         got = whole[whole.date == t].set_index("region_id")
-        for rid, s in zip(ids, rs):
+        for rid, s in zip(ids, rs, strict=True):
             if not s["count"]:
                 assert rid not in got.index
                 continue

@@ -139,7 +139,7 @@ def clear_ndvi(season: DemoSeason, truth: dict[str, np.ndarray]) -> dict[dt.date
 def test_make_demo_season__same_seed_is_byte_identical(tiny: DemoSeason, tmp_path: Path) -> None:
     again = make_demo_season(tmp_path, TINY)
     assert [p.name for p in again.scenes] == [p.name for p in tiny.scenes]
-    for a, b in zip(tiny.scenes, again.scenes):
+    for a, b in zip(tiny.scenes, again.scenes, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
     for a, b in [(tiny.truth_crop_type, again.truth_crop_type), (tiny.truth_yields, again.truth_yields),
                  (tiny.regions, again.regions), (tiny.crop_calendar, again.crop_calendar)]:
@@ -347,7 +347,7 @@ def test_regions__have_two_parent_countries(season: DemoSeason) -> None:
     assert list(regions.columns[:3]) == ["region_id", "name", "parent"]
     assert regions["region_id"].is_unique and len(regions) == SEASON.regions_x * SEASON.regions_y
     assert sorted(regions["parent"].unique()) == ["KZ", "QZ"]
-    assert all(rid.startswith(par + "-") for rid, par in zip(regions["region_id"], regions["parent"]))
+    assert all(rid.startswith(par + "-") for rid, par in zip(regions["region_id"], regions["parent"], strict=True))
     # west half KZ, east half QZ
     west = regions.geometry.bounds["maxx"] <= 66.0 + 1e-6
     assert (regions.loc[west, "parent"] == "KZ").all() and (regions.loc[~west, "parent"] == "QZ").all()
@@ -420,7 +420,7 @@ def test_truth__fields_match_the_crop_map(season: DemoSeason) -> None:
     assert fields["area_ha"].std() > 0.2 * fields["area_ha"].mean()  # fields differ in size
     with rasterio.open(season.truth_crop_type) as ds:
         pts = fields.geometry.representative_point()
-        vals = np.array([v[0] for v in ds.sample(zip(pts.x, pts.y))])
+        vals = np.array([v[0] for v in ds.sample(zip(pts.x, pts.y, strict=True))])
     assert (vals == fields["crop_code"].to_numpy()).all()
 
 

@@ -28,7 +28,8 @@ def test_grid__tiles_cover_a_box_exactly_once(x0: float, y0: float, w: float, h:
     for fx in (0.0, 0.37, 0.999):
         for fy in (0.001, 0.5, 1.0):  # boxes and tiles are [left, right) x (bottom, top]
             x, y = box.left + fx * w, box.bottom + fy * h
-            owners = [t for t in tiles if (lambda b: b.left <= x < b.right and b.bottom < y <= b.top)(grid.tile_bounds(t))]
+            owners = [t for t in tiles
+                      if (lambda b: b.left <= x < b.right and b.bottom < y <= b.top)(grid.tile_bounds(t))]
             assert len(owners) == 1 and owners[0] == grid.tile_of(x, y)
 
 

@@ -155,6 +155,6 @@ def test_burn_polygons__same_pixels_as_gdal_ties_included():
         transform = Affine(10.0, 0, 1000.0 + 5 * int(rng.integers(0, 3)), 0, -10.0, 5000.0)
         expected = np.full((60, 60), -1, np.int32)
         if shapes:
-            features.rasterize(list(zip(shapes, values)), out=expected, transform=transform)
+            features.rasterize(list(zip(shapes, values, strict=True)), out=expected, transform=transform)
         got = burn_polygons(np.full((60, 60), -1, np.int32), shapes, values, transform)
         assert np.array_equal(got, expected), f"trial {trial}: {int((got != expected).sum())} px differ"

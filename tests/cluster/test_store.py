@@ -106,7 +106,8 @@ class StoreTests:
         cstore.write_tile(group, "red", EXTENT, TileIndex(11, -3), np.ones((3, 32, 32), "uint16"), url)
         _put(fs, f"{path}/red/notes.txt", b"mine")
         before = sorted(fs.find(path))
-        with pytest.raises(StoreError, match=r"also holds 1 file\(s\) harvest-cluster did not write \('red/notes.txt'\)"):
+        with pytest.raises(StoreError,
+                           match=r"also holds 1 file\(s\) harvest-cluster did not write \('red/notes.txt'\)"):
             cstore.remove_store(url, so)
         assert sorted(fs.find(path)) == before  # nothing removed
         fs.rm_file(f"{path}/red/notes.txt")

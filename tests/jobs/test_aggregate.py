@@ -118,7 +118,8 @@ def test_aggregate__driver_memory_does_not_grow_with_the_plan(tmp_path: Path) ->
     b = extent.bounds
     xm = (b.left + b.right) / 2
     path = tmp_path / "halves.gpkg"
-    gpd.GeoDataFrame({"id": ["west", "east"]}, geometry=[box(b.left, b.bottom, xm, b.top), box(xm, b.bottom, b.right, b.top)],
+    gpd.GeoDataFrame({"id": ["west", "east"]},
+                     geometry=[box(b.left, b.bottom, xm, b.top), box(xm, b.bottom, b.right, b.top)],
                      crs="EPSG:6933").to_file(path)
     cfg = AggregateConfig(store=store, regions={"path": str(path), "id_column": "id"}, indices=["ndvi"],
                           out=str(tmp_path / "stats"), max_actors=2)

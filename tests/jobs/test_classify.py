@@ -142,7 +142,8 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     last = areas[areas.season_year == demo["season"].spec.years[-1]]
     assert {"mapped_area_ha", "estimated_area_ha", "ci95_low_ha", "ci95_high_ha"} <= set(last.columns)
     ok = last.dropna(subset=["estimated_area_ha"])
-    assert len(ok) and (ok.ci95_low_ha <= ok.estimated_area_ha).all() and (ok.estimated_area_ha <= ok.ci95_high_ha).all()
+    assert len(ok)
+    assert (ok.ci95_low_ha <= ok.estimated_area_ha).all() and (ok.estimated_area_ha <= ok.ci95_high_ha).all()
     # per region, the error-adjusted areas add up to the mapped total (a re-allocation)
     for _, g in ok.groupby(["region_id", "season_year"]):
         assert g.estimated_area_ha.sum() == pytest.approx(g.mapped_area_ha.sum(), rel=1e-6)

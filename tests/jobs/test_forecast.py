@@ -39,8 +39,10 @@ def test_main__strict_fails_on_data_issues(tmp_path, capsys):
 
 @pytest.mark.parametrize("content, message", [
     ("crop: wheat\n", "forecast config"),
-    ("crop: wheat\nyields: {paths: [a.csv]}\ncalendar: {paths: [b.csv]}\nbogus: 1\n", "bogus: Extra inputs are not permitted"),
-    ("crop: wheat\nyields: {paths: [a.csv]}\ncalendar: {paths: [b.csv]}\nlead_times: [soon]\n", "lead time 'soon' is not understood"),
+    ("crop: wheat\nyields: {paths: [a.csv]}\ncalendar: {paths: [b.csv]}\nbogus: 1\n",
+     "bogus: Extra inputs are not permitted"),
+    ("crop: wheat\nyields: {paths: [a.csv]}\ncalendar: {paths: [b.csv]}\nlead_times: [soon]\n",
+     "lead time 'soon' is not understood"),
     ("- just a list\n", "must be a mapping of keys"),
 ], ids=["missing-tables", "unknown-key", "bad-lead-time", "not-a-mapping"])
 def test_main__bad_config_exit_2_with_message(tmp_path, capsys, content, message):

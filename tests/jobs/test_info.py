@@ -46,5 +46,6 @@ def test_info__not_a_cube_is_said_plainly(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("a user's file")
     assert info_job.main([str(tmp_path / "mine")]) == 2
-    assert "is not a cube made by harvest (1 entries that are not a Zarr group ('notes.txt'))" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a cube made by harvest (1 entries that are not a Zarr group ('notes.txt'))" in err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"

@@ -136,7 +136,7 @@ def test_ingest__cbers_matches_independent_warp(tmp_store: str) -> None:
         np.testing.assert_array_equal(got, ref)
     # the season: patch-mean NDVI low in September, high in February (data README)
     ndvi = ((cube.nir - cube.red) / (cube.nir + cube.red)).mean(("y", "x"))
-    by_month = {str(t)[:7]: float(v) for t, v in zip(cube.time.values, ndvi.values)}
+    by_month = {str(t)[:7]: float(v) for t, v in zip(cube.time.values, ndvi.values, strict=True)}
     assert by_month["2017-09"] < 0.45 < by_month["2018-02"]
 
 
@@ -211,7 +211,8 @@ def test_ingest__two_crs_on_one_grid_and_empty_tiles(tmp_path: Path) -> None:
             out.write(ds.read())
         dst_crs = "EPSG:32720"
         transform, w, h = calculate_default_transform(ds.crs, dst_crs, ds.width, ds.height, *ds.bounds)
-        with rasterio.open(b, "w", **(profile | {"crs": dst_crs, "transform": transform, "width": w, "height": h})) as out:
+        moved = profile | {"crs": dst_crs, "transform": transform, "width": w, "height": h}
+        with rasterio.open(b, "w", **moved) as out:
             for i in range(1, ds.count + 1):
                 reproject(rasterio.band(ds, i), rasterio.band(out, i), resampling=rasterio.enums.Resampling.nearest)
     store = str(tmp_path / "two.zarr")
@@ -425,12 +426,13 @@ def test_ingest__far_scenes_are_outliers_and_absurd_plans_stop_before_allocating
         for b in ("B13", "B14", "B15", "B16", "CMASK"):
             shutil.copy(root / f"CBERS-4_AWFI_{b}_{d}.tif", scenes)
     grid = {"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16}
-    near = plan_ingest(cbers_config(str(tmp_path / "a.zarr"), scenes=str(scenes / "CBERS-4_AWFI_{band}_*.tif"), grid=grid))
+    pattern = str(scenes / "CBERS-4_AWFI_{band}_*.tif")
+    near = plan_ingest(cbers_config(str(tmp_path / "a.zarr"), scenes=pattern, grid=grid))
     # one date's files moved 5,700 km east: an outlier, left out and named; the plan stays small
     for b in ("B13", "B14", "B15", "B16", "CMASK"):
         f = scenes / f"CBERS-4_AWFI_{b}_{dates[2]}.tif"
         _moved_copy(f, f, dx_m=5_700_000)
-    far = plan_ingest(cbers_config(str(tmp_path / "b.zarr"), scenes=str(scenes / "CBERS-4_AWFI_{band}_*.tif"), grid=grid))
+    far = plan_ingest(cbers_config(str(tmp_path / "b.zarr"), scenes=pattern, grid=grid))
     assert len(far.tiles) <= len(near.tiles) and len(far.scenes) == 2
     [out] = [r for r in far.rejected if "outlier" in r.reason]
     assert dates[2] in out.item and "km from the other 2 scenes" in out.reason and "extent" in out.fix

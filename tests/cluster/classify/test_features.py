@@ -35,7 +35,7 @@ def test_periods__dekads_months_and_days_tile_the_season_exactly():
     assert months == [(dt.date(2025, 3, 15), dt.date(2025, 3, 31)), (dt.date(2025, 4, 1), dt.date(2025, 4, 30)),
                       (dt.date(2025, 5, 1), dt.date(2025, 5, 31)), (dt.date(2025, 6, 1), dt.date(2025, 6, 10))]
     for periods in (dekads, months, season_periods(SeasonConfig(start="04-01", end="10-31", period=16), 2025)):
-        for (_, b), (a, _) in zip(periods, periods[1:]):
+        for (_, b), (a, _) in zip(periods, periods[1:], strict=False):
             assert a == b + dt.timedelta(days=1)  # contiguous, no overlap, no gap
 
 

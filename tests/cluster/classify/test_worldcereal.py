@@ -43,7 +43,8 @@ def test_worldcereal__crop_types_transfer_to_unseen_tiles(tmp_path: Path) -> Non
     f1 = {k: v["f1"] for k, v in r["per_class"].items()}
     assert f1["maize"] >= 0.75 and f1["wheat"] >= 0.75, f1
     base = r["baseline"]
-    assert r["balanced_accuracy"] >= base["balanced_accuracy"] - 0.05, (r["balanced_accuracy"], base["balanced_accuracy"])
+    assert r["balanced_accuracy"] >= base["balanced_accuracy"] - 0.05, (r["balanced_accuracy"],
+                                                                         base["balanced_accuracy"])
     assert r["spread"]["balanced_accuracy"]["fold_max"] - r["spread"]["balanced_accuracy"]["fold_min"] > 0.2
     assert (tmp_path / "model" / "report.md").exists()
 

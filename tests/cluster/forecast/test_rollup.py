@@ -73,7 +73,8 @@ def test_rollup__argentine_departments_to_provinces_and_nation():
     up = rollup(_as_forecast(y))
     prov = up[up["level"] == "country"].set_index("region_id")
     direct = y.groupby("country")[["production_t", "harvested_area_ha"]].sum()
-    np.testing.assert_allclose(prov.loc[direct.index, "yield_t_ha"], direct["production_t"] / direct["harvested_area_ha"])
+    np.testing.assert_allclose(prov.loc[direct.index, "yield_t_ha"],
+                               direct["production_t"] / direct["harvested_area_ha"])
     nat = up[up["level"] == "global"].iloc[0]
     assert nat["production_t"] == pytest.approx(y["production_t"].sum())
     assert nat["yield_t_ha"] == pytest.approx(y["production_t"].sum() / y["harvested_area_ha"].sum())

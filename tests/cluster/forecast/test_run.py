@@ -75,7 +75,8 @@ def test_run_forecast__nl_end_to_end(tmp_path):
     result = run_forecast(cfg)
     out = tmp_path / "out"
     for name in ("forecast.parquet", "forecast.csv", "metrics.json", "backtest_predictions.parquet",
-                 "plots/forecast_NL.png", "plots/forecast_rollup.png", "plots/index_ndvi_NL.png", "plots/index_fpar_NL.png"):
+                 "plots/forecast_NL.png", "plots/forecast_rollup.png", "plots/index_ndvi_NL.png",
+                 "plots/index_fpar_NL.png"):
         assert (out / name).is_file(), name
     table = pd.read_parquet(out / "forecast.parquet")
     reg = table[table["level"] == "region"]
@@ -102,7 +103,10 @@ def test_run_forecast__nl_end_to_end(tmp_path):
     # skill against every baseline, from the same pooled predictions
     assert {"mean-5y", "last-year"} <= models and set(sel["skill"]) == {"average", "trend", "mean-5y", "last-year"}
     for b in sel["skill"]:
-        rmse = lambda m: np.sqrt(np.mean((p[(p["model"] == m) & (p["scheme"] == "walk_forward")].eval("y_pred - y_true")) ** 2))
+        def rmse(m: str) -> float:
+            errors = p[(p["model"] == m) & (p["scheme"] == "walk_forward")].eval("y_pred - y_true")
+            return float(np.sqrt(np.mean(errors ** 2)))
+
         assert sel["skill"][b]["walk_forward"] == pytest.approx(1 - rmse("selected") / rmse(b))
     assert sel["best_baseline_loyo"] in sel["skill"] and sel["interval_score"] >= sel["interval_width"] > 0
     text = result.summary()

@@ -36,7 +36,8 @@ CASES = [
                  "yields: 1 row(s) have a zero or negative yield ('A2/2014'); treated as not reported "
                  "(a failed crop is reported with its area) and excluded", id="zero-yield"),
     pytest.param(GOOD + [("A1", 2014, 33.7)], {}, "yield_absurd",
-                 "yields: 1 row(s) have an absurd yield (t/ha; above 20 or 4x the region's median over the 11 years around it) "
+                 "yields: 1 row(s) have an absurd yield (t/ha; above 20 or 4x the region's median over the 11 years "
+                 "around it) "
                  "('A1/2014=33.7'); excluded", id="absurd-yield"),
     pytest.param(GOOD, {"calendar_ids": ("A1",)}, "region_not_in_calendar",
                  "calendar: 1 region(s) with yields but no crop calendar row ('A2'); they get no forecast "

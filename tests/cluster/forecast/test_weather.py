@@ -30,7 +30,8 @@ def test_weather_features__by_hand():
     days = (pd.Timestamp("2021-05-31") - pd.Timestamp("2021-04-01")).days + 1  # 61 days in [sos, cutoff]
     assert f["w_gdd"] == pytest.approx(days * 15.0)  # tmean 15, base 0 for wheat
     # phase 1: 1 Apr up to mid-season (20 May, 49 days); phase 2: from there to the cutoff (12 days)
-    assert f["w_heat_days"] == 0 and f["w_prec_p1"] == pytest.approx(49 * 2.0) and f["w_prec_p2"] == pytest.approx(12 * 2.0)
+    assert f["w_heat_days"] == 0
+    assert f["w_prec_p1"] == pytest.approx(49 * 2.0) and f["w_prec_p2"] == pytest.approx(12 * 2.0)
     # at the end of season: the hot days count, maize has its own base and threshold
     w = w.assign(cutoff_date=w["eos_date"])
     wheat, maize = weather_features(weather, w, "wheat").iloc[0], weather_features(weather, w, "maize").iloc[0]
@@ -44,7 +45,8 @@ def _config(weather: pd.DataFrame, **kw) -> ForecastConfig:
     rng = np.random.default_rng(0)
     shock = {y: rng.normal() for y in years}
     y = pd.DataFrame([(r, yr, 6.0 * (1 + 0.1 * shock[yr]) + (0.5 if r == "B" else 0), 100.0)
-                      for r in ("A", "B") for yr in years], columns=["region_id", "year", "yield_t_ha", "harvested_area_ha"])
+                      for r in ("A", "B") for yr in years],
+                     columns=["region_id", "year", "yield_t_ha", "harvested_area_ha"])
     y = y.assign(crop="wheat", production_t=y["yield_t_ha"] * 100, country="X")
     cal = pd.DataFrame({"region_id": ["A", "B"], "crop": "wheat", "sos_doy": 91, "eos_doy": 190})
     return ForecastConfig(crop="wheat", yields=TableInput(frame=y), calendar=TableInput(frame=cal),

@@ -89,7 +89,7 @@ def condition_spread(kernel: Kernel, refl: Mapping[str, np.ndarray]) -> np.ndarr
     with np.errstate(all="ignore"):
         for signs in itertools.product((-1.0, 1.0), repeat=len(kernel.bands)):
             moved = {b: refl[b] * (1 + s * rel) + s * absolute
-                     for b, s in zip(kernel.bands, signs)}
+                     for b, s in zip(kernel.bands, signs, strict=True)}
             spread = np.fmax(spread, np.abs(kernel.reference(**moved, **kernel.constants) - base))
             spread[np.isnan(base) != np.isnan(kernel.reference(**moved, **kernel.constants))] = np.inf
     spread[np.isnan(base)] = np.inf
