@@ -71,7 +71,7 @@ def run_ours(path: Path, regions: "object", threads: int) -> pd.DataFrame:
     import rasterio
     from rasterio.windows import Window
 
-    from cluster.aggregate import accumulate_tile, finalize, merge_partials
+    from cluster.zonal import accumulate_tile, finalize, merge_partials
     from cluster.grid import GridSpec, TileIndex
     from cluster.regions import rasterize_regions
 

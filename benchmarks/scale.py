@@ -51,7 +51,7 @@ from typing import Any, Sequence
 
 from benchmarks._report import parse_args
 from cluster.grid import BBox, CubeExtent, GridSpec, TileIndex
-from cluster.tasks import TileResult, TileTask
+from cluster.records import TileResult, TileTask
 
 TILE_PX = 512
 PIXEL_M = 10.0

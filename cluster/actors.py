@@ -9,7 +9,7 @@ from typing import Callable
 
 import ray
 
-from cluster.tasks import TileResult, TileTask, TileWorker
+from cluster.records import TileResult, TileTask, TileWorker
 
 __all__ = ["TileActor"]
 

@@ -33,7 +33,7 @@ from cluster.errors import StoreError
 from cluster.lease import Lease, check_lease
 from cluster.progress import TileProgress
 from cluster.report import JobReport
-from cluster.tasks import TileResult, TileTask, TileWorker
+from cluster.records import TileResult, TileTask, TileWorker
 
 __all__ = ["RecordingWorker", "run_tile_job", "write_report"]
 

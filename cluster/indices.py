@@ -25,7 +25,7 @@ from cluster.config import TileJobConfig
 from cluster.errors import MissingBandError
 from cluster.grid import CubeExtent
 from cluster.kernels import BandInfo, OutputSpec, compute, get_kernel
-from cluster.tasks import TileResult, TileTask
+from cluster.records import TileResult, TileTask
 
 __all__ = ["IndicesConfig", "IndicesPlan", "IndicesWorker", "plan_indices", "prepare_indices"]
 

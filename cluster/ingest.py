@@ -58,7 +58,7 @@ from cluster.scenes import (
     discover_scenes,
     open_raster,
 )
-from cluster.tasks import TileResult, TileTask
+from cluster.records import TileResult, TileTask
 
 __all__ = ["GridConfig", "IngestConfig", "ResolvedBand", "IngestPlan", "IngestWorker", "plan_ingest",
            "prepare_store"]

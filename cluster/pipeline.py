@@ -23,13 +23,13 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from cluster import store as cstore
-from cluster.aggregation import AggregateConfig, AggregateWorker, plan_aggregate, region_frame
+from cluster.aggregate import AggregateConfig, AggregateWorker, plan_aggregate, region_frame
 from cluster.config import as_config
 from cluster.engine import run_tile_job, write_report
 from cluster.indices import IndicesConfig, IndicesWorker, plan_indices, prepare_indices
 from cluster.ingest import CubeCheck, IngestConfig, IngestWorker, plan_ingest, prepare_store
 from cluster.report import JobReport
-from cluster.tasks import TileResult
+from cluster.records import TileResult
 
 __all__ = ["run_ingest", "run_indices", "run_aggregate"]
 
@@ -82,7 +82,7 @@ def run_aggregate(config: AggregateConfig | Mapping[str, Any] | str | Path, addr
     """Statistics per region, crop and date: every tile's partial merged as it arrives, then
     finalized and written (``<out>.parquet`` + ``.csv``; with a crop map also
     ``<out>_crop_areas``). The table is ``report.table``."""
-    from cluster.aggregate import PartialMerger, finalize, write_statistics
+    from cluster.zonal import PartialMerger, finalize, write_statistics
 
     config = as_config(AggregateConfig, config)
     t0 = time.perf_counter()

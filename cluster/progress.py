@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, Iterator, Literal
 
-from cluster.tasks import TileResult
+from cluster.records import TileResult
 
 __all__ = ["MODES", "TileProgress", "progress_mode", "resolve_mode"]
 

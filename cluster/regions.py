@@ -255,7 +255,7 @@ def rasterize_window(
     Returns:
         ``(labels, codes)``: an int32 ``(y, x)`` array of region codes (-1 = no region) and
         ``{code: region_id}`` for the regions whose geometry touches the window (a region may
-        touch it yet own no pixel centre; :func:`cluster.aggregate.accumulate_tile` only
+        touch it yet own no pixel centre; :func:`cluster.zonal.accumulate_tile` only
         reports regions with pixels).
 
     Example:

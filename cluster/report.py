@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import cluster
 from cluster.config import mask_secrets
-from cluster.tasks import TileResult
+from cluster.records import TileResult
 
 if TYPE_CHECKING:
     import pandas as pd

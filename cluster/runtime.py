@@ -22,7 +22,7 @@ import ray
 from cluster._retry import backoff_s
 from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ConfigError, ResourceError
-from cluster.tasks import TileResult, TileTask, TileWorker
+from cluster.records import TileResult, TileTask, TileWorker
 
 __all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome", "cluster_autoscales"]
 

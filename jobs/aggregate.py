@@ -15,11 +15,11 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from cluster.aggregation import AggregateConfig
+from cluster.aggregate import AggregateConfig
 from cluster.errors import ClusterError
 from cluster.pipeline import run_aggregate
 from cluster.progress import progress_mode
-from jobs._common import job_parser, overrides, parse
+from jobs._cli import job_parser, overrides, parse
 
 __all__ = ["main"]
 

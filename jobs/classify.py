@@ -23,7 +23,7 @@ from pydantic import Field
 from cluster.config import StorageOptions, StrictModel, load_config, parse_config
 from cluster.errors import ClusterError
 from cluster.progress import progress_mode
-from jobs._common import add_progress, overrides, parse
+from jobs._cli import add_progress, overrides, parse
 
 __all__ = ["ClassifyConfig", "main"]
 

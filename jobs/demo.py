@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cluster.pipeline import run_ingest, run_indices, run_aggregate
-from cluster.aggregation import AggregateConfig
+from cluster.aggregate import AggregateConfig
 from cluster.classify.run import run_predict, run_train
 from cluster.demo import YIELD_CROPS, DemoSeason, DemoSpec, make_demo_season
 from cluster.errors import ClusterError

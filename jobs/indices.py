@@ -16,7 +16,7 @@ from typing import Sequence
 
 from cluster.indices import IndicesConfig
 from cluster.pipeline import run_indices
-from jobs._common import job_main
+from jobs._cli import job_main
 
 __all__ = ["main"]
 

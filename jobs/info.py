@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from cluster.errors import ClusterError
-from jobs._common import overrides
+from jobs._cli import overrides
 from jobs.verify import VerifyConfig
 
 __all__ = ["main"]

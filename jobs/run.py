@@ -29,10 +29,10 @@ from cluster import store as cstore
 from cluster.config import StorageOptions, StrictModel, WorkerResources, load_config
 from cluster.errors import ClusterError, ConfigError
 from cluster.progress import progress_mode
-from cluster.aggregation import AggregateConfig
+from cluster.aggregate import AggregateConfig
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig
-from jobs._common import job_parser, overrides, parse
+from jobs._cli import job_parser, overrides, parse
 
 __all__ = ["RunConfig", "run", "main"]
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from cluster.config import StorageOptions, StrictModel, load_config
 from cluster.errors import ClusterError
-from jobs._common import overrides
+from jobs._cli import overrides
 
 __all__ = ["VerifyConfig", "main"]
 

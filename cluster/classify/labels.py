@@ -31,7 +31,7 @@ from cluster.config import StrictModel
 from cluster.errors import ConfigError, DataError
 from cluster.grid import CubeExtent
 from cluster.regions import rasterize_window, to_grid_crs
-from cluster.tasks import TileResult, TileTask
+from cluster.records import TileResult, TileTask
 from cluster.vector import read_vector
 
 __all__ = ["LabelsConfig", "load_labels", "SamplePlan", "SampleWorker", "plan_sampling", "samples_frame"]

@@ -44,7 +44,7 @@ from cluster.classify.model import CropModel
 from cluster.config import StrictModel, TileJobConfig
 from cluster.errors import ConfigError
 from cluster.grid import CubeExtent
-from cluster.tasks import TileResult, TileTask
+from cluster.records import TileResult, TileTask
 from cluster.vector import read_vector, vector_crs
 
 __all__ = ["PredictConfig", "ParcelsConfig", "PredictPlan", "PredictWorker", "plan_predict", "prepare_predict",

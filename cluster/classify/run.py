@@ -26,7 +26,7 @@ from cluster.classify.train import CrossValidation, ValidationConfig, report_fil
 from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources, as_config
 from cluster.errors import ConfigError, DataError
 from cluster.report import JobReport
-from cluster.tasks import TileResult
+from cluster.records import TileResult
 
 __all__ = ["TrainConfig", "TrainResult", "run_train", "run_predict", "sample_cube"]
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from cluster.pipeline import run_ingest, run_indices, run_aggregate
-from cluster.aggregation import AggregateConfig
+from cluster.aggregate import AggregateConfig
 from cluster.classify.predict import PredictConfig
 from cluster.classify.run import run_predict, run_train
 from cluster.demo import make_demo_season

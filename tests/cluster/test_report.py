@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from cluster.report import JobReport
-from cluster.tasks import TileResult
+from cluster.records import TileResult
 
 
 def _report() -> JobReport:

@@ -13,8 +13,8 @@ import pytest
 from cluster.errors import ClusterError, ResourceError
 from cluster.ingest import IngestWorker, plan_ingest, prepare_store
 from cluster.runtime import PoolOptions, run_tile_tasks
-from cluster.tasks import TileResult
-from cluster.testing import FailOnWorker, KillOnceWorker
+from cluster.records import TileResult
+from cluster.chaos import FailOnWorker, KillOnceWorker
 from tests.jobs.test_ingest import cbers_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import yaml
 
 from cluster.grid import TileIndex
-from cluster.tasks import TileResult, TileTask
+from cluster.records import TileResult, TileTask
 
 
 class SleepWorker:

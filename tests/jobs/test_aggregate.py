@@ -15,7 +15,7 @@ from shapely.geometry import box
 
 from cluster.pipeline import run_ingest, run_indices, run_aggregate
 from cluster import store as cstore
-from cluster.aggregation import AggregateConfig
+from cluster.aggregate import AggregateConfig
 from cluster.indices import IndicesConfig
 from tests.jobs.test_ingest import cbers_config
 

@@ -18,7 +18,7 @@ import yaml
 
 from cluster.pipeline import run_ingest, run_indices, run_aggregate
 from cluster import store as cstore
-from cluster.aggregation import AggregateConfig
+from cluster.aggregate import AggregateConfig
 from cluster.classify.features import season_features
 from cluster.classify.model import CropModel
 from cluster.classify.predict import PredictConfig, label_features

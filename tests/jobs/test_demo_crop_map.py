@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cluster.aggregation import AggregateConfig
+from cluster.aggregate import AggregateConfig
 from cluster.demo import make_demo_season
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig

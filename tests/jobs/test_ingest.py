@@ -456,7 +456,7 @@ def test_ingest__far_scenes_are_outliers_and_absurd_plans_stop_before_allocating
 
 def test_cube_check__identical_bands_and_all_empty_fail_the_job() -> None:
     from cluster.ingest import CubeCheck
-    from cluster.tasks import TileResult
+    from cluster.records import TileResult
 
     check = CubeCheck(["red", "nir", "green"])
     for i in range(3):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cluster.progress import TileProgress, resolve_mode
-from cluster.tasks import TileResult
+from cluster.records import TileResult
 from jobs import ingest as ingest_job
 from tests.jobs.test_bad_input import _ingest_cfg, _main, _scenes
 

@@ -38,7 +38,7 @@ The world model
     Fields are a jittered lattice of about ``field_size_m`` on the ground, defined in
     EPSG:6933. Each field's crop is a seeded hash of its id and **stays the same every
     year** (so one crop map labels every season of the cube). Each crop has a
-    double-logistic NDVI curve (:data:`cluster._demo_model.CROPS`); a field shifts it by a
+    double-logistic NDVI curve (:data:`cluster.demo.world.CROPS`); a field shifts it by a
     few days and scales it a little. A per (region, year) weather anomaly scales the
     seasonal rise of every crop's NDVI in that region-year *and* that region-year's yields:
     ``yield = base(crop) * (1 + 0.012 (year - first year)) * (1 + 0.12 anomaly) * (1 + 0.04 noise)``.
@@ -72,7 +72,7 @@ from affine import Affine
 from pyproj import Geod, Transformer
 from rasterio.windows import Window
 
-from cluster import _demo_model as _m
+from cluster.demo import world as _m
 from cluster.errors import ConfigError
 from cluster.grid import BBox, GridSpec
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from cluster.aggregate import (
+from cluster.zonal import (
     ALL_CROPLAND,
     HistogramSpec,
     PartialMerger,

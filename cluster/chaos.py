@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from cluster.tasks import TileResult, TileTask, TileWorker
+from cluster.records import TileResult, TileTask, TileWorker
 
 __all__ = ["KillOnceWorker", "FailOnWorker"]
 

@@ -1,4 +1,4 @@
-"""Numba kernels and exact integer arithmetic behind :mod:`cluster.aggregate`.
+"""Numba kernels and exact integer arithmetic behind :mod:`cluster.zonal`.
 
 Why integers: float addition is not associative, so a sum of floats depends on the order in
 which tiles (and the pixels inside them) are added. Here every quantity is accumulated as an
