@@ -17,10 +17,10 @@ The limit is the faster of two device-to-device copies moving the bytes NDVI mov
 ``seconds`` is the time per call with calls queued back to back (GPU busy); ``sync s`` (in the
 JSON ``extra``) is one call timed alone from the host, Python launch overhead included.
 Times are CUDA-event medians. ``--sweep`` also times NDVI and the five-index pass at several
-pixels per load (``_gpu.PACK``), unroll factors and launch shapes; each new combination compiles
+pixels per load (``GpuLaunch.pack``), unroll factors and launch shapes; each new combination compiles
 anew, so give it a few minutes, or narrow it with ``--packs`` and ``--unrolls`` (``--sweep
 --packs 4 --unrolls 1,2`` is the setting not yet timed on a real GPU). A setting that
-``compute()`` would cap (``_gpu.unroll_for``) is skipped with a message. Each case first
+``compute()`` would cap (``GpuLaunch.unroll_for``) is skipped with a message. Each case first
 checks that the GPU wrote the CPU's bits.
 
 Run on a GPU machine: ``python -m benchmarks.kernels_gpu [--quick] [--json PATH] [--sweep
@@ -41,7 +41,7 @@ from numba import cuda
 
 from benchmarks._bands import CASES, INFO, bands_for, expression_indices, make_bands
 from benchmarks._report import OURS, Record, emit, parse_args
-from cluster.kernels import _gpu, compute
+from cluster.kernels import GpuLaunch, compute
 
 try:
     import cupy
@@ -107,11 +107,12 @@ def copy_bandwidth(npx: int, repeat: int) -> list[tuple[str, float, float]]:
     """(how, seconds, GB/s) for copying 4 B/px on the device, counting bytes read + written."""
     src = cuda.to_device(np.arange(npx, dtype=np.uint32))
     dst = cuda.device_array(npx, dtype=np.uint32)
-    blocks = min(_gpu.MAX_BLOCKS, (npx + _gpu.THREADS_PER_BLOCK - 1) // _gpu.THREADS_PER_BLOCK)
+    launch = GpuLaunch()
+    blocks = min(launch.max_blocks, (npx + launch.threads_per_block - 1) // launch.threads_per_block)
     results = []
     for how, fn in (("cudaMemcpy device to device", lambda: dst.copy_to_device(src)),
                     ("copy kernel, launched like ours",
-                     lambda: _copy[blocks, _gpu.THREADS_PER_BLOCK](npx, src, dst))):
+                     lambda: _copy[blocks, launch.threads_per_block](npx, src, dst))):
         seconds, _ = gpu_time(fn, repeat)
         results.append((how, seconds, 2 * src.nbytes / seconds / 1e9))
     if not np.array_equal(dst.copy_to_host(), np.arange(npx, dtype=np.uint32)):
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     sms = int(getattr(device, "MULTIPROCESSOR_COUNT", 1))
     print(f"device: {name}, {sms} SMs; image {size} x {size} uint16; "
           f"arrays: {'CuPy' if cupy is not None else 'numba device arrays'}; "
-          f"launch {_gpu.MAX_BLOCKS} x {_gpu.THREADS_PER_BLOCK} (grid-stride, pack {_gpu.PACK}, unroll {_gpu.UNROLL}); "
+          f"launch {GpuLaunch().max_blocks} x {GpuLaunch().threads_per_block} (grid-stride, "
+          f"pack {GpuLaunch().pack}, unroll {GpuLaunch().unroll}); "
           f"median of {repeat} after one warm-up")
     host = make_bands(size)
     bands = {b: _device_put(a) for b, a in host.items()}
@@ -232,35 +234,32 @@ def _sweep(record: Callable[..., Record], bands: dict[str, Any], npx: int, repea
            sms: int, packs: tuple[int, ...], unrolls: tuple[int, ...]) -> None:
     """NDVI and the five-index pass at several (pixels per load, unroll, blocks x threads)."""
     size = int(round(npx ** 0.5))
-    defaults = (_gpu.PACK, _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK)
     shapes = [(256, sms * 16), (256, 4096), (256, 16384), (512, 4096)]
-    try:
-        for case, grid in (("ndvi", shapes), ("five (ndvi evi savi ndmi nbr)", shapes[1:2])):
-            names = CASES[case]
-            sub = {b: bands[b] for b in bands_for(names)}
-            out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
-            settings = []
-            for pack in packs:
-                for unroll in unrolls:
-                    _gpu.UNROLL = unroll
-                    if _gpu.unroll_for(len(names), pack) == unroll:
-                        settings.append((pack, unroll))
-                    else:  # compute() would lower it (MAX_BODIES: compile time); not this setting
-                        print(f"sweep: {case} at pack {pack} unroll {unroll} skipped: compute() caps it "
-                              f"at unroll {_gpu.unroll_for(len(names), pack)} (MAX_BODIES {_gpu.MAX_BODIES})")
-            for pack, unroll in settings:
-                for threads, blocks in grid:
-                    _gpu.PACK, _gpu.UNROLL = pack, unroll
-                    _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = blocks, threads
-                    used = min(blocks, -(-npx // (threads * unroll * pack)))
-                    record(f"pack {pack} unroll {unroll} {used}x{threads}", f"{case} (sweep)",
-                           names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"), repeat))
-            if settings:
-                _check_against_cpu(f"{case} (last sweep setting)", names,
-                                   {n: _to_host(a) for n, a in out.items()},
-                                   {b: _to_host(a) for b, a in sub.items()})
-    finally:
-        _gpu.PACK, _gpu.UNROLL, _gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = defaults
+    for case, grid in (("ndvi", shapes), ("five (ndvi evi savi ndmi nbr)", shapes[1:2])):
+        names = CASES[case]
+        sub = {b: bands[b] for b in bands_for(names)}
+        out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
+        settings = []
+        for pack in packs:
+            for unroll in unrolls:
+                capped = GpuLaunch(pack=pack, unroll=unroll).unroll_for(len(names), pack)
+                if capped == unroll:
+                    settings.append((pack, unroll))
+                else:  # compute() would lower it (max_bodies: compile time); not this setting
+                    print(f"sweep: {case} at pack {pack} unroll {unroll} skipped: compute() caps it "
+                          f"at unroll {capped} (max_bodies {GpuLaunch().max_bodies})")
+        for pack, unroll in settings:
+            for threads, blocks in grid:
+                launch = GpuLaunch(pack=pack, unroll=unroll, max_blocks=blocks,
+                                   threads_per_block=threads)
+                used = min(blocks, -(-npx // (threads * unroll * pack)))
+                record(f"pack {pack} unroll {unroll} {used}x{threads}", f"{case} (sweep)",
+                       names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu",
+                                                       gpu_launch=launch), repeat))
+        if settings:
+            _check_against_cpu(f"{case} (last sweep setting)", names,
+                               {n: _to_host(a) for n, a in out.items()},
+                               {b: _to_host(a) for b, a in sub.items()})
 
 
 MISMATCHES: list[str] = []

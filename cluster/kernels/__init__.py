@@ -17,6 +17,7 @@ from __future__ import annotations
 from cluster.kernels import burn, chlorophyll, vegetation, water
 from cluster.kernels._compute import compute
 from cluster.kernels._device import gpu_available, set_default_device
+from cluster.kernels._gpu import GpuLaunch
 from cluster.kernels._reference import compute_reference
 from cluster.kernels._registry import BANDS, Kernel, get_kernel, list_kernels, register_kernel
 from cluster.kernels._spec import BandInfo, OutputLike, OutputSpec
@@ -24,6 +25,7 @@ from cluster.kernels._spec import BandInfo, OutputLike, OutputSpec
 __all__ = [
     "BANDS",
     "BandInfo",
+    "GpuLaunch",
     "Kernel",
     "OutputLike",
     "OutputSpec",

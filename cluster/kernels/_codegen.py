@@ -9,7 +9,8 @@ loop that :mod:`cluster.kernels._cpu` runs on slices in parallel threads; the GP
 
 Modules are written to a cache folder named by the hash of their source, so numba's on-disk cache
 (``cache=True``) lets every later process (Ray workers on the same node, the next test run) skip
-compilation. When no folder is writable the function is compiled in memory instead.
+compilation. When no folder is writable the function is compiled in memory instead, and a
+WARNING names each folder tried and its error.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import logging
 import os
 import sys
 import tempfile
@@ -27,9 +29,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cluster.kernels._registry import BANDS, Kernel
+from cluster.kernels._registry import Kernel
 
 __all__ = ["FusedPlan", "load_fused", "source_for"]
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FusedPlan:
@@ -353,20 +357,45 @@ def _cache_dir() -> Path | None:
     ``$NUMBA_CACHE_DIR/harvest_kernels`` when numba's cache is redirected, else a per-user folder
     in the system temp dir: node-local and shared by every process of the user (Ray workers,
     test runs that swap ``$HOME``). A folder someone else owns or can write to is refused, since
-    modules in it are imported.
+    modules in it are imported. Every refused folder is logged (WARNING) with the reason.
     """
     numba_cache = os.environ.get("NUMBA_CACHE_DIR")
     candidates = [Path(numba_cache) / "harvest_kernels"] if numba_cache else []
     candidates.append(Path(tempfile.gettempdir()) / f"harvest-cluster-kernels-{os.getuid()}")
+    refused = []
     for path in candidates:
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             st = path.stat()
-        except OSError:
+        except OSError as e:
+            refused.append(f"{str(path)!r}: {type(e).__name__}: {e}")
             continue
         if st.st_uid == os.getuid() and not st.st_mode & 0o022 and os.access(path, os.W_OK):
-            return path
-    return None
+            break
+        refused.append(f"{str(path)!r}: not a private writable folder (owner uid {st.st_uid}, "
+                       f"mode {st.st_mode & 0o777:o}; expected uid {os.getuid()}, not group- or "
+                       "other-writable)")
+    else:
+        path = None
+    if refused:
+        _warn_once(f"kernel module cache folder refused ({'; '.join(refused)}); "
+                   + (f"using {str(path)!r}" if path is not None else
+                      "compiling the fused kernels in memory: every process compiles them again "
+                      "(about a second each). Set NUMBA_CACHE_DIR to a writable folder"))
+    return path
+
+
+_warned: set[str] = set()
+_LOCK_WARN = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` at WARNING the first time this process sees it (one per plan would spam)."""
+    with _LOCK_WARN:
+        if message in _warned:
+            return
+        _warned.add(message)
+    log.warning(message)
 
 
 def load_fused(plan: FusedPlan) -> Callable[..., Any]:
@@ -399,13 +428,9 @@ def _import(source: str, target: str) -> Callable[..., Any]:
             sys.modules[name] = module
             spec.loader.exec_module(module)
             return module.fused  # type: ignore[no-any-return]
-        except OSError:
-            pass
+        except OSError as e:
+            _warn_once(f"cannot write or import the kernel module in {str(folder)!r} "
+                       f"({type(e).__name__}: {e}); compiling it in memory, not cached on disk")
     namespace: dict[str, Any] = {"__name__": name}
     exec(compile(source.replace("cache=True", "cache=False"), f"<{name}>", "exec"), namespace)
     return namespace["fused"]  # type: ignore[no-any-return]
-
-
-def canonical_order(bands: set[str]) -> tuple[str, ...]:
-    """``bands`` in the order of :data:`BANDS`."""
-    return tuple(b for b in BANDS if b in bands)

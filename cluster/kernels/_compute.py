@@ -6,33 +6,17 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from cluster.errors import KernelError, MissingBandError, ResourceError
-from cluster.kernels import _gpu
-from cluster.kernels._codegen import FusedPlan, canonical_order, load_fused
+from cluster.errors import KernelError, ResourceError
+from cluster.kernels._codegen import FusedPlan, load_fused
 from cluster.kernels._cpu import run_cpu
 from cluster.kernels._device import is_device_array, resolve_device
-from cluster.kernels._registry import Kernel, get_kernel
+from cluster.kernels._gpu import DEFAULT_LAUNCH, GpuLaunch, run_gpu
+from cluster.kernels._registry import Kernel, canonical_order, check_bands, norm_kernels
 from cluster.kernels._spec import BandInfo, OutputLike, OutputSpec, check_out_buffer, norm_output
 
-__all__ = ["compute", "norm_kernels"]
+__all__ = ["compute"]
 
 _DEFAULT_INFO = BandInfo()
-
-
-def norm_kernels(names: str | Kernel | Iterable[str | Kernel]) -> tuple[Kernel, ...]:
-    """Kernels for a name, a kernel, or a sequence of either; duplicates dropped, order kept.
-
-    >>> [k.name for k in norm_kernels(["NDVI", "evi", "ndvi"])]
-    ['ndvi', 'evi']
-    """
-    items = [names] if isinstance(names, (str, Kernel)) else list(names)
-    if not items:
-        raise KernelError("names=[] asks for no index; pass at least one kernel name, e.g. 'ndvi'")
-    kernels: dict[str, Kernel] = {}
-    for item in items:
-        kernel = item if isinstance(item, Kernel) else get_kernel(item)
-        kernels.setdefault(kernel.name, kernel)
-    return tuple(kernels.values())
 
 
 def compute(
@@ -43,6 +27,7 @@ def compute(
     output: OutputLike = "float32",
     device: str | None = None,
     out: Mapping[str, Any] | None = None,
+    gpu_launch: GpuLaunch | None = None,
 ) -> dict[str, Any]:
     """Compute one or more spectral indices in a single fused pass over the pixels.
 
@@ -59,6 +44,8 @@ def compute(
             (:func:`set_default_device`), which is ``"cpu"`` unless changed.
         out: index name -> preallocated C-contiguous array of the input shape and output dtype
             to write into; reusing buffers across tiles avoids page-faulting fresh memory.
+        gpu_launch: how the GPU loop is shaped and launched (pixels per load, unroll, grid);
+            None: the measured defaults (:class:`GpuLaunch`). Ignored on the CPU.
 
     Returns:
         Index name -> array of the input shape. A pixel is missing (NaN / fill) when any band its
@@ -83,8 +70,9 @@ def compute(
     """
     kernels = norm_kernels(names)
     spec = norm_output(output)
-    _check_bands(kernels, bands)
+    check_bands(kernels, bands)
     target = resolve_device(device)
+    launch = DEFAULT_LAUNCH if gpu_launch is None else gpu_launch
     if target == "gpu":
         no_gpu = [k.name for k in kernels if not k.gpu]
         if no_gpu:
@@ -96,7 +84,7 @@ def compute(
     plan = FusedPlan(kernels=tuple(sorted(kernels, key=lambda k: k.name)), bands=needed,
                      dtypes=tuple(arrays[b].dtype.name for b in needed),
                      has_nodata=has_nodata, output=spec.dtype, target=target,
-                     **_gpu.loop_shape(len(kernels), [arrays[b] for b in needed], target))
+                     **launch.loop_shape(len(kernels), [arrays[b] for b in needed], target))
     fused = load_fused(plan)
     scalars: dict[str, list[Any]] = {}
     for band in needed:
@@ -106,26 +94,13 @@ def compute(
             scalars[band].append(nodata[band])
     out_args = _output_args(spec)
     if target == "gpu":
-        return _gpu.run_gpu(fused, kernels, arrays, scalars, out_args, spec, shape, out,
-                            plan.unroll, plan.pack)
+        return run_gpu(fused, kernels, arrays, scalars, out_args, spec, shape, out,
+                       plan.unroll, plan.pack, launch)
     buffers = _out_buffers(kernels, spec, shape, out)
     n = int(np.prod(shape, dtype=np.int64))
     run_cpu(fused, n, [(arrays[b].reshape(-1), scalars[b]) for b in needed],
             [buffers[k.name].reshape(-1) for k in plan.kernels], out_args)
     return buffers
-
-
-def _check_bands(kernels: tuple[Kernel, ...], bands: Mapping[str, Any]) -> None:
-    problems = []
-    for k in kernels:
-        missing = [b for b in k.bands if b not in bands]
-        if missing:
-            problems.append(f"{k.name!r} needs {missing!r}")
-    if problems:
-        raise MissingBandError(
-            f"bands are missing for the requested indices: {'; '.join(problems)}; the input has "
-            f"{sorted(bands)!r}. Add those bands (canonical names) or drop the indices"
-        )
 
 
 def _norm_arrays(needed: tuple[str, ...], bands: Mapping[str, Any],

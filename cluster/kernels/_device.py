@@ -36,14 +36,42 @@ def set_default_device(device: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def gpu_available() -> bool:
-    """True when numba.cuda finds a usable CUDA device (or its simulator is enabled)."""
-    try:
-        from numba import cuda
+    """True when numba.cuda finds a usable CUDA device (or its simulator is enabled).
 
-        return bool(cuda.is_available())
-    except Exception as e:  # noqa: BLE001 — a broken driver install means "no GPU", not a crash, and says so
-        log.warning("CUDA is not usable (%s: %s); GPU kernels are off, the CPU ones run", type(e).__name__, e)
+    Probed once per process. A machine without a CUDA driver is a CPU machine (logged at INFO);
+    a driver that is there but fails (import error, driver or device initialisation error) is a
+    broken install that would otherwise silently mean CPU, so it is logged at WARNING with the
+    error text.
+    """
+    try:
+        available, error = _probe_cuda()
+    except Exception as e:  # noqa: BLE001 — a broken CUDA install means "no GPU", not a crash, and says so
+        log.warning("CUDA is not usable: probing numba.cuda raised %s: %s; GPU kernels are off, "
+                    "'auto' runs the CPU kernels", type(e).__name__, e)
         return False
+    if available:
+        return True
+    message = " ".join((error or "numba.cuda.is_available() is False").split())
+    if _NO_DRIVER in message:
+        log.info("no CUDA driver on this machine (%s); 'auto' runs the CPU kernels", message)
+    else:
+        log.warning("CUDA is not usable: %s; GPU kernels are off, 'auto' runs the CPU kernels",
+                    message)
+    return False
+
+
+_NO_DRIVER = "CUDA driver library cannot be found"
+"""numba's message when no driver library exists at all: a CPU machine, not a broken install."""
+
+
+def _probe_cuda() -> tuple[bool, str | None]:
+    """(whether numba.cuda sees a device, numba's driver initialisation error if any)."""
+    from numba import cuda
+
+    if cuda.is_available():
+        return True, None
+    error = cuda.cuda_error()
+    return False, None if error is None else str(error)
 
 
 def is_device_array(value: object) -> bool:

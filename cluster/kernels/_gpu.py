@@ -2,62 +2,93 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
+from cluster.errors import KernelError
 from cluster.kernels._device import is_device_array as _is_device
 from cluster.kernels._registry import Kernel
 from cluster.kernels._spec import OutputSpec, check_out_buffer
 
-__all__ = ["run_gpu"]
-
-THREADS_PER_BLOCK = 256
-MAX_BLOCKS = 4096
-"""Grid-stride loop: 4096 x 256 = 1 Mi threads fill a big GPU (H100: 132 SMs x 2048) and keep
-launch cost flat for any tile size."""
-UNROLL = 4
-"""Load words per thread per round of the loop, loads first (see ``_codegen._gpu_loop``); at
-most, see :func:`unroll_for`. On an H200 NDVI ran at 40 % of copy bandwidth with 1 and 47 %
-with 4; the five-index pass was best with 2 (``benchmarks/kernels_gpu.py --sweep``)."""
-PACK = 1
-"""uint16 pixels per load word where the bands allow it (see :func:`pack_for`): 1, or 4 to read
-4 pixels per 8-byte load. 4 gives the same bits on an H200 (checked on 120 Mpx); its speed is
-not measured yet, so it is off by default."""
-MAX_BODIES = 10
-"""Copies of the per-pixel code in one round (kernels x unroll x pack): NVVM's compile time
-grows with it (17 kernels x 4 took minutes), the speed gain stops at a few."""
+__all__ = ["DEFAULT_LAUNCH", "GpuLaunch", "run_gpu"]
 
 
-def loop_shape(n_kernels: int, bands: list[Any], target: str) -> dict[str, int]:
-    """``unroll`` and ``pack`` of the generated loop (both 1 on the CPU)."""
-    if target != "gpu":
-        return {"unroll": 1, "pack": 1}
-    pack = pack_for(bands)
-    return {"unroll": unroll_for(n_kernels, pack), "pack": pack}
+@dataclass(frozen=True)
+class GpuLaunch:
+    """How the generated numba.cuda loop is shaped and launched; the defaults are measured ones.
 
+    A setting, not a global: pass it to ``compute(..., gpu_launch=...)`` (it pickles, so a job
+    config can carry it to the workers). Changing ``pack`` or ``unroll`` generates another loop.
 
-def unroll_for(n_kernels: int, pack: int) -> int:
-    """:data:`UNROLL`, lowered so a round holds at most :data:`MAX_BODIES` pixel bodies.
+    Example:
+        Four uint16 pixels per load, and a launch small enough to step through in the simulator:
 
-    >>> unroll_for(1, 1), unroll_for(5, 1), unroll_for(17, 1), unroll_for(1, 4)
-    (4, 2, 1, 2)
+        >>> launch = GpuLaunch(pack=4, threads_per_block=8, max_blocks=2)
+        >>> launch.pack, launch.unroll_for(1, pack=4)
+        (4, 2)
     """
-    return max(1, min(UNROLL, MAX_BODIES // (n_kernels * pack)))
+
+    threads_per_block: int = 256
+    max_blocks: int = 4096
+    """Grid-stride loop: 4096 x 256 = 1 Mi threads fill a big GPU (H100: 132 SMs x 2048) and
+    keep launch cost flat for any tile size."""
+    unroll: int = 4
+    """Load words per thread per round of the loop, loads first (see ``_codegen._gpu_loop``); at
+    most, see :meth:`unroll_for`. On an H200 NDVI ran at 40 % of copy bandwidth with 1 and 47 %
+    with 4; the five-index pass was best with 2 (``benchmarks/kernels_gpu.py --sweep``)."""
+    pack: int = 1
+    """uint16 pixels per load word where the bands allow it (see :meth:`pack_for`): 1, or 4 to
+    read 4 pixels per 8-byte load. 4 gives the same bits on an H200 (checked on 120 Mpx); its
+    speed is not measured yet, so it is off by default."""
+    max_bodies: int = 10
+    """Copies of the per-pixel code in one round (kernels x unroll x pack): NVVM's compile time
+    grows with it (17 kernels x 4 took minutes), the speed gain stops at a few."""
+
+    # a job config takes this class as its ``gpu`` block: pydantic checks the fields by their
+    # annotations, runs the checks below and refuses unknown keys
+    __pydantic_config__ = {"extra": "forbid"}
+
+    def __post_init__(self) -> None:
+        for name in ("threads_per_block", "max_blocks", "unroll", "max_bodies"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise KernelError(f"GpuLaunch.{name}={value!r} must be a positive integer")
+        if self.pack not in (1, 4):
+            raise KernelError(f"GpuLaunch.pack={self.pack!r} is not supported; expected 1 or 4 "
+                              "(uint16 pixels per 8-byte load)")
+
+    def loop_shape(self, n_kernels: int, bands: list[Any], target: str) -> dict[str, int]:
+        """``unroll`` and ``pack`` of the generated loop (both 1 on the CPU)."""
+        if target != "gpu":
+            return {"unroll": 1, "pack": 1}
+        pack = self.pack_for(bands)
+        return {"unroll": self.unroll_for(n_kernels, pack), "pack": pack}
+
+    def unroll_for(self, n_kernels: int, pack: int = 1) -> int:
+        """:attr:`unroll`, lowered so a round holds at most :attr:`max_bodies` pixel bodies.
+
+        >>> [GpuLaunch().unroll_for(n) for n in (1, 5, 17)]
+        [4, 2, 1]
+        """
+        return max(1, min(self.unroll, self.max_bodies // (n_kernels * pack)))
+
+    def pack_for(self, arrays: list[Any]) -> int:
+        """:attr:`pack` when every band is uint16, its pixel count a multiple of it and its
+        device memory 8-byte aligned (host arrays are copied to aligned buffers); else 1."""
+        if self.pack == 1:
+            return 1
+        for arr in arrays:
+            if arr.dtype != np.uint16 or arr.size % self.pack:
+                return 1
+            cai = getattr(arr, "__cuda_array_interface__", None)
+            if cai is not None and cai["data"][0] % (2 * self.pack):
+                return 1
+        return self.pack
 
 
-def pack_for(arrays: list[Any]) -> int:
-    """:data:`PACK` when every band is uint16, its pixel count a multiple of it and its device
-    memory 8-byte aligned (host arrays are copied to aligned buffers); else 1."""
-    if PACK == 1:
-        return 1
-    for arr in arrays:
-        if arr.dtype != np.uint16 or arr.size % PACK:
-            return 1
-        cai = getattr(arr, "__cuda_array_interface__", None)
-        if cai is not None and cai["data"][0] % (2 * PACK):
-            return 1
-    return PACK
+DEFAULT_LAUNCH = GpuLaunch()
 
 
 def _to_device(value: Any) -> Any:
@@ -72,7 +103,8 @@ def _to_device(value: Any) -> Any:
 def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
             scalars: Mapping[str, list[Any]], out_args: list[Any],
             spec: OutputSpec, shape: tuple[int, ...],
-            out: Mapping[str, Any] | None, unroll: int, pack: int) -> dict[str, Any]:
+            out: Mapping[str, Any] | None, unroll: int, pack: int,
+            launch: GpuLaunch = DEFAULT_LAUNCH) -> dict[str, Any]:
     """Run ``fused`` on the GPU; host inputs give host outputs, device inputs device outputs."""
     from numba import cuda
 
@@ -109,9 +141,9 @@ def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
         args.append(d_out)
     args += out_args
     if n:
-        per_block = THREADS_PER_BLOCK * unroll * pack
-        blocks = min(MAX_BLOCKS, (n + per_block - 1) // per_block)
-        fused[blocks, THREADS_PER_BLOCK](*args)
+        per_block = launch.threads_per_block * unroll * pack
+        blocks = min(launch.max_blocks, (n + per_block - 1) // per_block)
+        fused[blocks, launch.threads_per_block](*args)
     for d_out, host in copies:
         d_out.copy_to_host(host.reshape(-1))
     return {k.name: results[k.name] for k in kernels}  # the caller's order, as on the CPU

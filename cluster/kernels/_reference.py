@@ -10,6 +10,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from cluster.kernels._registry import check_bands, norm_kernels
+from cluster.kernels._spec import BandInfo, norm_output
+
 __all__ = ["compute_reference", "pack", "safe_divide", "safe_sqrt"]
 
 
@@ -61,12 +64,9 @@ def compute_reference(
         >>> compute_reference("ndvi", dn, info, as_float64=True)["ndvi"]
         array([0.6, nan])
     """
-    from cluster.kernels._compute import _check_bands, norm_kernels
-    from cluster.kernels._spec import BandInfo, norm_output
-
     kernels = norm_kernels(names)
     spec = norm_output(output)
-    _check_bands(kernels, bands)
+    check_bands(kernels, bands)
     infos = band_info or {}
     refl: dict[str, np.ndarray] = {}
     missing: dict[str, np.ndarray] = {}

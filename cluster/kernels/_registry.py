@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from cluster.errors import KernelError, UnknownKernelError
+from cluster.errors import KernelError, MissingBandError, UnknownKernelError
 
 __all__ = [
     "BANDS",
     "FUNCTIONS",
     "Kernel",
+    "canonical_order",
+    "check_bands",
     "get_kernel",
     "list_kernels",
+    "norm_kernels",
     "register_kernel",
 ]
 
@@ -129,6 +132,48 @@ def get_kernel(name: str) -> Kernel:
 def list_kernels() -> list[str]:
     """Names of all registered kernels, sorted."""
     return sorted(_KERNELS)
+
+
+# -- checks shared by compute() and compute_reference() ----------------------------------------
+
+def norm_kernels(names: str | Kernel | Iterable[str | Kernel]) -> tuple[Kernel, ...]:
+    """Kernels for a name, a kernel, or a sequence of either; duplicates dropped, order kept.
+
+    >>> import cluster.kernels  # registers the catalogue
+    >>> [k.name for k in norm_kernels(["NDVI", "evi", "ndvi"])]
+    ['ndvi', 'evi']
+    """
+    items = [names] if isinstance(names, (str, Kernel)) else list(names)
+    if not items:
+        raise KernelError("names=[] asks for no index; pass at least one kernel name, e.g. 'ndvi'")
+    kernels: dict[str, Kernel] = {}
+    for item in items:
+        kernel = item if isinstance(item, Kernel) else get_kernel(item)
+        kernels.setdefault(kernel.name, kernel)
+    return tuple(kernels.values())
+
+
+def check_bands(kernels: tuple[Kernel, ...], bands: Mapping[str, Any]) -> None:
+    """Raise MissingBandError naming every band each kernel needs and ``bands`` lacks."""
+    problems = []
+    for k in kernels:
+        missing = [b for b in k.bands if b not in bands]
+        if missing:
+            problems.append(f"{k.name!r} needs {missing!r}")
+    if problems:
+        raise MissingBandError(
+            f"bands are missing for the requested indices: {'; '.join(problems)}; the input has "
+            f"{sorted(bands)!r}. Add those bands (canonical names) or drop the indices"
+        )
+
+
+def canonical_order(bands: set[str]) -> tuple[str, ...]:
+    """``bands`` in the order of :data:`BANDS`.
+
+    >>> canonical_order({"nir", "blue", "red"})
+    ('blue', 'red', 'nir')
+    """
+    return tuple(b for b in BANDS if b in bands)
 
 
 # -- expressions -----------------------------------------------------------------------------

@@ -46,22 +46,24 @@ host_out = {"ndvi": np.zeros(dn["nir"].shape, np.float32)}
 h_res = compute("ndvi", dn, DN_INFO, device="gpu", out=host_out)
 assert h_res["ndvi"] is host_out["ndvi"]
 results["out/ndvi"] = host_out["ndvi"]
-# A tiny launch (2 blocks x 8 threads) so the unrolled rounds and the tail both run here.
+# A tiny launch (2 blocks x 8 threads) so the unrolled rounds and the tail both run here; every
+# plan unrolled (the simulator compiles nothing). Settings travel as a GpuLaunch, not globals.
+from cluster.kernels import GpuLaunch
 from cluster.kernels import _gpu
-_gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = 2, 8
-_gpu.MAX_BODIES = 10 ** 6  # unroll every plan here (the simulator compiles nothing)
-for key, res in (("small/f32", compute(names, dn, DN_INFO, device="gpu")),
-                 ("small/i16", compute(names, dn, DN_INFO, output="int16", device="gpu"))):
+tiny = GpuLaunch(max_blocks=2, threads_per_block=8, max_bodies=10 ** 6)
+for key, res in (("small/f32", compute(names, dn, DN_INFO, device="gpu", gpu_launch=tiny)),
+                 ("small/i16", compute(names, dn, DN_INFO, output="int16", device="gpu",
+                                       gpu_launch=tiny))):
     for name, arr in res.items():
         results[f"{key}/{name}"] = arr
-# 4 uint16 pixels per 8-byte load (the default where sizes allow) against 1: the same bits.
+# 4 uint16 pixels per 8-byte load against 1: the same bits. 4 threads x 4 words a round, so
+# rounds and a tail both run.
 dn4 = {b: np.ascontiguousarray(a[:, :, :8]) for b, a in dn.items()}  # 112 px, a multiple of 4
-_gpu.PACK = 4
-assert _gpu.pack_for(list(dn4.values())) == 4
-_gpu.MAX_BLOCKS, _gpu.THREADS_PER_BLOCK = 2, 2  # 4 threads x 4 words a round: rounds and a tail
+assert _gpu.DEFAULT_LAUNCH.pack == 1  # the default stays off until its speed is measured
 for pack in (4, 1):
-    _gpu.PACK = pack
-    for name, arr in compute(names, dn4, DN_INFO, device="gpu").items():
+    launch = GpuLaunch(pack=pack, max_blocks=2, threads_per_block=2, max_bodies=10 ** 6)
+    assert launch.pack_for(list(dn4.values())) == pack
+    for name, arr in compute(names, dn4, DN_INFO, device="gpu", gpu_launch=launch).items():
         results[f"pack{pack}/{name}"] = arr
 np.savez(sys.argv[1], **results)
 """

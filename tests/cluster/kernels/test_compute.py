@@ -7,7 +7,7 @@ import pytest
 
 from cluster.errors import KernelError, MissingBandError, ResourceError, UnknownKernelError
 from cluster.kernels import (
-    BandInfo, OutputSpec, compute, compute_reference, gpu_available, list_kernels,
+    BandInfo, GpuLaunch, OutputSpec, compute, compute_reference, gpu_available, list_kernels,
     set_default_device,
 )
 from tests.cluster.kernels._helpers import DN_INFO, SCENE_SHAPE, make_dn_scene, requires_gpu
@@ -186,11 +186,12 @@ def test_compute_gpu__all_kernels_fused_float32_and_int16_equal_cpu_bits(dn_scen
     names = list_kernels()
     # 126 px: one pixel per load; 112 px: four uint16 pixels per 8-byte load
     dn4 = {b: np.ascontiguousarray(a[:, :, :8]) for b, a in dn_scene.items()}
-    for scene, cpu, cpu16 in ((dn_scene, cpu_dn, cpu_dn_int16),
-                              (dn4, compute(names, dn4, DN_INFO, device="cpu"),
-                               compute(names, dn4, DN_INFO, output="int16", device="cpu"))):
-        got = compute(names, scene, DN_INFO, device="gpu")
-        got16 = compute(names, scene, DN_INFO, output="int16", device="gpu")
+    for scene, cpu, cpu16, launch in (
+            (dn_scene, cpu_dn, cpu_dn_int16, None),
+            (dn4, compute(names, dn4, DN_INFO, device="cpu"),
+             compute(names, dn4, DN_INFO, output="int16", device="cpu"), GpuLaunch(pack=4))):
+        got = compute(names, scene, DN_INFO, device="gpu", gpu_launch=launch)
+        got16 = compute(names, scene, DN_INFO, output="int16", device="gpu", gpu_launch=launch)
         for name in names:  # same operations, same order, no fused multiply-add: the same bits
             np.testing.assert_array_equal(got[name], cpu[name], err_msg=name)
             np.testing.assert_array_equal(got16[name], cpu16[name], err_msg=name)
