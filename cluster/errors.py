@@ -39,7 +39,7 @@ class GridError(ClusterError, ValueError):
     """A grid specification or a tile index is invalid."""
 
 
-class KernelError(ClusterError):
+class KernelError(ClusterError, ValueError):
     """A spectral-index kernel is misused or misregistered."""
 
 

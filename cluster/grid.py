@@ -23,7 +23,13 @@ from pyproj.exceptions import CRSError
 
 from cluster.errors import GridError
 
-__all__ = ["BBox", "TileIndex", "GridSpec", "CubeExtent"]
+__all__ = ["BBox", "TileIndex", "GridSpec", "CubeExtent", "DEFAULT_TILE_SIZE_PX"]
+
+DEFAULT_TILE_SIZE_PX = 512
+"""512 x 512 x 2 bytes x 30 dates ~ 16 MB per band per tile: big enough that per-tile
+overheads (task round trip ~1 ms, S3 request latency) are amortised, small enough that an
+actor holds a tile of a dozen bands, with its source windows, in well under its 1 GiB
+(:attr:`cluster.config.WorkerResources.memory_mib`)."""
 
 
 class BBox(NamedTuple):
@@ -108,7 +114,7 @@ class GridSpec:
     pixel area (and so crop area) is exact everywhere."""
     pixel_size: float = 10.0
     """Pixel width in CRS units (metres for projected CRSs, degrees for geographic)."""
-    tile_size_px: int = 512
+    tile_size_px: int = DEFAULT_TILE_SIZE_PX
     """Tile side in pixels; one tile is the unit of work and one Zarr shard footprint."""
     origin_x: float = 0.0
     origin_y: float = 0.0
@@ -117,25 +123,47 @@ class GridSpec:
     pixel_size_y: float | None = None
     """Pixel height, when it differs from the width (some products' pixels are not
     square, e.g. 9.9948 x 9.9974 m); default: square pixels."""
+    chunk_size_px: int | None = None
+    """Inner Zarr chunk side (the unit of reading; the tile is the shard, the unit of
+    writing). Default: the tile size, or 256 when the tile is larger. It must divide the
+    tile size."""
+
+    # job configs take this class as their ``grid`` block: pydantic validates the fields
+    # by their annotations, runs the checks below and refuses unknown keys
+    __pydantic_config__ = {"extra": "forbid"}
 
     def __post_init__(self) -> None:
+        """Every problem at once, each naming its key (the one check of a grid: job configs
+        validate their ``grid`` block through this)."""
+        problems = []
+        crs: CRS | None = None
         try:
             crs = CRS.from_user_input(self.crs)
         except CRSError as e:  # what pyproj raises for any input it cannot read
-            raise GridError(
-                f"grid crs {self.crs!r} is not a CRS pyproj understands ({e}); "
-                "use an EPSG code such as 'EPSG:6933' or a WKT string"
-            ) from None
-        if not (self.pixel_size > 0 and math.isfinite(self.pixel_size)):
-            raise GridError(f"grid pixel_size must be a positive number, got {self.pixel_size!r}")
-        if self.pixel_size_y is not None and not (self.pixel_size_y > 0 and math.isfinite(self.pixel_size_y)):
-            raise GridError(f"grid pixel_size_y must be a positive number, got {self.pixel_size_y!r}")
-        if int(self.tile_size_px) != self.tile_size_px or self.tile_size_px < 16:
-            raise GridError(
-                f"grid tile_size_px must be an integer >= 16, got {self.tile_size_px!r}"
-            )
-        if crs.is_geographic is False and crs.is_projected is False:
-            raise GridError(f"grid crs {self.crs!r} is neither projected nor geographic")
+            problems.append(f"grid.crs {self.crs!r} is not a CRS pyproj understands ({e}); "
+                            "use an EPSG code such as 'EPSG:6933' or a WKT string")
+        if crs is not None and crs.is_geographic is False and crs.is_projected is False:
+            problems.append(f"grid.crs {self.crs!r} is neither projected nor geographic")
+        for name in ("pixel_size", "pixel_size_y"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                problems.append(f"grid.{name} must be a positive number, got {value!r}")
+        for name in ("tile_size_px", "chunk_size_px"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 16):
+                problems.append(f"grid.{name} must be an integer >= 16, got {value!r}")
+        if not problems and self.tile_size_px % self.chunk:
+            problems.append(f"grid.chunk_size_px {self.chunk} must divide grid.tile_size_px {self.tile_size_px}; "
+                            "pick a divisor such as 256 or 128")
+        if problems:
+            raise GridError("; ".join(problems))
+
+    @property
+    def chunk(self) -> int:
+        """The Zarr chunk side in pixels (:attr:`chunk_size_px` resolved)."""
+        if self.chunk_size_px is not None:
+            return int(self.chunk_size_px)
+        return self.tile_size_px if self.tile_size_px <= 256 else 256
 
     @cached_property
     def pyproj_crs(self) -> CRS:
@@ -237,6 +265,8 @@ class GridSpec:
             "origin_x": self.origin_x,
             "origin_y": self.origin_y,
             "pixel_size_y": self.pixel_size_y,
+            # only when set: a cube's grid record, and so its plan hashes, stay as they were
+            **({"chunk_size_px": self.chunk_size_px} if self.chunk_size_px is not None else {}),
         }
 
 

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import yaml
 
 from cluster.config import SECRET_NAMES, env_overrides
-from cluster.errors import ConfigError
+from cluster.errors import ClusterError, ConfigError
+
+
+class Main(Protocol):
+    """A command's ``main``: the command line in (``None``: ``sys.argv``), the exit code out."""
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
+
+
+def command(verb: str) -> Callable[[Main], Main]:
+    """Wrap a command's ``main``: an error of ours (bad config or input, storage refusing,
+    nothing written) prints ``harvest <verb>: <message>`` on stderr and exits 2; every other
+    exit code is the command's own."""
+
+    def wrap(main: Main) -> Main:
+        @functools.wraps(main)
+        def run(argv: Sequence[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except ClusterError as e:
+                print(f"harvest {verb}: {e}", file=sys.stderr)
+                return 2
+
+        return run
+
+    return wrap
 
 
 def job_parser(verb: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -71,17 +97,15 @@ def job_main(verb: str, description: str, model: type[Any], run: Any,
     input, nothing written.
     """
     from cluster.config import load_config
-    from cluster.errors import ClusterError
-
     from cluster.progress import progress_mode
 
-    args = parse(job_parser(verb, description, epilog), argv)
-    try:
+    @command(verb)
+    def main(argv: Sequence[str] | None = None) -> int:
+        args = parse(job_parser(verb, description, epilog), argv)
         config = load_config(model, args.config, overrides(args))
         with progress_mode(args.progress):
             report = run(config, address=args.address)
-    except ClusterError as e:
-        print(f"harvest {verb}: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    return 0 if report.ok and not report.inputs_rejected else 1
+        print(report.summary())
+        return 0 if report.ok and not report.inputs_rejected else 1
+
+    return main(argv)

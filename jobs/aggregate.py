@@ -16,25 +16,21 @@ import sys
 from typing import Sequence
 
 from cluster.aggregate import AggregateConfig
-from cluster.errors import ClusterError
 from cluster.pipeline import run_aggregate
 from cluster.progress import progress_mode
-from jobs._cli import job_parser, overrides, parse
+from jobs._cli import command, job_parser, overrides, parse
 
 __all__ = ["main"]
 
 
+@command("aggregate")
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(job_parser("aggregate", __doc__.splitlines()[0]), argv)
-    try:
-        from cluster.config import load_config
+    from cluster.config import load_config
 
-        config = load_config(AggregateConfig, args.config, overrides(args))
-        with progress_mode(args.progress):
-            report = run_aggregate(config, address=args.address)
-    except ClusterError as e:
-        print(f"harvest aggregate: {e}", file=sys.stderr)
-        return 2
+    args = parse(job_parser("aggregate", __doc__.splitlines()[0]), argv)
+    config = load_config(AggregateConfig, args.config, overrides(args))
+    with progress_mode(args.progress):
+        report = run_aggregate(config, address=args.address)
     table = report.tables["statistics"]
     print(report.summary())
     print(f"  rows: {len(table)} ({table['region_id'].nunique() if len(table) else 0} regions)")

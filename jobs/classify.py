@@ -21,9 +21,9 @@ from typing import Any, Sequence
 from pydantic import Field
 
 from cluster.config import StorageOptions, StrictModel, load_config, parse_config
-from cluster.errors import ClusterError
+from cluster.errors import ConfigError
 from cluster.progress import progress_mode
-from jobs._cli import add_progress, overrides, parse
+from jobs._cli import add_progress, command, overrides, parse
 
 __all__ = ["ClassifyConfig", "main"]
 
@@ -46,7 +46,7 @@ class ClassifyConfig(StrictModel):
 
         data = getattr(self, name)
         if data is None:
-            raise ClusterError(f"the config has no {name!r} section; add one (see 'harvest classify --help')")
+            raise ConfigError(f"the config has no {name!r} section; add one (see 'harvest classify --help')")
         data = dict(data)
         for key in _SHARED:
             value = getattr(self, key)
@@ -56,6 +56,7 @@ class ClassifyConfig(StrictModel):
         return parse_config(model, data, name=f"classify.{name}")
 
 
+@command("classify")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harvest classify", description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=["train", "predict"])
@@ -67,25 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a config key, e.g. --set train.year=2024 (repeatable)")
     add_progress(parser)
     args = parse(parser, argv)
-    try:
-        config = load_config(ClassifyConfig, args.config, {k: v for k, v in overrides(args).items()
-                                                          if k != "break_lease"})
-        section = config.section(args.step)
-        if args.step == "train":
-            from cluster.classify.run import run_train
+    config = load_config(ClassifyConfig, args.config, {k: v for k, v in overrides(args).items()
+                                                      if k != "break_lease"})
+    section = config.section(args.step)
+    if args.step == "train":
+        from cluster.classify.run import run_train
 
-            result = run_train(section, address=args.address)
-            print(result.summary())
-            return 0
-        from cluster.classify.run import run_predict
+        result = run_train(section, address=args.address)
+        print(result.summary())
+        return 0
+    from cluster.classify.run import run_predict
 
-        if args.break_lease:
-            section = section.model_copy(update={"break_lease": True})
-        with progress_mode(args.progress):
-            report = run_predict(section, address=args.address)
-    except ClusterError as e:
-        print(f"harvest classify {args.step}: {e}", file=sys.stderr)
-        return 2
+    if args.break_lease:
+        section = section.model_copy(update={"break_lease": True})
+    with progress_mode(args.progress):
+        report = run_predict(section, address=args.address)
     print(report.summary())
     return 0 if report.ok else 1
 

@@ -32,7 +32,7 @@ from cluster.pipeline import run_ingest, run_indices, run_aggregate
 from cluster.aggregate import AggregateConfig
 from cluster.classify.run import run_predict, run_train
 from cluster.demo import YIELD_CROPS, DemoSeason, DemoSpec, make_demo_season
-from cluster.errors import ClusterError
+from jobs._cli import command
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig
 
@@ -316,6 +316,7 @@ def check_areas(season: DemoSeason, areas: pd.DataFrame) -> pd.DataFrame:
               "ci95_low_ha", "ci95_high_ha", "estimated_error_pct", "true_inside_ci95"]]
 
 
+@command("demo")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harvest demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("harvest-demo"), help="output folder")
@@ -326,11 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = SIZES[args.size]
     if args.seed is not None:
         spec = spec.replace(seed=args.seed)
-    try:
-        return run(args.out.resolve(), spec, args.address)
-    except ClusterError as e:
-        print(f"harvest demo: {e}", file=sys.stderr)
-        return 2
+    return run(args.out.resolve(), spec, args.address)
 
 
 if __name__ == "__main__":

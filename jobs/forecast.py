@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from cluster.errors import ClusterError, ConfigError
+from jobs._cli import command
 from cluster.forecast import ForecastConfig, ForecastResult, load_forecast_config, run_forecast
 
 __all__ = ["ForecastReport", "plan", "run", "main"]
@@ -88,21 +88,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@command("forecast")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    try:
-        overrides = {"out_dir": args.out_dir, "as_of": args.as_of, "strict": args.strict}
-        if args.no_plots:
-            overrides["plots"] = False
-        config = load_forecast_config(args.config, **overrides)
-    except ConfigError as e:
-        print(f"harvest forecast: {e}", file=sys.stderr)
-        return 2
-    try:
-        report = run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except ClusterError as e:  # bad config or input (or strict and an issue): nothing written
-        print(f"harvest forecast: {e}", file=sys.stderr)
-        return 2
+    overrides = {"out_dir": args.out_dir, "as_of": args.as_of, "strict": args.strict}
+    if args.no_plots:
+        overrides["plots"] = False
+    config = load_forecast_config(args.config, **overrides)
+    # a bad config or input (or strict and an issue) stops it here, nothing written
+    report = run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(report.summary())
     return 0 if report.ok else 1
 

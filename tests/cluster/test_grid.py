@@ -79,9 +79,27 @@ def test_grid__geographic_rows_have_geodesic_area() -> None:
         ({"crs": "EPSG:999999"}, "is not a CRS pyproj understands"),
         ({"pixel_size": -10}, "pixel_size must be a positive number"),
         ({"tile_size_px": 8}, "tile_size_px must be an integer >= 16"),
+        ({"tile_size_px": 512, "chunk_size_px": 100}, "chunk_size_px 100 must divide grid.tile_size_px 512"),
+        ({"pixel_size": 0, "tile_size_px": 8}, "pixel_size must be .*; grid.tile_size_px must be"),
     ],
-    ids=["unknown-crs", "negative-pixel", "tiny-tile"],
+    ids=["unknown-crs", "negative-pixel", "tiny-tile", "chunk-not-a-divisor", "every-problem-at-once"],
 )
 def test_grid__bad_specs_are_explained(kwargs: dict, message: str) -> None:
     with pytest.raises(GridError, match=message):
         GridSpec(**kwargs)
+
+
+def test_grid__is_the_job_configs_grid_block() -> None:
+    """One grid model: a job config's ``grid`` block is a GridSpec, checked by GridSpec."""
+    from cluster.config import parse_config
+    from cluster.errors import ConfigError
+    from cluster.ingest import IngestConfig
+
+    base = {"store": "x.zarr", "scenes": ["a.tif"], "sensor": "sentinel2-l2a"}
+    cfg = parse_config(IngestConfig, {**base, "grid": {"crs": "EPSG:32633", "pixel_size": "20"}})
+    assert cfg.grid == GridSpec("EPSG:32633", pixel_size=20.0)
+    assert cfg.grid.chunk == 256  # the default 512 px tile holds 2 x 2 chunks
+    with pytest.raises(ConfigError, match="grid.tile_sz: unknown key"):
+        parse_config(IngestConfig, {**base, "grid": {"tile_sz": 256}})
+    with pytest.raises(ConfigError, match="chunk_size_px 96 must divide grid.tile_size_px 256"):
+        parse_config(IngestConfig, {**base, "grid": {"tile_size_px": 256, "chunk_size_px": 96}})
