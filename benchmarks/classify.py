@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cores = os.cpu_count() or 1
         for threads in sorted({1, cores}):
             os.environ["OMP_NUM_THREADS"] = str(threads)
-            worker = PredictWorker(plan, {})
+            worker = PredictWorker(plan)
             worker.threads = threads
             import cluster.store as cs
             real_write = cs.write_tile

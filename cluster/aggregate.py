@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -22,10 +22,11 @@ import zarr
 from pydantic import Field
 
 from cluster import store as cstore
-from cluster.zonal import HistogramSpec, accumulate_tile
+from cluster.zonal import HistogramSpec, TilePartial, accumulate_tile
 from cluster.config import TileJobConfig
 from cluster.errors import ConfigError
 from cluster.grid import CubeExtent
+from cluster.location import StoreLocation, norm_store
 from cluster.regions import RegionIssue, RegionsConfig, load_regions, rasterize_regions, to_grid_crs
 from cluster.records import TileResult, TileTask
 
@@ -52,14 +53,17 @@ class AggregateConfig(TileJobConfig):
     """Output path without suffix (``.parquet`` and ``.csv`` are written); default
     ``<store>.harvest/statistics``."""
 
-    def out_path(self) -> str:
-        return self.out or f"{cstore.meta_url(self.store)}/statistics"
+    def out_location(self) -> StoreLocation:
+        """Where the tables go (``.parquet`` / ``.csv`` added), reached with ``storage``."""
+        cube = self.location()
+        return norm_store(self.out, cube.storage_options) if self.out else cube.statistics
 
 
 
 @dataclass(frozen=True)
 class AggregatePlan:
-    store: str
+    store: StoreLocation
+    """The cube, without credentials (the plan travels to workers)."""
     extent: CubeExtent
     regions: gpd.GeoDataFrame
     """In the grid's CRS; row position = region code."""
@@ -77,11 +81,11 @@ class AggregatePlan:
 
 def plan_aggregate(config: AggregateConfig) -> AggregatePlan:
     """Load and check the regions, check the arrays, list the tiles regions touch. No Ray."""
-    so = config.storage.to_fsspec()
-    regions, issues = load_regions(config.regions)
+    cube = config.location()
+    regions, issues = load_regions(config.regions, storage_options=cube.storage_options)
     if config.strict and issues:
         raise ConfigError("strict mode: region problems:\n  " + "\n  ".join(map(str, issues)))
-    group = cstore.open_group(config.store, so, mode="r")
+    group = cstore.open_group(cube, mode="r")
     extent = cstore.extent_of(group)
     arrays = set(group.array_keys())
     wanted = list(config.indices) + ([config.crop_map] if config.crop_map else [])
@@ -97,10 +101,10 @@ def plan_aggregate(config: AggregateConfig) -> AggregatePlan:
     for tile in extent.iter_tiles():
         if len(sindex.query(_box(extent.grid.tile_bounds(tile)))):
             tiles.append(TileTask(tile))
-    times = cstore.open_cube(config.store, so).time.values
+    times = cstore.open_cube(cube).time.values
     hist = HistogramSpec(-1.0, 1.0, 2000) if config.quantiles else None
     crop_attrs = dict(group[config.crop_map].attrs) if config.crop_map else {}
-    return AggregatePlan(config.store, extent, rg, tuple(issues), tuple(config.indices),
+    return AggregatePlan(cube.for_workers(), extent, rg, tuple(issues), tuple(config.indices),
                          config.crop_map, tuple(times), tuple(tiles), hist,
                          _crop_names(config, crop_attrs), crop_attrs)
 
@@ -126,23 +130,22 @@ def _box(b: Any) -> Any:
 class AggregateWorker:
     """Rasterizes regions per tile, reads index arrays, returns an exact partial."""
 
-    def __init__(self, plan: AggregatePlan, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, plan: AggregatePlan) -> None:
         self.plan = plan
-        self.so = dict(storage_options or {})
         self._group: zarr.Group | None = None
         self.region_ids = list(plan.regions.region_id)
 
-    def process(self, task: TileTask) -> TileResult:
+    def process(self, task: TileTask) -> TileResult[TilePartial]:
         t_start = time.perf_counter()
         plan = self.plan
         if self._group is None:
-            self._group = cstore.open_group(plan.store, self.so, mode="r")
+            self._group = cstore.open_group(plan.store, mode="r")
         grid = plan.extent.grid
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         labels, _ = rasterize_regions(plan.regions, grid, task.tile)
         timings["rasterize"] = time.perf_counter() - t0
-        result = TileResult(task.tile.id, "done", pid=os.getpid())
+        result: TileResult[TilePartial] = TileResult(task.tile.id, "done", pid=os.getpid())
         if (labels < 0).all():
             result.status = "empty"
             result.seconds = time.perf_counter() - t_start
@@ -165,7 +168,7 @@ class AggregateWorker:
         timings["accumulate"] = time.perf_counter() - t0
         result.pixels = int(next(iter(values.values())).size)
         result.timings_s = timings
-        result.extra = {"partial": partial}
+        result.output = partial  # merged on the driver as it arrives; never in the report
         result.seconds = time.perf_counter() - t_start
         return result
 

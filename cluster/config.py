@@ -7,19 +7,19 @@ once, at a job's entry point, never deep inside ``cluster``.
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, TypeVar
+from typing import Any, Literal, Mapping, Sequence, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from cluster.errors import ConfigError
+from cluster.errors import ClusterError, ConfigError
+from cluster.location import SECRET_OPTIONS, StoreLocation, url_protocol
 
 __all__ = [
     "ENV_PREFIX",
-    "DEFAULT_TILE_SIZE_PX",
     "DEFAULT_MAX_ACTORS",
     "StrictModel",
     "StorageOptions",
@@ -31,8 +31,6 @@ __all__ = [
     "env_overrides",
     "mask_secrets",
     "SECRET_NAMES",
-    "set_options",
-    "options",
 ]
 
 ENV_PREFIX = "HARVEST_"
@@ -82,7 +80,13 @@ class StorageOptions(StrictModel):
         """:meth:`to_fsspec` without credentials: what goes into plans that travel to tile
         actors. Workers take credentials from their environment or the AWS chain
         (:meth:`worker_env`, instance roles, IRSA), never from a pickled plan."""
-        return {k: v for k, v in self.to_fsspec().items() if k not in ("key", "secret", "token")}
+        return {k: v for k, v in self.to_fsspec().items() if k not in SECRET_OPTIONS}
+
+    def locate(self, url: str) -> StoreLocation:
+        """The place at ``url`` reached with these settings (credentials included: the
+        driver's copy; :meth:`StoreLocation.for_workers` drops them). Every config that
+        names a store builds its location here, once."""
+        return StoreLocation(url, self.to_fsspec())
 
     def worker_env(self) -> dict[str, str]:
         """The config's credentials as the standard AWS variables, for a local Ray's workers."""
@@ -121,15 +125,23 @@ class StorageOptions(StrictModel):
 
 
 class WorkerResources(StrictModel):
-    """What one tile actor asks from Ray (the ``resources`` block of a job config).
+    """What one unit of work asks of a single Ray node: a tile actor (the ``resources``
+    block of a job config), or, in ``harvest submit``, the job's entrypoint.
 
-    ``harvest submit`` reads the same block to refuse, before submitting, a request no
-    node of the cluster can satisfy (a GPU on a CPU-only cluster, ...).
+    The one resources model: job configs hold it, the actor pool (:class:`~cluster.runtime.PoolOptions`)
+    starts actors with it, and ``harvest submit`` reads the same block from a job's YAML to
+    refuse, before submitting, a request no node can satisfy (a GPU on a CPU-only
+    cluster, ...): :meth:`check_fits`. Imports no Ray.
+
+    Example:
+        >>> WorkerResources(num_gpus=0.5, resources={"gpu_worker": 1}).to_ray()
+        {'CPU': 1.0, 'GPU': 0.5, 'memory': 1073741824.0, 'gpu_worker': 1.0}
     """
 
-    num_cpus: float = Field(default=1.0, gt=0)
-    """CPUs per actor; warping and decoding are CPU-bound, so 1."""
-    num_gpus: float = Field(default=0.0, ge=0)
+    num_cpus: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    """CPUs per actor; warping and decoding are CPU-bound, so 1. 0 reserves none (what a
+    job's entrypoint asks by default: a reserved CPU can starve a small cluster's actors)."""
+    num_gpus: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     """GPUs per actor; use 1/n fractions to share a device. 0 runs on CPU."""
     memory_mib: int | None = Field(default=1024, ge=64)
     """Ray logical memory per actor (scheduling: Ray places no more actors on a node than its
@@ -139,6 +151,63 @@ class WorkerResources(StrictModel):
     classify predict. None: no reservation."""
     resources: dict[str, float] = Field(default_factory=dict)
     """Custom Ray resources, e.g. ``{gpu_worker: 1}`` to pin actors to a node group."""
+
+    @field_validator("resources")
+    @classmethod
+    def _amounts(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, amount in v.items():
+            if not math.isfinite(amount) or amount < 0:
+                raise ConfigError(f"custom resource {name}={amount!r} is invalid; expected a finite "
+                                  "number >= 0; fix the resources block")
+        return v
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, *, where: str) -> "WorkerResources":
+        """Validate a ``resources`` block read from YAML or flags (None: the defaults).
+
+        Raises:
+            ConfigError: naming unknown keys (and the known ones) or bad values.
+        """
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {unknown!r}; expected some of "
+                              f"{sorted(cls.model_fields)}; fix the spelling")
+        return parse_config(cls, data, where)
+
+    def to_ray(self) -> dict[str, float]:
+        """Ray resource names -> amounts (memory in bytes), zeros dropped: what one node
+        must hold for one unit (:func:`cluster.submit.check_resources` compares it).
+
+        Example:
+            >>> WorkerResources(num_cpus=0, memory_mib=None).to_ray()
+            {}
+        """
+        out = {"CPU": float(self.num_cpus), "GPU": float(self.num_gpus),
+               "memory": float(self.memory_mib or 0) * 2**20,
+               **{k: float(v) for k, v in self.resources.items()}}
+        return {k: v for k, v in out.items() if v > 0}
+
+    def to_actor_options(self) -> dict[str, Any]:
+        """Keyword arguments for a Ray actor's ``.options(...)``: the same request."""
+        out: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory_mib:
+            out["memory"] = self.memory_mib * 2**20
+        if self.resources:
+            out["resources"] = dict(self.resources)
+        return out
+
+    def check_fits(self, nodes: Sequence[Mapping[str, float]], *, what: str = "a worker of the job",
+                   cluster: str = "the cluster") -> None:
+        """Fail fast if no single node of ``nodes`` (each node's total resources) holds
+        this request: Ray would keep it pending forever.
+
+        Raises:
+            ResourceError: naming the missing resource, the largest offer and the fix.
+        """
+        from cluster.submit import check_resources
+
+        check_resources(self.to_ray(), nodes, what=what, cluster=cluster)
 
 
 def check_url(url: str, role: Literal["store", "input"]) -> str:
@@ -156,14 +225,12 @@ def check_url(url: str, role: Literal["store", "input"]) -> str:
     ValueError: unknown URL protocol 'foo' in 'foo://x/scene.tif'; use a local path, file://, s3://
     or another fsspec protocol
     """
-    if "://" not in url:
-        return url
-    proto = url.split("://", 1)[0].lower()
-    if proto != "file" and any(part in ("..", ".") for part in url.split("://", 1)[1].split("/")):
-        raise ValueError(f"URL {url!r} has '.' or '..' segments: object keys are taken literally, so it "
-                         "names another object than it seems to; write the path without them")
+    proto = url_protocol(url)
     if proto == "file":
         return url
+    if any(part in ("..", ".") for part in url.split("://", 1)[1].split("/")):
+        raise ValueError(f"URL {url!r} has '.' or '..' segments: object keys are taken literally, so it "
+                         "names another object than it seems to; write the path without them")
     import fsspec
 
     try:
@@ -207,12 +274,18 @@ class TileJobConfig(StrictModel):
     def _store_url(cls, v: str) -> str:
         return check_url(v, "store")
 
+    def location(self) -> StoreLocation:
+        """Where the cube is, read once from ``store`` and ``storage``: the value every part
+        of a job is given instead of the URL (credentials included: the driver's copy; give
+        workers ``location().for_workers()``)."""
+        return self.storage.locate(self.store)
+
     def public_dict(self) -> dict[str, Any]:
         """The config as recorded in outputs: storage options (credentials) left out."""
         return self.model_dump(mode="json", exclude={"storage"})
 
 
-RUN_KEYS = ("storage", "max_actors", "resources", "strict", "break_lease", "overwrite")
+RUN_KEYS = ("storage", "max_actors", "resources", "strict", "break_lease", "overwrite", "tuning", "gpu")
 """Config keys that change how a job runs, not what it computes: kept out of plan hashes."""
 
 
@@ -221,10 +294,12 @@ def _format_validation_error(name: str, err: ValidationError) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "<root>"
         value = e.get("input")
-        if e["type"] == "extra_forbidden":
+        if e["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             lines.append(f"  {loc}: unknown key; remove it or check its spelling")
         elif e["type"] == "missing":
             lines.append(f"  {loc}: required key is missing; add it")
+        elif e["type"] == "value_error" and isinstance(e.get("ctx", {}).get("error"), ClusterError):
+            lines.append(f"  {loc}: {e['ctx']['error']}")  # our own checks name the key and the value
         else:
             shown = "<secret>" if any(s in loc for s in ("key", "secret", "token")) else repr(mask_secrets(value))
             lines.append(f"  {loc}: {e['msg']} (got {shown})")
@@ -321,44 +396,3 @@ def mask_secrets(obj: Any) -> Any:
 SECRET_NAMES = frozenset({"key", "secret", "token", "password", "aws_secret_access_key", "aws_access_key_id",
                           "aws_session_token", "ray_auth_token", "credentials"})
 """Config keys whose values are secrets: masked when printed, refused on command lines."""
-
-
-# --- runtime options, overridable in tests (rioxarray ``set_options`` style) -------------
-
-_OPTIONS: dict[str, Any] = {
-    # scenes read, warped and mosaicked at once per tile: bounds an actor's memory (a 512 px
-    # tile of 6 bands is ~3 MB per scene, x3 for windows and warped layers) while one GDAL
-    # warp still serves many dates of one footprint
-    "scenes_per_batch": 16,
-    # GDAL block cache per ingest actor: neighbouring tiles of a strip reuse the source
-    # blocks they share (a 512 px tile of a season of one footprint is ~100-200 MB of blocks)
-    "gdal_cache_mib": 256,
-    # open datasets an actor keeps (~100 kB each): a season of one-file-per-band scenes
-    # touching one tile (30 dates x 5 files) must fit, or every tile re-opens them all
-    "scene_cache_size": 512,
-}
-
-
-def options() -> dict[str, Any]:
-    """The current runtime options (a copy)."""
-    return dict(_OPTIONS)
-
-
-@contextlib.contextmanager
-def set_options(**kwargs: Any) -> Iterator[None]:
-    """Temporarily change runtime options; unknown names are rejected and named.
-
-    >>> with set_options(scene_cache_size=2):
-    ...     options()["scene_cache_size"]
-    2
-    """
-    unknown = sorted(set(kwargs) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown!r}; known: {sorted(_OPTIONS)}")
-    old = dict(_OPTIONS)
-    _OPTIONS.update(kwargs)
-    try:
-        yield
-    finally:
-        _OPTIONS.clear()
-        _OPTIONS.update(old)

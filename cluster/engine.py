@@ -25,12 +25,13 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Generic, Sequence, TypeVar
 
 from cluster import store as cstore
 from cluster.config import TileJobConfig
 from cluster.errors import StoreError
 from cluster.lease import Lease, check_lease
+from cluster.location import StoreLocation
 from cluster.progress import TileProgress
 from cluster.report import JobReport
 from cluster.records import TileResult, TileTask, TileWorker
@@ -39,38 +40,40 @@ __all__ = ["RecordingWorker", "run_tile_job", "write_report"]
 
 log = logging.getLogger(__name__)
 
+PayloadT = TypeVar("PayloadT")
+OutputT = TypeVar("OutputT")
 
-class RecordingWorker:
+
+class RecordingWorker(Generic[PayloadT, OutputT]):
     """Runs a tile, then (still on the actor) checks the lease and records the tile done.
 
     The manifest record carries what the worker reports in ``TileResult.record`` (a
     checksum per array written), which ``harvest verify`` checks the store against.
     """
 
-    def __init__(self, factory: Callable[[], TileWorker], store: str, job: str, plan_hash: str,
-                 owner: str | None, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, factory: Callable[[], TileWorker[PayloadT, OutputT]], store: StoreLocation, job: str,
+                 plan_hash: str, owner: str | None) -> None:
         self.inner = factory()
         self.store = store
         self.owner = owner
-        self.so = dict(storage_options or {})
-        self.manifest = cstore.Manifest(store, job, plan_hash, self.so)
+        self.manifest = cstore.Manifest(store, job, plan_hash)
 
-    def process(self, task: TileTask) -> TileResult:
+    def process(self, task: TileTask[PayloadT]) -> TileResult[OutputT]:
         result = self.inner.process(task)
         if result.status in ("done", "empty"):
             if self.owner is not None:
-                check_lease(self.store, self.owner, self.so)  # another job took the store
+                check_lease(self.store, self.owner)  # another job took the store
             self.manifest.mark(task.tile.id, {"tile": task.tile.id, "status": result.status,
                                               "bytes_written": result.bytes_written, "pid": os.getpid(),
                                               "host": socket.gethostname(), **result.record})
         return result
 
 
-def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequence[TileTask],
-                 factory: Callable[[], TileWorker], address: str | None = None, *,
+def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequence[TileTask[PayloadT]],
+                 factory: Callable[[], TileWorker[PayloadT, OutputT]], address: str | None = None, *,
                  prepare: Callable[[], cstore.Manifest | None] | None = None,
                  writes_store: bool = True,
-                 on_result: Callable[[TileResult], None] | None = None) -> JobReport:
+                 on_result: Callable[[TileResult[OutputT]], None] | None = None) -> JobReport:
     """Run a tile job's tasks that are not done yet, safely; return its report so far.
 
     Args:
@@ -83,7 +86,8 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
         prepare: creates or checks the store's arrays, under the lease; returns the
             manifest (None: the job keeps none and redoes every tile).
         writes_store: False for jobs that only read the cube (aggregate): no lease.
-        on_result: called with each final tile result as it arrives (on the driver).
+        on_result: called with each final tile result as it arrives (on the driver), its
+            typed ``output`` included: merge or write it there, the engine keeps none.
 
     Returns:
         The report, without wall time and outputs: the caller adds what is particular to
@@ -91,12 +95,12 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
     """
     from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
 
-    so = config.storage.for_workers()
-    report = JobReport(job=job, store=config.store, plan_hash=plan_hash, config=config.public_dict())
+    cube = config.location()
+    report = JobReport(job=job, store=cube.shown, plan_hash=plan_hash, config=config.public_dict())
     report.tiles_total = len(tasks)
-    log.info("started", extra={"job": job, "store": cstore.shown(config.store), "tiles": len(tasks)})
-    # the driver uses the config's credentials; what travels to actors has none (so)
-    lease = Lease(config.store, job, plan_hash, config.storage.to_fsspec()) if writes_store else None
+    log.info("started", extra={"job": job, "store": cube.shown, "tiles": len(tasks)})
+    # the driver uses the config's credentials; what travels to actors has none (for_workers)
+    lease = Lease(cube, job, plan_hash) if writes_store else None
     if lease is not None:
         lease.acquire(break_lease=config.break_lease)
         if lease.broke is not None:
@@ -112,14 +116,14 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
         report.tiles_skipped = len(tasks) - len(todo)
         if todo:
             ensure_ray(address, env_vars=config.storage.worker_env())
-            worker = factory
+            worker: Callable[[], TileWorker[PayloadT, OutputT]] = factory
             if manifest is not None:
-                worker = functools.partial(RecordingWorker, factory, config.store, job, plan_hash,
-                                           lease.owner if lease is not None else None, so)
-            opts = PoolOptions.from_config(config.max_actors, config.resources, label=job)
+                worker = functools.partial(RecordingWorker, factory, cube.for_workers(), job, plan_hash,
+                                           lease.owner if lease is not None else None)
+            opts = PoolOptions(config.max_actors, config.resources, label=job)
             progress = TileProgress(job, len(todo), skipped=report.tiles_skipped)
 
-            def collect(r: TileResult) -> None:
+            def collect(r: TileResult[OutputT]) -> None:
                 if on_result is not None:
                     on_result(r)
                 report.add_result(r)
@@ -138,24 +142,24 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
             # whatever the tiles did, the arrays exist: readers get their metadata in one read
             # (not when the job stopped because storage stopped answering: it would not now)
             if prepared and report.stopped is None:
-                _describe(config, report)
+                _describe(cube, report)
             lease.release()
     log.info("finished: %d done, %d empty, %d skipped, %d failed", report.tiles_done, report.tiles_empty,
-             report.tiles_skipped, report.tiles_failed, extra={"job": job, "store": cstore.shown(config.store)})
+             report.tiles_skipped, report.tiles_failed, extra={"job": job, "store": cube.shown})
     return report
 
 
-def _describe(config: TileJobConfig, report: JobReport) -> None:
+def _describe(cube: StoreLocation, report: JobReport) -> None:
     """Consolidated metadata and the STAC record, from the cube as it now is."""
     from cluster.stac import write_collection
 
-    so = config.storage.to_fsspec()
     try:
-        cstore.consolidate(config.store, so)
+        cstore.consolidate(cube)
     except StoreError as e:
         report.warnings.append(f"{e}; readers still open the cube, one request per array")
     try:
-        report.outputs["stac"] = cstore.shown(write_collection(config.store, so))
+        write_collection(cube)
+        report.outputs["stac"] = cube.stac.shown
     except StoreError as e:
         report.warnings.append(f"the cube's STAC record was not written: {e}")
 
@@ -167,13 +171,14 @@ def write_report(report: JobReport, config: TileJobConfig, started: float, **out
     memory and printed by the caller; the failure to save it is added to it.
     """
     report.wall_s = time.perf_counter() - started
-    url = f"{cstore.meta_url(config.store)}/{report.job}-report.json"
-    report.store = cstore.shown(report.store)
-    report.outputs = {**outputs, **report.outputs, "report": cstore.shown(url)}
+    cube = config.location()
+    where = cube.report(report.job)
+    report.store = cube.shown
+    report.outputs = {**outputs, **report.outputs, "report": where.shown}
     if "cube" in outputs:
         report.outputs["cube"] = cstore.shown(outputs["cube"])
     try:
-        cstore.write_json(url, report.to_dict(), config.storage.to_fsspec())
+        cstore.write_json(where, report.to_dict())
     except StoreError as e:
         report.outputs["report"] = f"not written: {e}"
         report.warnings.append(f"the report could not be saved: {e}")

@@ -24,10 +24,11 @@ from cluster import store as cstore
 from cluster.config import TileJobConfig
 from cluster.errors import MissingBandError
 from cluster.grid import CubeExtent
-from cluster.kernels import BandInfo, OutputSpec, compute, get_kernel
+from cluster.kernels import BandInfo, GpuLaunch, OutputSpec, compute, get_kernel, gpu_available
+from cluster.location import StoreLocation
 from cluster.records import TileResult, TileTask
 
-__all__ = ["IndicesConfig", "IndicesPlan", "IndicesWorker", "plan_indices", "prepare_indices"]
+__all__ = ["IndicesConfig", "IndicesPlan", "IndicesWorker", "IndicesTileInfo", "plan_indices", "prepare_indices"]
 
 
 class IndicesConfig(TileJobConfig):
@@ -39,6 +40,10 @@ class IndicesConfig(TileJobConfig):
     """float32 with NaN for missing, or int16 scaled by 1e-4 with fill -32768 (half the bytes)."""
     device: Literal["cpu", "gpu", "auto"] = "auto"
     """auto: the GPU kernels when the actor was given a GPU (resources.num_gpus > 0)."""
+    gpu: GpuLaunch = Field(default_factory=GpuLaunch)
+    """How the GPU loop is shaped and launched (threads_per_block, max_blocks, unroll, pack,
+    max_bodies); the defaults are measured ones. The same bits either way: outside the plan
+    hash."""
     band_names: dict[str, str] = Field(default_factory=dict)
     """Canonical band name -> cube array name, when the cube's names differ (e.g. nir: B08)."""
     overwrite: bool = False
@@ -47,7 +52,8 @@ class IndicesConfig(TileJobConfig):
 
 @dataclass(frozen=True)
 class IndicesPlan:
-    store: str
+    store: StoreLocation
+    """The cube, without credentials (the plan travels to workers)."""
     extent: CubeExtent
     kernels: tuple[str, ...]
     bands: dict[str, str]
@@ -58,12 +64,14 @@ class IndicesPlan:
     tiles: tuple[TileTask, ...]
     hash: str
     device: str
+    gpu: GpuLaunch
 
 
 def plan_indices(config: IndicesConfig) -> IndicesPlan:
     """Check the kernels against the cube's bands and list the tiles. Reads metadata only."""
     kernels = [get_kernel(name) for name in config.kernels]  # unknown names fail here
-    group = cstore.open_group(config.store, config.storage.to_fsspec(), mode="r")
+    cube = config.location()
+    group = cstore.open_group(cube, mode="r")
     extent = cstore.extent_of(group)
     arrays = set(group.array_keys())
     needed = sorted({b for k in kernels for b in k.bands})
@@ -98,14 +106,14 @@ def plan_indices(config: IndicesConfig) -> IndicesPlan:
         "output": config.output,
     }, sort_keys=True, default=str).encode()).hexdigest()[:16]
     tiles = tuple(TileTask(t) for t in extent.iter_tiles())
-    return IndicesPlan(config.store, extent, tuple(k.name for k in kernels), mapping, info,
-                       output, n_time, tiles, h, config.device)
+    return IndicesPlan(cube.for_workers(), extent, tuple(k.name for k in kernels), mapping, info,
+                       output, n_time, tiles, h, config.device, config.gpu)
 
 
 def prepare_indices(plan: IndicesPlan, config: IndicesConfig) -> cstore.Manifest:
     """Create the index arrays (kept if they exist) and return the job's manifest."""
-    so = config.storage.to_fsspec()
-    manifest = cstore.Manifest(plan.store, "indices", plan.hash, so)
+    cube = config.location()  # the driver's copy: with the config's credentials
+    manifest = cstore.Manifest(cube, "indices", plan.hash)
     if config.overwrite:
         manifest.clear()
     specs = []
@@ -120,9 +128,23 @@ def prepare_indices(plan: IndicesPlan, config: IndicesConfig) -> cstore.Manifest
             o.add_offset if o.dtype != "float32" else None, attrs))
     # No tile of this plan done yet: (re)create the arrays, replacing any left by another
     # plan (other kernel version or output type). Otherwise keep them and resume.
-    cstore.add_arrays(plan.store, specs, like=next(iter(plan.bands.values())), storage_options=so,
-                      overwrite=not manifest.done())
+    cstore.add_arrays(cube, specs, like=next(iter(plan.bands.values())), overwrite=not manifest.done())
     return manifest
+
+
+@dataclass(frozen=True)
+class IndicesTileInfo:
+    """What computing one tile's indices reports besides counters: where the kernels ran.
+
+    >>> IndicesTileInfo("cpu").summary()
+    {'device': 'cpu'}
+    """
+
+    device: str
+    """``cpu`` or ``gpu``: the device the worker's kernels ran on (``auto`` resolved)."""
+
+    def summary(self) -> dict[str, Any]:
+        return {"device": self.device}
 
 
 class IndicesWorker:
@@ -132,9 +154,8 @@ class IndicesWorker:
     page faults that can exceed the kernel's own time on these machines.
     """
 
-    def __init__(self, plan: IndicesPlan, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, plan: IndicesPlan) -> None:
         self.plan = plan
-        self.so = dict(storage_options or {})
         self._group: zarr.Group | None = None
         self._out: dict[str, np.ndarray] | None = None
         self.device = self._device(plan.device)
@@ -151,21 +172,19 @@ class IndicesWorker:
     def _device(requested: str) -> str:
         if requested != "auto":
             return requested
-        from cluster.kernels._device import gpu_available
-
         return "gpu" if gpu_available() else "cpu"
 
-    def process(self, task: TileTask) -> TileResult:
+    def process(self, task: TileTask) -> TileResult[IndicesTileInfo]:
         t_start = time.perf_counter()
         plan = self.plan
         if self._group is None:
-            self._group = cstore.open_group(plan.store, self.so, mode="r+")
+            self._group = cstore.open_group(plan.store, mode="r+")
         group = self._group
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         bands = {b: cstore.read_tile(group, name, plan.extent, task.tile) for b, name in plan.bands.items()}
         timings["read"] = time.perf_counter() - t0
-        result = TileResult(task.tile.id, "done", pid=os.getpid())
+        result: TileResult[IndicesTileInfo] = TileResult(task.tile.id, "done", pid=os.getpid())
         shape = next(iter(bands.values())).shape
         empty = all(_all_fill(a, plan.band_info[b]) for b, a in bands.items())
         if empty:
@@ -176,7 +195,8 @@ class IndicesWorker:
                 self._out = {k: np.empty(shape, dtype=dtype) for k in plan.kernels}
             t0 = time.perf_counter()
             values = compute(plan.kernels, bands, plan.band_info, output=plan.output,
-                             device=self.device, out=self._out if self.device == "cpu" else None)
+                             device=self.device, out=self._out if self.device == "cpu" else None,
+                             gpu_launch=plan.gpu)
             timings["kernel"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             crc = {}
@@ -189,7 +209,7 @@ class IndicesWorker:
             timings["encode_write"] = time.perf_counter() - t0
         result.pixels = int(np.prod(shape))
         result.timings_s = timings
-        result.extra = {"device": self.device}
+        result.output = IndicesTileInfo(self.device)
         result.seconds = time.perf_counter() - t_start
         return result
 

@@ -14,6 +14,7 @@ import numpy as np
 from cluster import store as cstore
 from cluster.config import mask_secrets
 from cluster.errors import StoreError
+from cluster.location import StoreLike, StoreLocation, norm_store
 
 __all__ = ["StoreInfo", "store_info"]
 
@@ -65,23 +66,25 @@ class StoreInfo:
         return "\n".join(lines)
 
 
-def store_info(url: str, storage_options: Mapping[str, Any] | None = None) -> StoreInfo:
-    """Describe the cube at ``url``.
+def store_info(store: StoreLike, storage_options: Mapping[str, Any] | None = None) -> StoreInfo:
+    """Describe the cube at ``store`` (a location, or a URL with its ``storage_options``).
 
     Raises:
         StoreError: nothing there, not a harvest cube, or it cannot be read.
     """
-    state = cstore.inspect_store(url, storage_options)
+    cube = norm_store(store, storage_options)
+    url = cube.url
+    state = cstore.inspect_store(cube)
     if state.kind == "absent":
         raise StoreError(f"no cube at {url!r}: nothing is there; check the path (and the storage settings)")
     if state.kind != "cube":
         raise StoreError(f"{url!r} is not a cube made by harvest ({state.detail}); 'harvest info' reads what "
                          "'harvest ingest' wrote")
-    group = cstore.open_group(url, storage_options, mode="r")
+    group = cstore.open_group(cube, mode="r")
     extent = cstore.extent_of(group)
     grid = {"crs": extent.grid.crs, "pixel_size": extent.grid.pixel_size, "tile_size_px": extent.grid.tile_size_px,
             "shape": list(extent.shape), "tiles": extent.nrows * extent.ncols, "bounds": list(extent.bounds)}
-    ds = cstore.open_cube(url, storage_options)
+    ds = cstore.open_cube(cube)
     dates = [str(np.datetime_as_string(t, unit="D")) for t in ds["time"].values] if "time" in ds.coords else []
     arrays = []
     for name, var in sorted(ds.data_vars.items()):
@@ -95,23 +98,22 @@ def store_info(url: str, storage_options: Mapping[str, Any] | None = None) -> St
             entry["classes"] = var.attrs["flag_meanings"]
         arrays.append(entry)
     assert state.harvest is not None  # inspect_store sets it for a cube
-    jobs = [_job(url, job, storage_options, state.harvest.get("plan_hash") if job == "ingest" else None)
+    jobs = [_job(cube, job, state.harvest.get("plan_hash") if job == "ingest" else None)
             for job in JOBS]
     jobs = [j for j in jobs if j["ok"] is not None or j["tiles_done"]]
-    return StoreInfo(url=cstore.shown(url), grid=grid, dates=dates, arrays=arrays, jobs=jobs,
-                     size_bytes=cstore.store_bytes(url, storage_options))
+    return StoreInfo(url=cube.shown, grid=grid, dates=dates, arrays=arrays, jobs=jobs,
+                     size_bytes=cstore.store_bytes(cube))
 
 
-def _job(url: str, job: str, storage_options: Mapping[str, Any] | None, plan: str | None) -> dict[str, Any]:
+def _job(cube: StoreLocation, job: str, plan: str | None) -> dict[str, Any]:
     """One step's provenance from its report, and its done tiles from the manifest of the
     report's plan (else ``plan``: the ingest plan from the cube's attributes)."""
-    base = cstore.meta_url(url)
     try:
-        report = cstore.read_json(f"{base}/{job}-report.json", storage_options)
+        report = cstore.read_json(cube.report(job))
     except FileNotFoundError:
         report = {}
     plan = report.get("plan_hash") or plan
-    done = len(cstore.Manifest(url, job, plan, storage_options).done()) if plan else 0
+    done = len(cstore.Manifest(cube, job, plan).done()) if plan else 0
     if not done and report:  # a job whose output is a table (aggregate) keeps no manifest
         done = int(report.get("tiles_done", 0)) + int(report.get("tiles_empty", 0))
     return {

@@ -22,7 +22,7 @@ import os
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Mapping, Sequence
 
@@ -37,7 +37,7 @@ from rasterio.windows import Window, from_bounds
 
 import cluster
 from cluster import store as cstore
-from cluster.config import DEFAULT_TILE_SIZE_PX, RUN_KEYS, StrictModel, TileJobConfig, check_url
+from cluster.config import RUN_KEYS, StrictModel, TileJobConfig, check_url
 from cluster.errors import (
     ConfigError,
     GridError,
@@ -48,6 +48,7 @@ from cluster.errors import (
     StoreMismatchError,
 )
 from cluster.grid import BBox, CubeExtent, GridSpec, TileIndex
+from cluster.location import StoreLocation, is_remote
 from cluster.scenes import (
     SENSORS,
     BandSpec,
@@ -60,48 +61,8 @@ from cluster.scenes import (
 )
 from cluster.records import TileResult, TileTask
 
-__all__ = ["GridConfig", "IngestConfig", "ResolvedBand", "IngestPlan", "IngestWorker", "plan_ingest",
-           "prepare_store"]
-
-
-class GridConfig(StrictModel):
-    """The processing grid (see :class:`cluster.grid.GridSpec`)."""
-
-    crs: str = "EPSG:6933"
-    """Equal-area by default, so pixel area (crop area) is exact."""
-    pixel_size: float = Field(default=10.0, gt=0)
-    """In CRS units: metres for projected CRSs."""
-    tile_size_px: int = Field(default=DEFAULT_TILE_SIZE_PX, ge=16)
-    chunk_size_px: int | None = Field(default=None, ge=16)
-    """Inner Zarr chunk side (the unit of reading). Default: the tile size, or 256 when the
-    tile is larger; it must divide the tile size. The tile is the shard."""
-    origin_x: float = 0.0
-    origin_y: float = 0.0
-    """Top-left corner of tile (0, 0); set it to a product's own origin to ingest on that
-    product's exact pixel grid."""
-    pixel_size_y: float | None = Field(default=None, gt=0)
-    """Pixel height when pixels are not square; default: pixel_size."""
-
-    def spec(self) -> GridSpec:
-        return GridSpec(self.crs, self.pixel_size, self.tile_size_px, self.origin_x, self.origin_y,
-                        self.pixel_size_y)
-
-    def chunk(self) -> int:
-        if self.chunk_size_px is not None:
-            return self.chunk_size_px
-        return self.tile_size_px if self.tile_size_px <= 256 else 256
-
-    @model_validator(mode="after")
-    def _valid(self) -> "GridConfig":
-        try:
-            self.spec()
-        except GridError as e:
-            raise ValueError(str(e)) from None
-        if self.tile_size_px % self.chunk():
-            raise ValueError(
-                f"chunk_size_px {self.chunk()} must divide tile_size_px {self.tile_size_px}"
-            )
-        return self
+__all__ = ["IngestConfig", "IngestTuning", "ResolvedBand", "IngestPlan", "IngestWorker", "IngestFindings",
+           "plan_ingest", "prepare_store"]
 
 
 class ExtentConfig(StrictModel):
@@ -141,6 +102,24 @@ class ExtentConfig(StrictModel):
         return BBox(*transform_bounds(self.crs, crs, *self.bounds, densify_pts=21))
 
 
+class IngestTuning(StrictModel):
+    """How an ingest actor reads (memory and caches), never what it writes: outside the plan
+    hash, and carried to the actors in the plan (a module-level setting would not reach them)."""
+
+    scenes_per_batch: int = Field(default=16, ge=1)
+    """Scenes read, warped and mosaicked at once per tile: bounds an actor's memory (a 512 px
+    tile of 6 bands is ~3 MB per scene, x3 for windows and warped layers) while one GDAL
+    warp still serves many dates of one footprint."""
+    gdal_cache_mib: int = Field(default=256, ge=0)
+    """GDAL block cache per actor. GDAL's default is 5 % of the machine's RAM per process, so
+    every actor on a node would grow to that; neighbouring tiles of a strip reuse the source
+    blocks they share (a 512 px tile of a season of one footprint is ~100-200 MB of blocks)."""
+    scene_cache_size: int = Field(default=512, ge=1)
+    """Open datasets an actor keeps (~100 kB each; re-opening a COG costs a header read): a
+    season of one-file-per-band scenes touching one tile (30 dates x 5 files) must fit, or
+    every tile re-opens them all."""
+
+
 class IngestConfig(TileJobConfig):
     """Everything ``harvest ingest`` needs. YAML keys are these field names."""
 
@@ -148,7 +127,7 @@ class IngestConfig(TileJobConfig):
     """Paths, globs or URLs. A ``{band}`` token marks one-file-per-band products."""
     stac: str | None = None
     """A STAC ItemCollection JSON file (local or URL); each item is a scene."""
-    grid: GridConfig = Field(default_factory=GridConfig)
+    grid: GridSpec = Field(default_factory=GridSpec)
     sensor: str | None = None
     """A preset band mapping: one of cluster.scenes.SENSORS."""
     bands: dict[str, BandSpec] = Field(default_factory=dict)
@@ -162,14 +141,15 @@ class IngestConfig(TileJobConfig):
     """None: one time step per scene date. N: composites over N-day bins counted from
     1970-01-01, labelled by the bin's first day (stable whatever scenes are added)."""
     bbox: tuple[float, float, float, float] | None = None
+    """Limit the cube to (west, south, east, north) in degrees; default: all scenes."""
     extent: ExtentConfig | None = None
     """The cube's area, explicitly: bounds in any CRS, or a vector file (its features'
     total bounds). Scenes outside it are rejected; without it (or bbox), the scenes'
     footprints set the area and far-off scenes are left out as outliers."""
-    """Limit the cube to (west, south, east, north) in degrees; default: all scenes."""
     compression: Literal["lz4", "zstd", "none"] = "lz4"
     """lz4 (blosc, byte shuffle) writes fastest and compressed best in our measurements."""
     compression_level: int = Field(default=5, ge=0, le=22)
+    tuning: IngestTuning = Field(default_factory=IngestTuning)
     overwrite: bool = False
     """Replace an existing cube made by a different config (otherwise that is an error).
     Only a cube this project wrote is ever removed, and only when it holds nothing else."""
@@ -248,7 +228,8 @@ class ResolvedBand:
 class IngestPlan:
     """Everything workers need, computed from headers only."""
 
-    store: str
+    store: StoreLocation
+    """The cube, without credentials (the plan travels to workers)."""
     extent: CubeExtent
     times: tuple[np.datetime64, ...]
     bands: tuple[ResolvedBand, ...]
@@ -256,14 +237,15 @@ class IngestPlan:
     scenes: tuple[Scene, ...]
     scene_time: tuple[int, ...]
     """Time index of each scene."""
-    tiles: tuple[TileTask, ...]
+    tiles: tuple[TileTask[tuple[int, ...]], ...]
+    """One task per tile that scenes touch; its payload: those scenes' indices, in mosaic order."""
     """Every tile of the cube; payload = indices of the scenes that touch it."""
     rejected: tuple[RejectedScene, ...]
     warnings: tuple[str, ...]
     hash: str
     compression: str
     compression_level: int
-    chunk_size_px: int
+    tuning: IngestTuning
 
     @property
     def stored_bands(self) -> list[ResolvedBand]:
@@ -435,12 +417,12 @@ def _same_date_overlaps(scenes: Sequence[Scene], footprints: Sequence[BBox], sha
 
 def plan_ingest(config: IngestConfig) -> IngestPlan:
     """Find scenes, read their headers, lay out the cube and list the tiles. No Ray."""
-    grid = config.grid.spec()
+    grid = config.grid
     specs = config.band_specs()
     mask = config.mask_rule()
-    so = config.storage.to_fsspec()
+    cube = config.location()
     scenes, rejected = discover_scenes(config.scenes, specs, config.date, stac=config.stac,
-                                       storage_options=so)
+                                       storage_options=cube.storage_options)
     footprints: list[BBox] = []
     kept: list[Scene] = []
     aoi = None
@@ -493,7 +475,7 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
     index = {t: i for i, t in enumerate(labels)}
     scene_time = tuple(index[_bin_label(s.date, config.time_bin_days)] for s in kept)
 
-    tasks = []
+    tasks: list[TileTask[tuple[int, ...]]] = []
     for tile in extent.iter_tiles():
         tb = grid.tile_bounds(tile)
         touching = tuple(i for i, fp in enumerate(footprints) if fp.intersects(tb))
@@ -508,10 +490,11 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
         "scenes": [(s.id, s.date.isoformat()) for s in kept],
     }, sort_keys=True, default=str).encode())
     return IngestPlan(
-        store=config.store, extent=extent, times=tuple(labels), bands=tuple(bands), mask=mask,
+        store=cube.for_workers(), extent=extent, times=tuple(labels), bands=tuple(bands), mask=mask,
         scenes=tuple(kept), scene_time=scene_time, tiles=tuple(tasks), rejected=tuple(rejected),
         warnings=tuple(notes), hash=h.hexdigest()[:16], compression=config.compression,
-        compression_level=config.compression_level, chunk_size_px=config.grid.chunk(),
+        compression_level=config.compression_level,
+        tuning=config.tuning,
     )
 
 
@@ -523,12 +506,12 @@ def prepare_store(plan: IngestPlan, config: IngestConfig) -> cstore.Manifest:
     while looking at the URL is raised as that error (it never means "no store here").
     Returns the manifest; ``manifest.done()`` lists the tiles a rerun can skip.
     """
-    so = config.storage.to_fsspec()
-    manifest = cstore.Manifest(plan.store, "ingest", plan.hash, so)
-    state = cstore.inspect_store(plan.store, so)
+    cube = config.location()  # the driver's copy: with the config's credentials
+    manifest = cstore.Manifest(cube, "ingest", plan.hash)
+    state = cstore.inspect_store(cube)
     if state.kind == "foreign":
         raise StoreError(
-            f"store {plan.store!r} already holds {state.detail}; harvest-cluster never writes into or "
+            f"store {cube.url!r} already holds {state.detail}; harvest-cluster never writes into or "
             "removes what it did not write (overwrite or not). Pick another store URL: a new or empty "
             "folder or prefix"
         )
@@ -538,16 +521,16 @@ def prepare_store(plan: IngestPlan, config: IngestConfig) -> cstore.Manifest:
             return manifest
         if not config.overwrite:
             raise StoreMismatchError(
-                f"store {plan.store!r} holds a cube made by another config (plan "
+                f"store {cube.url!r} holds a cube made by another config (plan "
                 f"{state.harvest.get('plan_hash')!r}, this one {plan.hash!r}"
                 f"{_config_diff(state.harvest.get('config'), config.public_dict())}); set overwrite: "
                 "true to replace it, or pick another store URL"
             )
-        cstore.remove_store(plan.store, so)
-    cstore.create_cube(plan.store, plan.extent, plan.times, [b.array_spec() for b in plan.stored_bands],
-                       plan.cube_attrs(config), chunk_size_px=plan.chunk_size_px,
+        cstore.remove_store(cube)
+    cstore.create_cube(cube, plan.extent, plan.times, [b.array_spec() for b in plan.stored_bands],
+                       plan.cube_attrs(config),
                        compression=plan.compression, compression_level=plan.compression_level,
-                       step_days=config.time_bin_days or 1, storage_options=so)
+                       step_days=config.time_bin_days or 1)
     return manifest
 
 
@@ -559,6 +542,32 @@ def _config_diff(old: Any, new: Mapping[str, Any]) -> str:
                   if k not in ("overwrite", "strict", "max_actors", "resources", "break_lease")
                   and old.get(k) != new.get(k))
     return f"; the configs differ in {', '.join(keys)}" if keys else ""
+
+
+@dataclass(frozen=True)
+class IngestFindings:
+    """What ingesting one tile found besides its pixels (the output of
+    :class:`IngestWorker`): the driver's :class:`CubeCheck` reads it as tiles arrive.
+
+    >>> IngestFindings(3, (0, 2, 5), {(2, "red"): 7}).summary()
+    {'scenes_used': 3, 'scenes_with_data': 3, 'invalid_values': 7, 'identical_bands': []}
+    """
+
+    scenes_used: int = 0
+    """Scenes that gave at least one pixel to the tile's mosaic."""
+    scenes_with_data: tuple[int, ...] = ()
+    """Plan indices of the scenes with a valid, clear pixel on the tile (used or not)."""
+    invalid_values: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    """(scene index, band) -> pixels that were no data (NaN, infinite, outside the band's
+    valid range) where the scene otherwise had data."""
+    identical_bands: tuple[tuple[str, str], ...] = ()
+    """Pairs of stored bands whose blocks are identical on this tile (a tile with data)."""
+
+    def summary(self) -> dict[str, Any]:
+        """What the JSON report shows per tile: counts, and the identical band pairs."""
+        return {"scenes_used": self.scenes_used, "scenes_with_data": len(self.scenes_with_data),
+                "invalid_values": sum(self.invalid_values.values()),
+                "identical_bands": [list(p) for p in self.identical_bands]}
 
 
 class CubeCheck:
@@ -580,11 +589,11 @@ class CubeCheck:
         self.with_data: set[int] = set()
         self.invalid: dict[tuple[int, str], int] = {}
 
-    def add(self, r: TileResult) -> None:
-        self.with_data.update(r.extra.get("scenes_with_data", ()))
-        for si, per_band in r.extra.get("invalid_values", {}).items():
-            for band, n in per_band.items():
-                self.invalid[(si, band)] = self.invalid.get((si, band), 0) + n
+    def add(self, r: TileResult[IngestFindings]) -> None:
+        found = r.output if r.output is not None else IngestFindings()
+        self.with_data.update(found.scenes_with_data)
+        for key, n in found.invalid_values.items():
+            self.invalid[key] = self.invalid.get(key, 0) + n
         if r.status == "empty":
             self.empty_tiles += 1
         if r.status == "failed":
@@ -592,7 +601,7 @@ class CubeCheck:
         if r.status != "done":
             return
         self.data_tiles += 1
-        for a, b in r.extra.get("identical_bands", []):
+        for a, b in found.identical_bands:
             self.identical[(a, b)] = self.identical.get((a, b), 0) + 1
 
     def errors(self) -> list[str]:
@@ -654,21 +663,18 @@ _RESAMPLING = {name: getattr(RioResampling, name) for name in
 class IngestWorker:
     """Warps, masks, mosaics and writes tiles. Holds open datasets across tiles."""
 
-    def __init__(self, plan: IngestPlan, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, plan: IngestPlan) -> None:
         self.plan = plan
-        self.so = dict(storage_options or {})
+        # the job's storage settings (no credentials) reach the scenes as they reach the cube
+        self.so = dict(plan.store.storage_options)
         self._datasets: OrderedDict[str, rasterio.DatasetReader] = OrderedDict()
         self._group: zarr.Group | None = None
-        from cluster.config import options
-
-        self._cache_size = int(options()["scene_cache_size"])
-        self._batch = int(options()["scenes_per_batch"])
-        # GDAL's block cache defaults to 5 % of the machine's RAM *per process*: every actor
-        # on a node would grow to that. Capped here, so an actor's memory does not grow with
-        # the scenes it has read
+        self._cache_size = plan.tuning.scene_cache_size
+        self._batch = plan.tuning.scenes_per_batch
+        # capped, so an actor's memory does not grow with the scenes it has read
         from rasterio.env import set_gdal_config
 
-        set_gdal_config("GDAL_CACHEMAX", int(options()["gdal_cache_mib"]))
+        set_gdal_config("GDAL_CACHEMAX", plan.tuning.gdal_cache_mib)
 
     # datasets stay open across tiles: re-opening a COG costs a header read (an S3 GET)
     def _dataset(self, url: str) -> rasterio.DatasetReader:
@@ -705,7 +711,7 @@ class IngestWorker:
         from cluster._retry import is_transient, retry_transient
 
         for asset in scene.assets.values():
-            if cstore.is_local(asset.url):
+            if not is_remote(asset.url):
                 continue
             try:
                 fs, path = cstore.filesystem(asset.url, self.so)
@@ -746,7 +752,7 @@ class IngestWorker:
 
     def _group_handle(self) -> Any:
         if self._group is None:
-            self._group = cstore.open_group(self.plan.store, self.so, mode="r+")
+            self._group = cstore.open_group(self.plan.store, mode="r+")
         return self._group
 
     def _read_scene(self, scene: Scene, grid_crs: str, tb: BBox,
@@ -813,9 +819,10 @@ class IngestWorker:
 
     def _mosaic_batch(self, batch: Sequence[int], tile: TileIndex, tb: BBox, bounds_cache: dict[str, BBox],
                       blocks: dict[str, np.ndarray], filled: np.ndarray, timings: dict[str, float],
-                      result: TileResult) -> int:
+                      invalid: dict[tuple[int, str], int], with_data: list[int]) -> int:
         """Read, warp, mask and mosaic one batch of scenes into ``blocks``; returns how many
-        scenes gave pixels."""
+        scenes gave pixels. Counts no-data values per (scene, band) into ``invalid`` and
+        appends the scenes with a valid, clear pixel to ``with_data``."""
         plan = self.plan
         grid = plan.extent.grid
         n = grid.tile_size_px
@@ -862,8 +869,7 @@ class IngestWorker:
                 if bad is not None:
                     n_bad = int(np.count_nonzero(bad & valid))
                     if n_bad:
-                        per_band = result.extra.setdefault("invalid_values", {}).setdefault(si, {})
-                        per_band[b.name] = per_band.get(b.name, 0) + n_bad
+                        invalid[(si, b.name)] = invalid.get((si, b.name), 0) + n_bad
                     valid &= ~bad
                 data[b.name] = arr
             if plan.mask is not None:
@@ -871,7 +877,7 @@ class IngestWorker:
             timings["mask"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             if valid.any():
-                result.extra.setdefault("scenes_with_data", []).append(si)
+                with_data.append(si)
             take = valid & ~filled[t]
             if take.any():
                 for name, block in blocks.items():
@@ -881,7 +887,7 @@ class IngestWorker:
             timings["mosaic"] += time.perf_counter() - t0
         return used
 
-    def process(self, task: TileTask) -> TileResult:
+    def process(self, task: TileTask[tuple[int, ...]]) -> TileResult[IngestFindings]:
         t_start = time.perf_counter()
         plan = self.plan
         tile = task.tile
@@ -890,7 +896,10 @@ class IngestWorker:
         n_time = len(plan.times)
         tb = grid.tile_bounds(tile)
         timings: dict[str, float] = {"read_decode": 0.0, "warp": 0.0, "mask": 0.0, "mosaic": 0.0}
-        result = TileResult(tile.id, "done", pid=os.getpid())
+        result: TileResult[IngestFindings] = TileResult(tile.id, "done", pid=os.getpid())
+        invalid: dict[tuple[int, str], int] = {}
+        with_data: list[int] = []
+        identical: tuple[tuple[str, str], ...] = ()
 
         blocks = {b.name: np.full((n_time, n, n), b.fill_value, dtype=b.dtype)
                   for b in plan.bands if b.stored}
@@ -902,15 +911,15 @@ class IngestWorker:
         # touch the tile (a season of daily looks is hundreds).
         for start in range(0, len(task.payload), self._batch):
             batch = task.payload[start:start + self._batch]
-            used += self._mosaic_batch(batch, tile, tb, bounds_cache, blocks, filled, timings, result)
+            used += self._mosaic_batch(batch, tile, tb, bounds_cache, blocks, filled, timings, invalid, with_data)
 
         # 4. write the whole tile (the engine marks it done afterwards)
         t0 = time.perf_counter()
         if filled.any():
             names = sorted(blocks)
-            result.extra["identical_bands"] = [
-                [a, b] for i, a in enumerate(names) for b in names[i + 1:]
-                if blocks[a].dtype == blocks[b].dtype and np.array_equal(blocks[a], blocks[b])]
+            identical = tuple(
+                (a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                if blocks[a].dtype == blocks[b].dtype and np.array_equal(blocks[a], blocks[b]))
             group = self._group_handle()
             # bands in parallel: zarr encodes and stores each band's shard on its event loop,
             # so one band's compression overlaps another's I/O
@@ -925,7 +934,7 @@ class IngestWorker:
         timings["encode_write"] = time.perf_counter() - t0
         result.pixels = n * n * n_time
         result.timings_s = timings
-        result.extra["scenes_used"] = used
+        result.output = IngestFindings(used, tuple(with_data), invalid, identical)
         result.seconds = time.perf_counter() - t_start
         return result
 

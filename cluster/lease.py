@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from cluster import store as cstore
 from cluster._retry import retry_storage
 from cluster.errors import LeaseError
+from cluster.location import StoreLike, norm_store
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,16 @@ class Lease:
         ...     ...  # write tiles; lease.owner goes to the workers
     """
 
-    def __init__(self, store: str, job: str, plan_hash: str,
+    def __init__(self, store: StoreLike, job: str, plan_hash: str,
                  storage_options: Mapping[str, Any] | None = None,
                  ttl_s: float = DEFAULT_LEASE_TTL_S) -> None:
-        self.store = store
+        cube = norm_store(store, storage_options)
+        self.store = cube.url
         self.job = job
         self.plan_hash = plan_hash
-        self.storage_options = dict(storage_options or {})
         self.ttl_s = float(ttl_s)
-        self.url = f"{cstore.meta_url(store)}/lease.json"
+        self.location = cube.lease
+        self.url = self.location.url
         self.owner = uuid.uuid4().hex
         self.lost: str | None = None
         """Set (with the reason) when a renewal finds another holder."""
@@ -124,7 +126,7 @@ class Lease:
     def read(self) -> LeaseRecord | None:
         """The current lease of the store, or None when nobody holds one."""
         try:
-            data = cstore.read_json(self.url, self.storage_options)
+            data = cstore.read_json(self.location)
         except FileNotFoundError:
             return None
         try:
@@ -135,9 +137,9 @@ class Lease:
 
     def _create(self, record: LeaseRecord) -> bool:
         """Exclusive create; False when a lease already exists."""
-        fs, path = cstore.filesystem(self.url, self.storage_options)
+        fs, path = self.location.filesystem()
         data = json.dumps(asdict(record), indent=2).encode()
-        if cstore.is_local(self.url):
+        if self.location.is_local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -156,7 +158,7 @@ class Lease:
         return True
 
     def _replace(self, record: LeaseRecord) -> None:
-        cstore.write_json(self.url, asdict(record), self.storage_options)
+        cstore.write_json(self.location, asdict(record))
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -243,7 +245,7 @@ class Lease:
         try:
             held = self.read()
             if held is not None and held.owner == self.owner:
-                fs, path = cstore.filesystem(self.url, self.storage_options)
+                fs, path = self.location.filesystem()
                 retry_storage(lambda: fs.rm_file(path), f"cannot release the lease {self.url!r}")
         except Exception as e:  # noqa: BLE001 — an unreleased lease expires on its own
             log.warning("could not release the lease %s (%s: %s); it expires in %.0f s",
@@ -257,15 +259,16 @@ class Lease:
         self.release()
 
 
-def check_lease(store: str, owner: str, storage_options: Mapping[str, Any] | None = None) -> None:
+def check_lease(store: StoreLike, owner: str, storage_options: Mapping[str, Any] | None = None) -> None:
     """Raise :class:`LeaseError` unless the job ``owner`` still holds the store's lease.
 
     Tile workers call it before marking a tile done, so a job that lost its lease (a
     second job broke it) never records work as complete.
     """
-    url = f"{cstore.meta_url(store)}/lease.json"
+    cube = norm_store(store, storage_options)
+    store = cube.url
     try:
-        data = cstore.read_json(url, storage_options)
+        data = cstore.read_json(cube.lease)
     except FileNotFoundError:
         raise LeaseError(f"the lease of store {store!r} is gone; this job no longer owns the store") from None
     if data.get("owner") != owner:

@@ -7,25 +7,55 @@ outputs to the store themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, cast, runtime_checkable
+
+from typing_extensions import TypeVar  # PEP 696 defaults (typing has them from Python 3.13)
 
 from cluster.grid import TileIndex
 
-__all__ = ["TileTask", "TileResult", "TileWorker"]
+__all__ = ["TileTask", "TileResult", "TileWorker", "SummarizedOutput"]
+
+PayloadT = TypeVar("PayloadT", covariant=True, default=Any)
+"""A task's payload. Covariant: a task is frozen, so a ``TileTask[tuple[int, int]]`` is a
+``TileTask[tuple[int, ...]]``. A bare ``TileTask`` is ``TileTask[Any]``."""
+OutputT = TypeVar("OutputT", default=Any)
+"""A result's typed output (``IngestFindings``, ``TilePartial``, ...); invariant: a result is
+filled in as the worker goes."""
+PayloadT_contra = TypeVar("PayloadT_contra", contravariant=True, default=Any)
 
 
 @dataclass(frozen=True)
-class TileTask:
-    """One unit of work: one grid tile across all dates."""
+class TileTask(Generic[PayloadT]):
+    """One unit of work: one grid tile across all dates.
+
+    >>> TileTask(TileIndex(0, 1), (3, 5)).payload
+    (3, 5)
+    """
 
     tile: TileIndex
-    payload: Any = None
-    """Job-specific, small (e.g. the indices of the scenes that touch this tile)."""
+    payload: PayloadT = cast("PayloadT", None)
+    """Job-specific, small (e.g. the indices of the scenes that touch this tile); None for
+    jobs whose tasks are just a tile (the cast says so to mypy: ``TileTask(tile)`` is a
+    ``TileTask[Any]``)."""
+
+
+@runtime_checkable
+class SummarizedOutput(Protocol):
+    """An output that says, small and JSON-able, what the report shows of it per tile.
+
+    Outputs without ``summary`` (an aggregation partial, sampled rows: big, and consumed by
+    the driver as they arrive) are not shown in the report."""
+
+    def summary(self) -> dict[str, Any]: ...
 
 
 @dataclass
-class TileResult:
-    """What a worker reports for one tile. Counters and timers, never pixels."""
+class TileResult(Generic[OutputT]):
+    """What a worker reports for one tile. Counters and timers, never pixels.
+
+    The job's own findings travel typed in ``output`` (a frozen dataclass per job), so
+    mypy checks the worker that makes them and the driver code that reads them.
+    """
 
     tile_id: str
     status: str  # "done" | "empty" | "failed"
@@ -48,11 +78,17 @@ class TileResult:
     pid: int | None = None
     peak_rss_mib: float = 0.0
     """The actor process's peak resident memory so far (after this tile)."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Small job-specific results, e.g. an aggregation partial table."""
+    output: OutputT | None = None
+    """The job's typed per-tile result (e.g. ``IngestFindings``, an aggregation
+    ``TilePartial``); None for a failed tile. Handed to the job's ``on_result`` on the
+    driver as it arrives; the report shows only what its ``summary()`` gives
+    (:class:`SummarizedOutput`)."""
 
 
-class TileWorker(Protocol):
-    """What a tile actor wraps: built once per actor, then called once per tile."""
+class TileWorker(Protocol[PayloadT_contra, OutputT]):
+    """What a tile actor wraps: built once per actor, then called once per tile.
 
-    def process(self, task: TileTask) -> TileResult: ...
+    ``TileWorker[tuple[int, ...], IngestFindings]`` takes tasks with scene indices and
+    returns results whose output is ingest findings; a bare ``TileWorker`` takes any."""
+
+    def process(self, task: TileTask[PayloadT_contra]) -> TileResult[OutputT]: ...

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import geopandas as gpd
 import numpy as np
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from cluster._rasterize import burn_polygons
 from cluster.errors import DataError
 from cluster.grid import GridSpec, TileIndex
+from cluster.location import is_remote, local_path
 from cluster.vector import read_vector
 
 __all__ = [
@@ -81,12 +82,12 @@ class RegionIssue:
         return f"{where}: {self.problem}; {self.action}"
 
 
-def _read(cfg: RegionsConfig) -> gpd.GeoDataFrame:
+def _read(cfg: RegionsConfig, storage_options: Mapping[str, Any] | None = None) -> gpd.GeoDataFrame:
     path = cfg.path
-    if "://" not in path and not Path(path).exists():
+    if not is_remote(path) and not Path(local_path(path)).exists():
         raise DataError(f"regions file {path!r} does not exist; check RegionsConfig.path")
     try:
-        return read_vector(path, cfg.layer)
+        return read_vector(path, cfg.layer, storage_options=storage_options)
     except Exception as e:  # noqa: BLE001 - pyogrio/pyarrow raise many types; report them as one
         raise DataError(
             f"cannot read regions file {path!r} (layer={cfg.layer!r}): {e}; expected a GeoJSON, "
@@ -103,6 +104,8 @@ def _id_text(values: pd.Series) -> pd.Series:
 def load_regions(
     config: RegionsConfig | str | Path,
     id_column: str | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> tuple[gpd.GeoDataFrame, list[RegionIssue]]:
     """Read, validate and normalise regions.
@@ -111,6 +114,8 @@ def load_regions(
         config: a :class:`RegionsConfig`, or a path (then give ``id_column`` and any other
             config field as keywords).
         id_column, fields: config fields when ``config`` is a path.
+        storage_options: how to reach a file on object storage (a job's ``storage``
+            settings: endpoint, region, credentials); None: GDAL's defaults.
 
     Returns:
         ``(regions, issues)``: a GeoDataFrame with columns ``region_id`` (str), ``name``,
@@ -136,7 +141,7 @@ def load_regions(
         if id_column is None:
             raise DataError(f"load_regions({str(config)!r}) needs id_column= (the column of region ids)")
         cfg = RegionsConfig(path=str(config), id_column=id_column, **fields)
-    raw = _read(cfg)
+    raw = _read(cfg, storage_options)
     cols = [c for c in raw.columns if c != raw.geometry.name]
     for what, col in (("id_column", cfg.id_column), ("name_column", cfg.name_column),
                       ("parent_column", cfg.parent_column)):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import cluster
 from cluster.config import mask_secrets
-from cluster.records import TileResult
+from cluster.records import SummarizedOutput, TileResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,9 +107,14 @@ class JobReport:
         # the counters (and each done tile's manifest record): the driver's memory must not
         # grow with a continent's 100,000 tiles
         if len(self.tiles) < MAX_TILE_ENTRIES or r.attempts > 1 or r.status == "failed":
-            self.tiles.append({"tile": r.tile_id, "status": r.status, "seconds": round(r.seconds, 4),
-                               "node_id": r.node_id, "pid": r.pid, "bytes_written": r.bytes_written,
-                               "attempts": r.attempts, **({"extra": r.extra} if r.extra else {})})
+            entry = {"tile": r.tile_id, "status": r.status, "seconds": round(r.seconds, 4),
+                     "node_id": r.node_id, "pid": r.pid, "bytes_written": r.bytes_written,
+                     "attempts": r.attempts}
+            # the job's typed output shows only through its summary (small, JSON-able); big
+            # outputs (aggregation partials, sampled rows) define none and stay out
+            if isinstance(r.output, SummarizedOutput):
+                entry["output"] = r.output.summary()
+            self.tiles.append(entry)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(replace(self, tables={}))

@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import ray
 
@@ -27,6 +27,9 @@ from cluster.records import TileResult, TileTask, TileWorker
 __all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome", "cluster_autoscales"]
 
 log = logging.getLogger(__name__)
+
+PayloadT = TypeVar("PayloadT")
+OutputT = TypeVar("OutputT")
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None,
@@ -96,35 +99,33 @@ def _keep_on_loopback() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+@dataclass(frozen=True)
 class PoolOptions:
-    """Resources per actor, pool size and retry budget, straight from a job's config."""
+    """How a pool runs: its size, its retry budget and its actors' names. What each actor
+    asks of a node is the job config's :class:`~cluster.config.WorkerResources` block,
+    held here as it is (the one resources model of configs, pools and ``harvest submit``).
 
-    def __init__(self, max_actors: int, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 memory_mib: int | None = None, custom: Mapping[str, float] | None = None,
-                 max_tile_attempts: int = 4, retry_base_s: float = 1.0,
-                 unavailable_after: int | None = None, label: str = "tiles"):
-        self.max_actors = max_actors
-        self.label = label
-        """Names the actors in Ray's dashboard: ``harvest-<label>-<run>-<n>``."""
-        self.num_cpus = num_cpus
-        self.num_gpus = num_gpus
-        self.memory_mib = memory_mib
-        self.custom = dict(custom or {})
-        self.max_tile_attempts = max_tile_attempts
-        """Starts of one tile before it is failed: actor deaths and transient storage
-        errors each cost one."""
-        self.retry_base_s = retry_base_s
-        """Backoff before a tile's retry: full jitter over ``retry_base_s * 2**attempt``."""
-        self.unavailable_after = unavailable_after
-        """Stop the job when this many tiles in a row failed for good on transient storage
-        errors (the endpoint is down, not flaky); default ``max(4, 2 * actors)``."""
+    >>> PoolOptions(4, WorkerResources(num_gpus=1)).resources.to_ray()
+    {'CPU': 1.0, 'GPU': 1.0, 'memory': 1073741824.0}
+    """
 
-    @classmethod
-    def from_config(cls, max_actors: int, resources: WorkerResources, label: str = "tiles") -> "PoolOptions":
-        return cls(max_actors, resources.num_cpus, resources.num_gpus, resources.memory_mib,
-                   custom=resources.resources, label=label)
+    max_actors: int
+    resources: WorkerResources = field(default_factory=WorkerResources)
+    """Per actor: CPUs, GPUs, memory, custom resources (a job config's ``resources``)."""
+    max_tile_attempts: int = 4
+    """Starts of one tile before it is failed: actor deaths and transient storage
+    errors each cost one."""
+    retry_base_s: float = 1.0
+    """Backoff before a tile's retry: full jitter over ``retry_base_s * 2**attempt``."""
+    unavailable_after: int | None = None
+    """Stop the job when this many tiles in a row failed for good on transient storage
+    errors (the endpoint is down, not flaky); default ``max(4, 2 * actors)``."""
+    label: str = "tiles"
+    """Names the actors in Ray's dashboard: ``harvest-<label>-<run>-<n>``."""
 
 
+_UNBOUNDED = 2**31
+"""What a node holds of actors that ask for no resource at all."""
 GROW_EVERY_S = 2.0
 """How often a pool that is below its size looks for nodes that joined the cluster."""
 START_TIMEOUT_S = float(os.environ.get("HARVEST_ACTOR_START_TIMEOUT_S", "900"))
@@ -156,20 +157,20 @@ def cluster_autoscales() -> bool:
         return False
 
 
-def _request(opts: PoolOptions) -> dict[str, float]:
-    """One actor's request in Ray's resource names (memory in bytes)."""
-    out = {"CPU": float(opts.num_cpus), "GPU": float(opts.num_gpus),
-           "memory": float(opts.memory_mib or 0) * 2**20, **{k: float(v) for k, v in opts.custom.items()}}
-    return {k: v for k, v in out.items() if v > 0}
-
-
 def _alive_nodes() -> list[dict[str, float]]:
     return [{k: float(v) for k, v in n.get("Resources", {}).items()} for n in ray.nodes() if n.get("Alive")]
 
 
 def _actors_per_node(request: Mapping[str, float], nodes: Sequence[Mapping[str, float]]) -> int:
     """How many actors of this shape the nodes hold, by their total resources (a busy node
-    counts: its resources come back)."""
+    counts: its resources come back). An actor that asks for nothing fits without bound
+    (the pool's ``max_actors`` caps it).
+
+    >>> _actors_per_node({}, [{"CPU": 1.0}]) > 1_000
+    True
+    """
+    if not request:
+        return _UNBOUNDED
     return sum(min((math.floor(node.get(k, 0.0) / v + 1e-9) for k, v in request.items()), default=0)
                for node in nodes)
 
@@ -178,15 +179,13 @@ def _pool_size(opts: PoolOptions, n_tasks: int, autoscales: bool) -> int:
     """Actors to start now. A fixed cluster gets what its nodes hold (and the pool grows when
     nodes join); an autoscaling one gets every actor the job can use, up to
     ``max_actors``: the pending ones are the demand the autoscaler adds nodes for."""
-    from cluster.submit import check_resources
-
     want = max(1, min(opts.max_actors, n_tasks))
     if autoscales:
         return want
-    request = _request(opts)
+    request = opts.resources.to_ray()
     # one actor must fit on one node: checked per node, never against the cluster's totals
     try:
-        check_resources(request, _alive_nodes(), what=f"a {opts.label} actor", cluster="this Ray cluster")
+        opts.resources.check_fits(_alive_nodes(), what=f"a {opts.label} actor", cluster="this Ray cluster")
     except ResourceError as e:
         raise ResourceError(f"{e}. No autoscaler was found, so no such node will come; on a cluster that "
                             "adds nodes on demand set HARVEST_AUTOSCALING=on") from None
@@ -209,12 +208,12 @@ class PoolOutcome:
 
 
 def run_tile_tasks(
-    factory: Callable[[], TileWorker],
-    tasks: Sequence[TileTask],
+    factory: Callable[[], TileWorker[PayloadT, OutputT]],
+    tasks: Sequence[TileTask[PayloadT]],
     opts: PoolOptions,
     *,
     strict: bool = False,
-    on_result: Callable[[TileResult], None] | None = None,
+    on_result: Callable[[TileResult[OutputT]], None] | None = None,
     stop: Callable[[], str | None] | None = None,
 ) -> PoolOutcome:
     """Run every task on a pool of :class:`~cluster.actors.TileActor`; at most one task in
@@ -247,19 +246,14 @@ def run_tile_tasks(
     autoscales = cluster_autoscales()
     n_actors = _pool_size(opts, len(tasks), autoscales)
     target = max(1, min(opts.max_actors, len(tasks)))
-    request = _request(opts)
+    request = opts.resources.to_ray()
     options: dict[str, Any] = {
-        "num_cpus": opts.num_cpus,
-        "num_gpus": opts.num_gpus,
+        **opts.resources.to_actor_options(),
         # replaced by this loop, not restarted by Ray: a restarted actor would keep being
         # handed tiles while it restarts, and at-least-once retries are ours to count
         "max_restarts": 0,
         "max_task_retries": 0,
     }
-    if opts.memory_mib:
-        options["memory"] = opts.memory_mib * 1024 * 1024
-    if opts.custom:
-        options["resources"] = dict(opts.custom)
     factory_ref = ray.put(factory)  # held until the pool ends: actors can always fetch it
     run = uuid.uuid4().hex[:6]  # names are unique per namespace: two pools never clash
     spawned = itertools.count()
@@ -285,16 +279,16 @@ def run_tile_tasks(
     # the same source blocks, which then come from that actor's GDAL block cache instead of
     # being decoded again by another process (measured: 2.6x less decode time per tile).
     strips = _strips(tasks, n_actors)
-    retry_queue: list[tuple[float, int, TileTask]] = []  # (not before, seq, task): a heap
+    retry_queue: list[tuple[float, int, TileTask[PayloadT]]] = []  # (not before, seq, task): a heap
     attempts: dict[str, int] = {}  # starts so far, of tiles started more than once
     idle: list[int] = []
-    in_flight: dict[Any, tuple[int, TileTask]] = {}
+    in_flight: dict[Any, tuple[int, TileTask[PayloadT]]] = {}
     down_streak = 0
     seq = 0
 
     context = {"job": opts.label, "run": run}
 
-    def finish(res: TileResult) -> None:
+    def finish(res: TileResult[OutputT]) -> None:
         nonlocal down_streak
         res.attempts = attempts.pop(res.tile_id, 1)
         log.log(logging.WARNING if res.status == "failed" else logging.INFO,
@@ -311,7 +305,7 @@ def run_tile_tasks(
         if strict and res.status == "failed":
             raise ClusterError(f"strict mode: tile {res.tile_id} failed: {res.error}")
 
-    def retry_or_finish(task: TileTask, res: TileResult) -> None:
+    def retry_or_finish(task: TileTask[PayloadT], res: TileResult[OutputT]) -> None:
         nonlocal seq
         n = attempts.get(task.tile.id, 1)
         if n >= opts.max_tile_attempts:
@@ -326,7 +320,7 @@ def run_tile_tasks(
         seq += 1
         heapq.heappush(retry_queue, (time.monotonic() + backoff_s(n - 1, opts.retry_base_s, 30.0), seq, task))
 
-    def next_task(i: int) -> TileTask | None:
+    def next_task(i: int) -> TileTask[PayloadT] | None:
         if retry_queue and retry_queue[0][0] <= time.monotonic():
             return heapq.heappop(retry_queue)[2]
         if any(strips):
@@ -399,7 +393,7 @@ def run_tile_tasks(
             i, task = in_flight.pop(ready[0])
             idle.append(i)
             try:
-                res: TileResult = ray.get(ready[0])
+                res: TileResult[OutputT] = ray.get(ready[0])
             except ray.exceptions.RayActorError as e:
                 # the actor process is gone (killed, out of memory, node lost): replace it and
                 # give the tile to whichever actor is idle next
@@ -432,11 +426,12 @@ def run_tile_tasks(
         left += [(t, attempts.get(t.tile.id, 1)) for _, _, t in retry_queue]
         left += [(t, 0) for strip in strips for t in strip]
         for task, n in left:
-            res = TileResult(task.tile.id, "failed", error="not finished: the job stopped early")
-            res.attempts = n
+            unfinished: TileResult[OutputT] = TileResult(task.tile.id, "failed",
+                                                   error="not finished: the job stopped early")
+            unfinished.attempts = n
             outcome.counts["failed"] = outcome.counts.get("failed", 0) + 1
             if on_result is not None:
-                on_result(res)
+                on_result(unfinished)
     return outcome
 
 

@@ -30,6 +30,7 @@ from rasterio.warp import transform_bounds
 from cluster.config import StrictModel
 from cluster.errors import ConfigError, SceneError
 from cluster.grid import BBox
+from cluster.location import has_protocol, is_remote, local_path, url_protocol
 
 __all__ = [
     "BandSpec",
@@ -260,14 +261,6 @@ class RejectedScene:
 # --- opening rasters through fsspec (one code path for local, file:// and s3://) ---------
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
-def _local_path(url: str) -> str:
-    return url[len("file://"):] if url.startswith("file://") else url
-
-
 def open_raster(url: str, storage_options: Mapping[str, Any] | None = None) -> rasterio.DatasetReader:
     """Open a raster for reading: local paths directly (fastest), URLs through fsspec.
 
@@ -277,8 +270,8 @@ def open_raster(url: str, storage_options: Mapping[str, Any] | None = None) -> r
     from cluster.errors import StorageUnavailableError
 
     try:
-        if _is_local(url):
-            return rasterio.open(_local_path(url))
+        if not is_remote(url):
+            return rasterio.open(local_path(url))
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         # Ask storage first, in Python: a refusal (403) raised inside GDAL's read callback
         # aborts the whole process (rasterio 1.4's opener), instead of raising
@@ -308,8 +301,8 @@ def _expand(pattern: str, storage_options: Mapping[str, Any] | None) -> list[str
         found = sorted(fs.glob(path))
     else:
         found = [path] if fs.exists(path) else []
-    if "://" in pattern and not pattern.startswith("file://"):
-        proto = pattern.split("://", 1)[0]
+    if is_remote(pattern):
+        proto = url_protocol(pattern)
         return [f"{proto}://{p}" for p in found]
     return found
 
@@ -438,8 +431,8 @@ def _check_complete(ds: rasterio.DatasetReader, url: str, storage_options: Mappi
     if not offset or not size:
         return
     end = int(offset) + int(size)
-    if _is_local(url):
-        have = Path(_local_path(url)).stat().st_size
+    if not is_remote(url):
+        have = Path(local_path(url)).stat().st_size
     else:
         from cluster._retry import retry_storage
 
@@ -570,7 +563,7 @@ def _iter_stac(path: str, bands: Mapping[str, BandSpec], storage_options: Mappin
                 missing.append(key)
                 continue
             href = asset["href"]
-            if "://" not in href and not href.startswith("/"):
+            if not has_protocol(href) and not href.startswith("/"):
                 href = f"{base}/{href}"
             files[name] = href
         if missing:

@@ -9,22 +9,22 @@ the cube rewrites it last, from the cube's own metadata.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from cluster.location import StoreLike, norm_store
+
 __all__ = ["cube_collection", "write_collection", "collection_url"]
 
 
-def collection_url(url: str) -> str:
-    from cluster.store import meta_url
+def collection_url(url: StoreLike) -> str:
+    """Where the cube's record is (:attr:`~cluster.location.StoreLocation.stac`)."""
+    return norm_store(url).stac.url
 
-    return f"{meta_url(url)}/collection.json"
 
-
-def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def cube_collection(store: StoreLike, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The STAC Collection of the cube at ``url`` as a dict (metadata and coordinates only)."""
     import pystac
     from pyproj import CRS
@@ -33,7 +33,9 @@ def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) 
 
     from cluster.store import open_cube
 
-    ds = open_cube(url, storage_options, chunks=None)
+    cube = norm_store(store, storage_options)
+    url = cube.url
+    ds = open_cube(cube, chunks=None)
     crs = CRS.from_user_input(ds.rio.crs)
     x, y = ds["x"].values, ds["y"].values
     step_x = float(x[1] - x[0]) if len(x) > 1 else float(ds.rio.resolution()[0])
@@ -44,7 +46,7 @@ def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) 
     bounds = ds["time_bnds"].values if "time_bnds" in ds else np.stack([ds["time"].values] * 2, axis=1)
     start, end = (pd.Timestamp(v).to_pydatetime().replace(tzinfo=pd.Timestamp.now("UTC").tzinfo)
                   for v in (bounds.min(), bounds.max()))
-    name = posixpath.basename(url.rstrip("/")).removesuffix(".zarr") or "cube"
+    name = cube.name.removesuffix(".zarr") or "cube"
     collection = pystac.Collection(
         id=name,
         description=f"harvest-cluster analysis-ready cube {url}: {', '.join(sorted(map(str, ds.data_vars)))}",
@@ -76,12 +78,12 @@ def cube_collection(url: str, storage_options: Mapping[str, Any] | None = None) 
     return collection.to_dict(include_self_link=False, transform_hrefs=False)
 
 
-def write_collection(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
+def write_collection(store: StoreLike, storage_options: Mapping[str, Any] | None = None) -> str:
     """Write the record to :func:`collection_url`; returns that URL."""
     from cluster._retry import retry_storage
     from cluster.store import write_json
 
-    out = collection_url(url)
-    record = retry_storage(lambda: cube_collection(url, storage_options), what=f"reading the cube {url}")
-    write_json(out, record, storage_options)
-    return out
+    cube = norm_store(store, storage_options)
+    record = retry_storage(lambda: cube_collection(cube), what=f"reading the cube {cube.url}")
+    write_json(cube.stac, record)
+    return cube.stac.url

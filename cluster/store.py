@@ -12,6 +12,10 @@ Layout of a cube at ``URL`` (a Zarr v3 group, readable by ``xarray.open_zarr``):
 Bookkeeping lives beside the group, at ``URL.harvest/``: ``manifest/<job>/<tile>.json``
 marks a tile done *after* its data is written, and ``<job>-report.json`` is the report.
 Zarr never sees these files, so the group stays a clean Zarr hierarchy.
+
+Every function takes the store as a :class:`~cluster.location.StoreLocation` (what jobs pass:
+the URL read once, with its storage options) or, for notebook users, as a URL or path with
+``storage_options``; the URL is read at that edge (:func:`~cluster.location.norm_store`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from zarr.codecs import BloscCodec, ZstdCodec
 from cluster._retry import retry_storage
 from cluster.errors import AlignmentError, StoreError, TileWriteError
 from cluster.grid import CubeExtent, TileIndex
+from cluster.location import StoreLike, StoreLocation, is_remote, norm_store
 
 __all__ = [
     "ArraySpec",
@@ -64,6 +69,8 @@ __all__ = [
     "StoreState",
     "inspect_store",
     "remove_store",
+    "StoreLocation",
+    "StoreLike",
 ]
 
 
@@ -79,64 +86,70 @@ class ArraySpec:
     attrs: Mapping[str, Any] | None = None
 
 
-def is_local(url: str) -> bool:
+def is_local(url: StoreLike) -> bool:
     """A local path or ``file://`` URL (read and written without fsspec's remote layers)."""
-    return "://" not in url or url.startswith("file://")
+    return url.is_local if isinstance(url, StoreLocation) else not is_remote(os.fspath(url))
 
 
-def shown(url: str) -> str:
-    """The URL as a user should read it: a local path made absolute, '..' resolved.
+def shown(url: StoreLike) -> str:
+    """The URL as a user should read it: a local path made absolute, '..' resolved
+    (:attr:`StoreLocation.shown`).
 
     >>> shown("s3://b/c.zarr")
     's3://b/c.zarr'
     >>> shown("/data/x/../cube.zarr")
     '/data/cube.zarr'
     """
-    return os.path.abspath(_strip_file(url)) if is_local(url) else url
+    return norm_store(url).shown
 
 
-def _strip_file(url: str) -> str:
-    return url[len("file://"):] if url.startswith("file://") else url
-
-
-def open_store(url: str, storage_options: Mapping[str, Any] | None = None,
+def open_store(store: StoreLike, storage_options: Mapping[str, Any] | None = None,
                read_only: bool = False) -> zarr.storage.StoreLike:
-    """A Zarr store for a URL: local path / ``file://`` or any fsspec URL (``s3://``...)."""
-    if is_local(url):
-        return zarr.storage.LocalStore(_strip_file(url), read_only=read_only)
+    """A Zarr store for a location: local path / ``file://`` or any fsspec URL (``s3://``...)."""
+    return _zarr_store(norm_store(store, storage_options), read_only)
+
+
+def _zarr_store(loc: StoreLocation, read_only: bool = False) -> zarr.storage.StoreLike:
+    if loc.is_local:
+        return zarr.storage.LocalStore(loc.url, read_only=read_only)
     try:
         return zarr.storage.FsspecStore.from_url(
-            url, storage_options=dict(storage_options or {}), read_only=read_only
+            loc.url, storage_options=dict(loc.storage_options), read_only=read_only
         )
     except Exception as e:  # noqa: BLE001 — fsspec raises many types; name the URL
-        raise StoreError(f"cannot open store {url!r}: {type(e).__name__}: {e}") from None
+        raise StoreError(f"cannot open store {loc.url!r}: {type(e).__name__}: {e}") from None
 
 
-def open_group(url: str, storage_options: Mapping[str, Any] | None = None,
+def open_group(store: StoreLike, storage_options: Mapping[str, Any] | None = None,
                mode: Literal["r", "r+", "a", "w", "w-"] = "r+") -> zarr.Group:
+    return _open_group(norm_store(store, storage_options), mode)
+
+
+def _open_group(loc: StoreLocation, mode: Literal["r", "r+", "a", "w", "w-"] = "r+") -> zarr.Group:
     try:
         # our own reads never trust consolidated metadata: a job killed between adding an
         # array and consolidating would leave a stale copy (see :func:`consolidate`)
-        return zarr.open_group(open_store(url, storage_options, read_only=mode == "r"),
+        return zarr.open_group(_zarr_store(loc, read_only=mode == "r"),
                                mode=mode, zarr_format=3, use_consolidated=False)
     except FileNotFoundError:
-        raise StoreError(f"no Zarr group at {url!r}; run 'harvest ingest' first") from None
+        raise StoreError(f"no Zarr group at {loc.url!r}; run 'harvest ingest' first") from None
 
 
-def consolidate(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+def consolidate(store: StoreLike, storage_options: Mapping[str, Any] | None = None) -> None:
     """Copy every array's metadata into the group's ``zarr.json`` (consolidated metadata):
     a reader opens the cube in one request instead of one per array, and ``xr.open_zarr``
     finds it without its fallback warning. Every job that writes the cube calls this last.
     The harvest jobs themselves never read the copy (:func:`open_group`)."""
     import warnings
 
+    loc = norm_store(store, storage_options)
     with warnings.catch_warnings():  # zarr notes that v3 has no consolidated metadata in the spec yet
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        retry_storage(lambda: zarr.consolidate_metadata(open_store(url, storage_options), zarr_format=3),
-                      what=f"consolidating metadata of {url}")
+        retry_storage(lambda: zarr.consolidate_metadata(_zarr_store(loc), zarr_format=3),
+                      what=f"consolidating metadata of {loc.url}")
 
 
-def open_cube(url: str, storage_options: Mapping[str, Any] | None = None,
+def open_cube(url: StoreLike, storage_options: Mapping[str, Any] | None = None,
               chunks: Any = "auto") -> xr.Dataset:
     """Open a cube as an ``xarray.Dataset`` whose ``.rio.crs`` is the grid CRS; with dask
     chunks (the default) scaled integer bands are decoded to float32.
@@ -151,11 +164,12 @@ def open_cube(url: str, storage_options: Mapping[str, Any] | None = None,
     """
     import rioxarray  # noqa: F401 — registers the .rio accessor
 
-    store = open_store(url, storage_options, read_only=True)
+    loc = norm_store(url, storage_options)
+    store = _zarr_store(loc, read_only=True)
     try:
         ds: xr.Dataset = xr.open_zarr(store, consolidated=False, decode_coords="all", zarr_format=3, chunks=chunks)
     except FileNotFoundError:
-        raise StoreError(f"no cube at {url!r}; run 'harvest ingest' first") from None
+        raise StoreError(f"no cube at {loc.url!r}; run 'harvest ingest' first") from None
     # bands stored as scaled integers (reflectance = DN * 1e-4 - 0.1) decode to float32, not
     # xarray's float64: they hold 4-5 significant digits, and half the memory matters. Lazily,
     # so with dask chunks only (chunks=None keeps xarray's lazy indexing, and its float64).
@@ -236,31 +250,27 @@ def _template(extent: CubeExtent, times: Sequence[np.datetime64], specs: Sequenc
     return ds, encoding
 
 
-def create_cube(url: str, extent: CubeExtent, times: Sequence[np.datetime64],
+def create_cube(url: StoreLike, extent: CubeExtent, times: Sequence[np.datetime64],
                 specs: Sequence[ArraySpec], attrs: Mapping[str, Any], *,
-                chunk_size_px: int, compression: str = "lz4", compression_level: int = 5,
+                compression: str = "lz4", compression_level: int = 5,
                 step_days: int = 1, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write the cube's metadata and coordinates (no pixel data): the template. Time step
     ``t`` covers ``[t, t + step_days)`` (CF ``time_bnds``).
 
     Every array reads as its fill value until a tile is written, so the store can be opened
-    at any moment, even while (or after) a job dies half-way.
+    at any moment, even while (or after) a job dies half-way. Chunks are the grid's
+    (:attr:`GridSpec.chunk`), shards its tiles.
     """
-    tile = extent.grid.tile_size_px
-    if tile % chunk_size_px:
-        raise StoreError(
-            f"chunk_size_px {chunk_size_px} must divide the grid's tile_size_px {tile}"
-        )
-    ds, encoding = _template(extent, times, specs, chunk_size_px,
+    ds, encoding = _template(extent, times, specs, extent.grid.chunk,
                              _compressors(compression, compression_level), step_days)
     ds.attrs.update(_jsonable(attrs))
-    store = open_store(url, storage_options)
+    store = _zarr_store(norm_store(url, storage_options))
     # "w-": fail rather than clear whatever is there; the caller checked the URL is free
     ds.to_zarr(store, mode="w-", compute=False, zarr_format=3, consolidated=False,
                encoding=encoding)
 
 
-def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
+def add_arrays(url: StoreLike, specs: Sequence[ArraySpec], *, like: str,
                storage_options: Mapping[str, Any] | None = None,
                compression: str = "lz4", compression_level: int = 5,
                overwrite: bool = False) -> list[str]:
@@ -274,13 +284,14 @@ def add_arrays(url: str, specs: Sequence[ArraySpec], *, like: str,
         StoreError: an array of that name exists but another job (or tool) wrote it, e.g.
             an ingested band called ``ndvi``: it is never written into or replaced.
     """
-    group = open_group(url, storage_options)
+    loc = norm_store(url, storage_options)
+    group = _open_group(loc)
     ref = group[like]
     assert isinstance(ref, zarr.Array)
     made = []
     for spec in specs:
         if spec.name in group:
-            _check_owner(group, url, spec.name, (spec.attrs or {}).get("harvest_job"))
+            _check_owner(group, loc.url, spec.name, (spec.attrs or {}).get("harvest_job"))
             if not overwrite:
                 continue
         attrs: dict[str, Any] = dict(spec.attrs or {})
@@ -315,7 +326,7 @@ def _check_owner(group: zarr.Group, url: str, name: str, job: str | None) -> Non
         )
 
 
-def add_layers(url: str, name: str, season: Sequence[int], n_layers: int, *, like: str, layer_dim: str,
+def add_layers(url: StoreLike, name: str, season: Sequence[int], n_layers: int, *, like: str, layer_dim: str,
                attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None,
                compression: str = "lz4", compression_level: int = 5, overwrite: bool = False) -> bool:
     """Add a float32 ``(season, layer, y, x)`` array: per-pixel values that belong to a
@@ -327,11 +338,12 @@ def add_layers(url: str, name: str, season: Sequence[int], n_layers: int, *, lik
     tile is one whole-shard write. ``attrs["harvest_job"]`` names the owner, as in
     :func:`add_arrays`. Returns False when the array exists and is kept.
     """
-    group = open_group(url, storage_options)
+    loc = norm_store(url, storage_options)
+    group = _open_group(loc)
     ref = group[like]
     assert isinstance(ref, zarr.Array)
     if name in group:
-        _check_owner(group, url, name, attrs.get("harvest_job"))
+        _check_owner(group, loc.url, name, attrs.get("harvest_job"))
         if not overwrite:
             return False
     from xarray.backends.zarr import FillValueCoder
@@ -398,7 +410,7 @@ def tile_crc32(block: np.ndarray) -> int:
 
 
 def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex,
-               block: np.ndarray, url: str = "?") -> TileWrite:
+               block: np.ndarray, url: StoreLike = "?") -> TileWrite:
     """Write one tile (every date, or every leading index) of one array: one whole shard,
     so a retry is idempotent.
 
@@ -408,6 +420,7 @@ def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex
     """
     from cluster._retry import retry_transient
 
+    url = str(url)  # for messages only
     ys, xs = extent.tile_slices(tile)
     array = group[name]
     assert isinstance(array, zarr.Array)
@@ -468,40 +481,38 @@ def read_tile_decoded(group: zarr.Group, name: str, extent: CubeExtent, tile: Ti
 # --- bookkeeping beside the group -----------------------------------------------------
 
 
-def meta_url(url: str) -> str:
-    """Where a cube's manifests and reports live: ``<url>.harvest``."""
-    return url.rstrip("/") + ".harvest"
+def meta_url(url: StoreLike) -> str:
+    """Where a cube's manifests and reports live: ``<url>.harvest`` (:attr:`StoreLocation.meta`)."""
+    return norm_store(url).meta.url
 
 
-def filesystem(url: str, storage_options: Mapping[str, Any] | None = None
+def filesystem(url: StoreLike, storage_options: Mapping[str, Any] | None = None
                ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem and path for a URL (local paths made absolute)."""
-    if is_local(url):
-        # absolute: fsspec's local listings are absolute, and paths are compared with them
-        return fsspec.filesystem("file"), os.path.abspath(_strip_file(url))
-    fs_path: tuple[fsspec.AbstractFileSystem, str] = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    return fs_path
+    """The fsspec filesystem and path for a location (local paths made absolute)."""
+    return norm_store(url, storage_options).filesystem()
 
 
-def write_json(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> None:
+def write_json(url: StoreLike, obj: Any, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write JSON atomically (local: a uniquely named temp file + rename; S3: one PUT),
     retrying transient errors."""
-    fs, path = filesystem(url, storage_options)
+    loc = norm_store(url, storage_options)
+    fs, path = loc.filesystem()
     data = json.dumps(obj, indent=2, default=str).encode()
-    if is_local(url):
+    if loc.is_local:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     else:
-        retry_storage(lambda: fs.pipe_file(path, data), f"cannot write {url!r}")
+        retry_storage(lambda: fs.pipe_file(path, data), f"cannot write {loc.url!r}")
 
 
-def read_json(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
+def read_json(url: StoreLike, storage_options: Mapping[str, Any] | None = None) -> Any:
     """Read a JSON document, retrying transient errors; FileNotFoundError when absent."""
-    fs, path = filesystem(url, storage_options)
-    return json.loads(retry_storage(lambda: fs.cat_file(path), f"cannot read {url!r}"))
+    loc = norm_store(url, storage_options)
+    fs, path = loc.filesystem()
+    return json.loads(retry_storage(lambda: fs.cat_file(path), f"cannot read {loc.url!r}"))
 
 
 class Manifest:
@@ -514,16 +525,18 @@ class Manifest:
     this one's.
     """
 
-    def __init__(self, url: str, job: str, plan_hash: str,
+    def __init__(self, store: StoreLike, job: str, plan_hash: str,
                  storage_options: Mapping[str, Any] | None = None) -> None:
+        cube = norm_store(store, storage_options)
         self.plan_hash = plan_hash
-        self.storage_options = dict(storage_options or {})
-        self.job_root = f"{meta_url(url)}/manifest/{job}"
-        self.root = f"{self.job_root}/{plan_hash}"
+        self.job_location = cube.manifest(job)
+        self.location = cube.manifest(job, plan_hash)
+        self.job_root = self.job_location.url
+        self.root = self.location.url
 
     def done(self) -> set[str]:
         """Ids of the tiles recorded as complete (one listing; transient errors retried)."""
-        fs, path = filesystem(self.root, self.storage_options)
+        fs, path = self.location.filesystem()
         fs.invalidate_cache(path)  # s3fs caches listings; other workers wrote since
         try:
             names = retry_storage(lambda: fs.ls(path, detail=False),
@@ -536,20 +549,19 @@ class Manifest:
 
     def record(self, tile_id: str) -> dict[str, Any]:
         """The record of one done tile (what was written, with checksums)."""
-        return dict(read_json(f"{self.root}/{tile_id}.json", self.storage_options))
+        return dict(read_json(self.location.join(f"{tile_id}.json")))
 
     def mark(self, tile_id: str, record: Mapping[str, Any]) -> None:
-        write_json(f"{self.root}/{tile_id}.json", {**record, "plan_hash": self.plan_hash},
-                   self.storage_options)
+        write_json(self.location.join(f"{tile_id}.json"), {**record, "plan_hash": self.plan_hash})
 
     def forget(self, tile_id: str) -> None:
         """Remove one tile's record, so that a rerun redoes the tile."""
-        fs, path = filesystem(f"{self.root}/{tile_id}.json", self.storage_options)
+        fs, path = self.location.join(f"{tile_id}.json").filesystem()
         retry_storage(lambda: fs.rm_file(path), f"cannot remove the record of tile {tile_id}")
 
     def clear(self) -> None:
         """Forget every plan's records of this job (they are all ours: tile records only)."""
-        fs, path = filesystem(self.job_root, self.storage_options)
+        fs, path = self.job_location.filesystem()
         if retry_storage(lambda: fs.exists(path), f"cannot inspect {self.job_root!r}"):
             retry_storage(lambda: fs.rm(path, recursive=True), f"cannot clear {self.job_root!r}")
 
@@ -572,14 +584,19 @@ class StoreState:
     """For ``foreign``: what was found, for the error message."""
 
 
-def inspect_store(url: str, storage_options: Mapping[str, Any] | None = None) -> StoreState:
+def inspect_store(url: StoreLike, storage_options: Mapping[str, Any] | None = None) -> StoreState:
     """Look at what is at ``url`` without changing anything.
 
     Transient errors are retried; any error that remains is raised as :class:`StoreError`
     (it is never taken to mean "no store here"): a failed read of an existing cube's
     ``zarr.json`` must not lead to the cube being replaced.
     """
-    fs, path = filesystem(url, storage_options)
+    return _inspect(norm_store(url, storage_options))
+
+
+def _inspect(loc: StoreLocation) -> StoreState:
+    url = loc.url
+    fs, path = loc.filesystem()
     what = f"cannot inspect store {url!r}"
     try:
         retry_storage(lambda: fs.invalidate_cache(path), what)
@@ -639,7 +656,7 @@ def _owned_files(fs: fsspec.AbstractFileSystem, path: str) -> tuple[list[str], l
     return ours, other
 
 
-def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
+def remove_store(url: StoreLike, storage_options: Mapping[str, Any] | None = None) -> int:
     """Delete a cube this project wrote, file by file (``overwrite: true``).
 
     Refuses, and removes nothing, unless the group's own metadata says harvest-cluster
@@ -652,7 +669,9 @@ def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     Raises:
         StoreError: the URL holds something else, or listing/removing failed.
     """
-    state = inspect_store(url, storage_options)
+    loc = norm_store(url, storage_options)
+    url = loc.url
+    state = _inspect(loc)
     if state.kind == "absent":
         return 0
     if state.kind == "foreign":
@@ -660,7 +679,7 @@ def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> 
             f"refusing to remove {url!r}: it holds {state.detail}, not a cube written by "
             "harvest-cluster. Nothing was removed; pick another store URL or move those files away"
         )
-    fs, path = filesystem(url, storage_options)
+    fs, path = loc.filesystem()
     ours, other = retry_storage(lambda: _owned_files(fs, path), f"cannot list store {url!r}")
     if other:
         shown = ", ".join(repr(posixpath.relpath(f, path)) for f in other[:3])
@@ -674,7 +693,7 @@ def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     ours.sort(key=lambda f: (posixpath.basename(f) == "zarr.json", -f.count("/")))
     for f in ours:
         retry_storage(functools.partial(fs.rm_file, f), f"cannot remove {f!r} of store {url!r}")
-    if is_local(url):
+    if loc.is_local:
         for d in sorted((p for p in fs.find(path, withdirs=True) if fs.isdir(p)), key=len, reverse=True):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
@@ -683,10 +702,11 @@ def remove_store(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     return len(ours)
 
 
-def store_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
-    """Bytes the cube occupies on its storage (after compression); -1 when storage cannot
-    tell (it is down): a statistic for the report, never a reason to fail a finished job."""
-    fs, path = filesystem(url, storage_options)
+def store_bytes(url: StoreLike, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Bytes the cube (or one of its arrays) occupies on its storage (after compression); -1
+    when storage cannot tell (it is down): a statistic for the report, never a reason to fail
+    a finished job."""
+    fs, path = norm_store(url, storage_options).filesystem()
     try:
         return int(fs.du(path))
     except FileNotFoundError:

@@ -15,15 +15,15 @@ from notebooks.
   ``JobSubmissionClient`` only adds the header itself in that case).
 - :func:`check_resources` refuses, before submission, a request that no node of
   the cluster can satisfy (e.g. a GPU on a CPU-only cluster), instead of a job that
-  stays PENDING forever.
+  stays PENDING forever. The request is a :class:`~cluster.config.WorkerResources`
+  (the job config's ``resources`` block, or the entrypoint's flags): the one
+  resources model of configs, the actor pool and submission.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ __all__ = [
     "FORWARDED_ENV_VARS",
     "SECRET_ENV_VARS",
     "WORKING_DIR_EXCLUDES",
-    "ResourceRequest",
     "auth_headers",
     "build_runtime_env",
     "check_resources",
@@ -216,63 +215,6 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-@dataclass(frozen=True)
-class ResourceRequest:
-    """What one unit of work asks from a single node (Ray logical resources)."""
-
-    num_cpus: float = 0.0
-    """CPUs, e.g. per worker actor or for the job's entrypoint."""
-    num_gpus: float = 0.0
-    """GPUs; a fraction shares a device (use 1/n fractions)."""
-    memory_mib: float = 0.0
-    """Ray logical memory in MiB (Ray counts bytes; converted by :meth:`to_ray`)."""
-    resources: Mapping[str, float] = field(default_factory=dict)
-    """Custom resources, e.g. ``{"gpu_worker": 1}``."""
-
-    def __post_init__(self) -> None:
-        values = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
-                  "memory_mib": self.memory_mib, **self.resources}
-        for name, value in values.items():
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(
-                    f"resource {name}={value!r} is invalid; expected a finite number >= 0; "
-                    "fix the job config's resources block or the --entrypoint-* flag"
-                )
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None, *, where: str) -> ResourceRequest:
-        """Build from a config block ``{num_cpus, num_gpus, memory_mib, resources}``.
-
-        Raises:
-            ConfigError: on unknown keys (named, with the known ones).
-        """
-        data = dict(data or {})
-        known = {"num_cpus", "num_gpus", "memory_mib", "resources"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where} has unknown keys {unknown!r}; expected some of {sorted(known)}; "
-                "fix the spelling"
-            )
-        # unset (null) means "not asked for", as in a job config's WorkerResources
-        return cls(**{k: v for k, v in data.items() if v is not None})
-
-    def to_ray(self) -> dict[str, float]:
-        """Ray resource names -> amounts (memory in bytes), zeros dropped.
-
-        Example:
-            >>> ResourceRequest(num_cpus=1, memory_mib=2).to_ray()
-            {'CPU': 1, 'memory': 2097152}
-        """
-        out: dict[str, float] = {
-            "CPU": self.num_cpus,
-            "GPU": self.num_gpus,
-            "memory": self.memory_mib * 2**20,
-            **self.resources,
-        }
-        return {k: v for k, v in out.items() if v}
-
-
 def check_resources(
     requested: Mapping[str, float],
     available: Sequence[Mapping[str, float]],
@@ -289,7 +231,8 @@ def check_resources(
 
     Args:
         requested: Ray resource name -> amount for one unit of work
-            (see :meth:`ResourceRequest.to_ray`).
+            (see :meth:`cluster.config.WorkerResources.to_ray`, whose
+            :meth:`~cluster.config.WorkerResources.check_fits` calls this).
         available: One mapping per alive node: resource name -> total amount.
         what: Names the unit in the message ("the entrypoint", "a worker").
         cluster: Names the cluster in the message (its address).

@@ -8,8 +8,11 @@ pyogrio. Callers turn a failure into their own message, naming the config key.
 
 from __future__ import annotations
 
+import io
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
+
+from cluster.location import is_remote
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -24,16 +27,24 @@ def is_parquet(path: str) -> bool:
 
 
 def read_vector(path: str, layer: str | None = None,
-                bbox: tuple[float, float, float, float] | None = None) -> "gpd.GeoDataFrame":
+                bbox: tuple[float, float, float, float] | None = None,
+                storage_options: Mapping[str, Any] | None = None) -> "gpd.GeoDataFrame":
     """The file's features; ``layer`` for multi-layer files (GeoPackage).
 
     ``bbox`` (in the file's CRS, :func:`vector_crs`) keeps the features whose bounds meet it,
     through the file's spatial index where it has one (GeoPackage, FlatGeobuf, Shapefile with
     ``.qix``, GeoParquet with a bbox covering column). A GeoParquet file without that column
     is read whole and filtered (logged: give it a covering column to read less).
+
+    ``storage_options`` (a job's ``storage`` settings: endpoint, region, ...) reach a remote
+    file through fsspec; without them GDAL reads it with its own defaults. A remote file
+    other than GeoParquet is fetched whole (region and label files are small; a Shapefile
+    must then be zipped, its parts travel together).
     """
     import geopandas as gpd
 
+    if storage_options is not None and is_remote(path):
+        return _read_remote(path, layer, bbox, storage_options)
     if is_parquet(path):
         if bbox is None:
             return gpd.read_parquet(path)
@@ -49,6 +60,26 @@ def read_vector(path: str, layer: str | None = None,
     if bbox is not None:
         kwargs["bbox"] = bbox
     return gpd.read_file(path, **kwargs)
+
+
+def _read_remote(path: str, layer: str | None, bbox: tuple[float, float, float, float] | None,
+                 storage_options: Mapping[str, Any]) -> "gpd.GeoDataFrame":
+    import fsspec
+    import geopandas as gpd
+
+    from cluster._retry import retry_storage
+
+    fs, fs_path = fsspec.core.url_to_fs(path, **dict(storage_options))
+    if is_parquet(path):
+        frame: gpd.GeoDataFrame = gpd.read_parquet(fs_path, filesystem=fs, bbox=bbox)
+        return frame
+    data = retry_storage(lambda: fs.cat_file(fs_path), f"cannot read {path!r}")
+    kwargs: dict[str, object] = {}
+    if layer is not None:
+        kwargs["layer"] = layer
+    if bbox is not None:
+        kwargs["bbox"] = bbox
+    return gpd.read_file(io.BytesIO(data), **kwargs)
 
 
 def vector_crs(path: str, layer: str | None = None) -> str | None:

@@ -22,6 +22,7 @@ import zarr
 from cluster import store as cstore
 from cluster.errors import ClusterError
 from cluster.grid import CubeExtent, TileIndex
+from cluster.location import StoreLike, norm_store
 
 __all__ = ["Problem", "VerifyReport", "verify_store"]
 
@@ -130,7 +131,7 @@ def _check_metadata(group: zarr.Group, extent: CubeExtent, n_time: int, report: 
                                            fix="rerun the job that wrote it with overwrite"))
 
 
-def verify_store(url: str, storage_options: Mapping[str, Any] | None = None, *,
+def verify_store(url: StoreLike, storage_options: Mapping[str, Any] | None = None, *,
                  threads: int = 4, forget_damaged: bool = False) -> VerifyReport:
     """Verify every tile the manifests call done, and the metadata, of the cube at ``url``.
 
@@ -141,26 +142,26 @@ def verify_store(url: str, storage_options: Mapping[str, Any] | None = None, *,
     Raises:
         ClusterError: the URL holds no harvest cube, or cannot be read at all.
     """
-    so = dict(storage_options or {})
-    report = VerifyReport(url)
-    state = cstore.inspect_store(url, so)
+    cube = norm_store(url, storage_options)
+    report = VerifyReport(cube.shown)
+    state = cstore.inspect_store(cube)
     if state.kind != "cube":
-        raise ClusterError(f"{url!r} holds no harvest cube ({state.detail or 'nothing there'}); "
+        raise ClusterError(f"{cube.url!r} holds no harvest cube ({state.detail or 'nothing there'}); "
                            "nothing to verify")
-    group = cstore.open_group(url, so, mode="r")
+    group = cstore.open_group(cube, mode="r")
     extent = cstore.extent_of(group)
     time_array = group["time"] if "time" in group else None
     assert time_array is None or isinstance(time_array, zarr.Array)
     n_time = time_array.shape[0] if time_array is not None else 0
     _check_metadata(group, extent, n_time, report)
     try:
-        cstore.open_cube(url, so, chunks=None)
+        cstore.open_cube(cube, chunks=None)
     except Exception as e:  # noqa: BLE001 — any failure to open is the finding
         report.problems.append(Problem("metadata", f"xarray cannot open the cube: {type(e).__name__}: {e}",
                                        fix="restore the metadata (zarr.json files) from a backup, or rerun ingest"))
     plan_tiles = [t.id for t in extent.iter_tiles()]
     for (job, plan_hash), arrays in sorted(_jobs_of(group).items()):
-        manifest = cstore.Manifest(url, job, plan_hash, so)
+        manifest = cstore.Manifest(cube, job, plan_hash)
         done = manifest.done()
         outside = sorted(done - set(plan_tiles))
         for tid in outside:

@@ -46,6 +46,7 @@ import pandas as pd
 
 from cluster import _zonal_kernels as _k
 from cluster.errors import DataError
+from cluster.location import StoreLike, norm_store
 
 __all__ = [
     "ALL_CROPLAND",
@@ -643,22 +644,23 @@ def finalize(
     return table
 
 
-def write_statistics(table: pd.DataFrame, path: str | Path, *,
+def write_statistics(table: pd.DataFrame, path: StoreLike, *,
                      storage_options: Mapping[str, Any] | None = None) -> tuple[str, str]:
-    """Write the table as ``<path>.parquet`` and ``<path>.csv`` (local path or fsspec URL).
+    """Write the table as ``<path>.parquet`` and ``<path>.csv`` (local path, fsspec URL, or a
+    :class:`~cluster.location.StoreLocation` that carries its storage options).
 
     Returns:
         The two paths written.
     """
-    base = str(path)
+    where = norm_store(path, storage_options)
+    base = where.url
     for suffix in (".parquet", ".csv"):
         if base.endswith(suffix):
             base = base[: -len(suffix)]
     pq, csv = base + ".parquet", base + ".csv"
-    if "://" not in base:
+    if where.is_local:
         Path(base).parent.mkdir(parents=True, exist_ok=True)
-    remote = "://" in base and not base.startswith("file://")
-    opts = dict(storage_options) if storage_options and remote else None
+    opts = None if where.is_local else (dict(where.storage_options) or None)
     table.to_parquet(pq, index=False, storage_options=opts)
     table.to_csv(csv, index=False, storage_options=opts, float_format="%.17g")
     return pq, csv

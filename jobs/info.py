@@ -16,13 +16,13 @@ import json
 import sys
 from typing import Sequence
 
-from cluster.errors import ClusterError
-from jobs._cli import overrides
+from jobs._cli import command, overrides
 from jobs.verify import VerifyConfig
 
 __all__ = ["main"]
 
 
+@command("info")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harvest info", description=__doc__.splitlines()[0])
     parser.add_argument("store", help="the cube's URL (local path or s3://...)")
@@ -33,12 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cluster.config import load_config
     from cluster.info import store_info
 
-    try:
-        config = load_config(VerifyConfig, None, {**overrides(args), "store": args.store})
-        info = store_info(config.store, config.storage.to_fsspec())
-    except ClusterError as e:
-        print(f"harvest info: {e}", file=sys.stderr)
-        return 2
+    config = load_config(VerifyConfig, None, {**overrides(args), "store": args.store})
+    info = store_info(config.storage.locate(config.store))
     print(json.dumps(info.to_dict(), indent=2, default=str) if args.json else info.summary())
     return 0
 

@@ -32,7 +32,7 @@ from cluster.progress import progress_mode
 from cluster.aggregate import AggregateConfig
 from cluster.indices import IndicesConfig
 from cluster.ingest import IngestConfig
-from jobs._cli import job_parser, overrides, parse
+from jobs._cli import command, job_parser, overrides, parse
 
 __all__ = ["RunConfig", "run", "main"]
 
@@ -144,22 +144,18 @@ def run(config: RunConfig, address: str | None = None) -> tuple[list[Any], bool]
             summary["bulletin"] = str(bulletin)
             print(f"harvest run: crop bulletin: {bulletin}", flush=True)
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
-    cstore.write_json(f"{cstore.meta_url(config.store)}/run-report.json", summary,
-                      config.storage.to_fsspec())
+    cstore.write_json(config.storage.locate(config.store).report("run"), summary)
     ok = all(r.ok for r in reports) and len(reports) == len(steps) and "forecast_error" not in summary
     return reports, ok
 
 
+@command("run")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser("run", __doc__.splitlines()[0])
     args = parse(parser, argv)
-    try:
-        config = load_config(RunConfig, args.config, overrides(args))
-        with progress_mode(args.progress):
-            reports, ok = run(config, address=args.address)
-    except ClusterError as e:
-        print(f"harvest run: {e}", file=sys.stderr)
-        return 2
+    config = load_config(RunConfig, args.config, overrides(args))
+    with progress_mode(args.progress):
+        reports, ok = run(config, address=args.address)
     return 0 if ok else 1
 
 

@@ -40,12 +40,12 @@ from typing import Any
 
 import yaml
 
+from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ConfigError, ResourceError
+from cluster.location import has_protocol
 from cluster.submit import (
-    ResourceRequest,
     auth_headers,
     build_runtime_env,
-    check_resources,
     mask_env,
     node_resources_from_summary,
     read_auth_token,
@@ -58,6 +58,9 @@ JOBS = ("ingest", "indices", "classify", "aggregate", "forecast", "run", "demo")
 """Job modules that ``harvest submit`` may start (``python -m jobs.<job>``)."""
 
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+NO_RESERVATION = WorkerResources(num_cpus=0, memory_mib=None)
+"""What a job's entrypoint reserves unless told otherwise: nothing (Ray's own default)."""
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,13 @@ class SubmitConfig:
     """Folder uploaded as the job's working dir; None when the image has the code."""
     python: str = "python"
     """Interpreter on the cluster (resolved through the head's PATH)."""
-    entrypoint: ResourceRequest = field(default_factory=ResourceRequest)
+    entrypoint: WorkerResources = NO_RESERVATION
     """Resources reserved for the driver. Leave 0 unless the driver needs them: on a
     small cluster a reserved CPU can starve the job's own tasks (it then never ends)."""
-    worker: ResourceRequest = field(default_factory=ResourceRequest)
-    """What one worker of the job asks for (from the config's ``resources`` block);
-    checked against the nodes before submitting, not reserved."""
+    worker: WorkerResources | None = None
+    """What one worker of the job asks for (the config's ``resources`` block, validated as
+    the job will: missing keys take the job's defaults); checked against the nodes before
+    submitting, not reserved. None: the config has no such block here, nothing to check."""
     submission_id: str | None = None
     """Ray submission id; Ray makes one when None."""
     timeout_s: float | None = None
@@ -111,7 +115,7 @@ class SubmitConfig:
     def entrypoint_command(self) -> str:
         """The shell command Ray runs on the head: ``python -m jobs.<job> --config ...``."""
         config = self.config
-        if "://" not in config and self.working_dir is not None:
+        if not has_protocol(config) and self.working_dir is not None:
             config = _relative_config(config, self.working_dir)
         return f"{shlex.quote(self.python)} -m {self.module} --config {shlex.quote(config)}"
 
@@ -157,16 +161,21 @@ def _relative_config(config: str, working_dir: str) -> str:
         ) from None
 
 
-def _worker_request_from_config(config: str) -> ResourceRequest:
-    """The ``resources`` block of a local job config (``{}`` when absent or remote)."""
-    if "://" in config or not Path(config).is_file():
-        return ResourceRequest()
+def _worker_request_from_config(config: str) -> WorkerResources | None:
+    """The ``resources`` block of a local job config (None when absent or remote)."""
+    if has_protocol(config) or not Path(config).is_file():
+        return None
     try:
         data = yaml.safe_load(Path(config).read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {config!r} is not valid YAML ({e}); fix it") from None
     block = data.get("resources") if isinstance(data, Mapping) else None
-    return ResourceRequest.from_mapping(block, where=f"{config!r} resources")
+    if block is None:
+        return None
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{config!r} resources is {block!r}; expected a mapping such as "
+                          "{num_cpus: 1, num_gpus: 0, memory_mib: 1024}; fix the config")
+    return WorkerResources.from_mapping(block, where=f"{config!r} resources")
 
 
 def _get_json(url: str, headers: Mapping[str, str], timeout_s: float = 10.0) -> Any:
@@ -228,10 +237,9 @@ def run(config: SubmitConfig, *, environ: Mapping[str, str] | None = None,
                 f"cannot reach the Ray dashboard at {config.address!r} ({e}); expected the "
                 "head's Jobs API; check the address or port-forward svc/<cluster>-head-svc 8265"
             ) from None
-        check_resources(config.entrypoint.to_ray(), nodes, what="the entrypoint",
-                        cluster=config.address)
-        check_resources(config.worker.to_ray(), nodes, what="a worker of the job",
-                        cluster=config.address)
+        config.entrypoint.check_fits(nodes, what="the entrypoint", cluster=config.address)
+        if config.worker is not None:
+            config.worker.check_fits(nodes, what="a worker of the job", cluster=config.address)
 
     try:
         client = JobSubmissionClient(config.address, headers=headers)
@@ -244,7 +252,7 @@ def run(config: SubmitConfig, *, environ: Mapping[str, str] | None = None,
                       "submitted_by": "harvest submit"},
             entrypoint_num_cpus=config.entrypoint.num_cpus or None,
             entrypoint_num_gpus=config.entrypoint.num_gpus or None,
-            entrypoint_memory=int(config.entrypoint.memory_mib * 2**20) or None,
+            entrypoint_memory=(config.entrypoint.memory_mib or 0) * 2**20 or None,
             entrypoint_resources=dict(config.entrypoint.resources) or None,
         )
     except (RuntimeError, ConnectionError) as e:
@@ -343,8 +351,9 @@ def _parse_args(argv: Sequence[str] | None) -> SubmitConfig:
         parser.error("--address http://HEAD:8265 is required (or set RAY_API_SERVER_ADDRESS)")
     worker = _worker_request_from_config(args.config)
     if args.worker_num_gpus is not None:
-        worker = ResourceRequest(worker.num_cpus, args.worker_num_gpus, worker.memory_mib,
-                                 worker.resources)
+        block = worker.model_dump() if worker is not None else {}
+        worker = WorkerResources.from_mapping({**block, "num_gpus": args.worker_num_gpus},
+                                              where="--worker-num-gpus")
     return SubmitConfig(
         job=args.job,
         config=args.config,
@@ -352,8 +361,10 @@ def _parse_args(argv: Sequence[str] | None) -> SubmitConfig:
         wait=args.wait,
         working_dir=None if args.no_working_dir else args.working_dir,
         python=args.python,
-        entrypoint=ResourceRequest(args.entrypoint_num_cpus, args.entrypoint_num_gpus,
-                                   args.entrypoint_memory_mib, args.entrypoint_resources or {}),
+        entrypoint=WorkerResources.from_mapping(
+            {"num_cpus": args.entrypoint_num_cpus, "num_gpus": args.entrypoint_num_gpus,
+             "memory_mib": args.entrypoint_memory_mib or None, "resources": args.entrypoint_resources or {}},
+            where="the --entrypoint-* flags"),
         worker=worker,
         submission_id=args.submission_id,
         timeout_s=args.timeout_s,

@@ -17,8 +17,7 @@ import sys
 from typing import Sequence
 
 from cluster.config import StorageOptions, StrictModel, load_config
-from cluster.errors import ClusterError
-from jobs._cli import overrides
+from jobs._cli import command, overrides
 
 __all__ = ["VerifyConfig", "main"]
 
@@ -29,6 +28,7 @@ class VerifyConfig(StrictModel):
     storage: StorageOptions = StorageOptions()
 
 
+@command("verify")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harvest verify", description=__doc__.splitlines()[0])
     parser.add_argument("store", help="the cube's URL (local path or s3://...)")
@@ -40,12 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     from cluster.verify import verify_store
 
-    try:
-        config = load_config(VerifyConfig, None, {**overrides(args), "store": args.store})
-        report = verify_store(config.store, config.storage.to_fsspec(), forget_damaged=args.forget_damaged)
-    except ClusterError as e:
-        print(f"harvest verify: {e}", file=sys.stderr)
-        return 2
+    config = load_config(VerifyConfig, None, {**overrides(args), "store": args.store})
+    report = verify_store(config.storage.locate(config.store), forget_damaged=args.forget_damaged)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0 if report.ok else 1
 

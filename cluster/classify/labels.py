@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -30,11 +30,13 @@ from cluster import store as cstore
 from cluster.config import StrictModel
 from cluster.errors import ConfigError, DataError
 from cluster.grid import CubeExtent
+from cluster.location import StoreLocation, is_remote, local_path
 from cluster.regions import rasterize_window, to_grid_crs
 from cluster.records import TileResult, TileTask
 from cluster.vector import read_vector
 
-__all__ = ["LabelsConfig", "load_labels", "SamplePlan", "SampleWorker", "plan_sampling", "samples_frame"]
+__all__ = ["LabelsConfig", "load_labels", "SamplePlan", "SampledRows", "SampleWorker", "plan_sampling",
+           "samples_frame"]
 
 
 class LabelsConfig(StrictModel):
@@ -58,22 +60,25 @@ class LabelsConfig(StrictModel):
     seed: int = 0
 
 
-def load_labels(cfg: LabelsConfig) -> gpd.GeoDataFrame:
-    """Read labels into ``field_id, label, geometry``; errors name the file and the column."""
+def load_labels(cfg: LabelsConfig, storage_options: Mapping[str, Any] | None = None) -> gpd.GeoDataFrame:
+    """Read labels into ``field_id, label, geometry``; errors name the file and the column.
+
+    ``storage_options`` (the job's ``storage``) reach a labels file on object storage."""
     path = cfg.path
-    if "://" not in path and not Path(path).exists():
+    if not is_remote(path) and not Path(local_path(path)).exists():
         raise ConfigError(f"labels file {path!r} does not exist; fix labels.path")
     try:
         if path.lower().endswith(".csv"):
             if not (cfg.x_column and cfg.y_column):
                 raise ConfigError(f"labels file {path!r} is a CSV: set labels.x_column and labels.y_column")
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, storage_options=dict(storage_options) if storage_options and is_remote(path)
+                             else None)
             for c in (cfg.x_column, cfg.y_column):
                 if c not in df:
                     raise ConfigError(f"labels file {path!r} has no column {c!r}; it has {list(df.columns)!r}")
             frame = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df[cfg.x_column], df[cfg.y_column]), crs=cfg.crs)
         else:
-            frame = read_vector(path, cfg.layer or None)
+            frame = read_vector(path, cfg.layer or None, storage_options=storage_options)
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 — readers raise many types
@@ -100,7 +105,8 @@ def load_labels(cfg: LabelsConfig) -> gpd.GeoDataFrame:
 
 @dataclass(frozen=True)
 class SamplePlan:
-    store: str
+    store: StoreLocation
+    """The cube, without credentials (the plan travels to workers)."""
     extent: CubeExtent
     labels: gpd.GeoDataFrame
     """In the grid CRS; row position = label code."""
@@ -117,10 +123,11 @@ class SamplePlan:
     """Ids of labels that miss the cube: reported, not sampled."""
 
 
-def plan_sampling(store: str, storage_options: Mapping[str, Any], labels: gpd.GeoDataFrame,
+def plan_sampling(cube: StoreLocation, labels: gpd.GeoDataFrame,
                   bands: Mapping[str, str], cfg: LabelsConfig) -> SamplePlan:
     """The tiles labels touch; labels outside the cube are listed, not silently dropped."""
-    group = cstore.open_group(store, storage_options, mode="r")
+    store = cube.url
+    group = cstore.open_group(cube, mode="r")
     extent = cstore.extent_of(group)
     missing = sorted(a for a in bands.values() if a not in set(group.array_keys()))
     if missing:
@@ -138,7 +145,7 @@ def plan_sampling(store: str, storage_options: Mapping[str, Any], labels: gpd.Ge
     sindex = lab.sindex
     tiles = tuple(TileTask(t) for t in extent.iter_tiles()
                   if len(sindex.query(box(*extent.grid.tile_bounds(t)))))
-    times = cstore.open_cube(store, storage_options).time.values
+    times = cstore.open_cube(cube).time.values
     is_poly = lab.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
     polygons = gpd.GeoDataFrame({"region_id": lab.field_id[is_poly].to_numpy(),
                                  "code": np.flatnonzero(is_poly)},
@@ -151,23 +158,37 @@ def plan_sampling(store: str, storage_options: Mapping[str, Any], labels: gpd.Ge
     pts = lab.geometry[is_point]
     points = np.column_stack([pts.x.to_numpy(), pts.y.to_numpy(), np.flatnonzero(is_point)]) if is_point.any() \
         else np.zeros((0, 3))
-    return SamplePlan(store, extent, lab, polygons, points, dict(bands), tuple(str(t) for t in times), tiles,
-                      cfg.max_pixels_per_field, cfg.seed, outside)
+    return SamplePlan(cube.for_workers(), extent, lab, polygons, points, dict(bands), tuple(str(t) for t in times),
+                      tiles, cfg.max_pixels_per_field, cfg.seed, outside)
+
+
+@dataclass(frozen=True, eq=False)
+class SampledRows:
+    """The labelled pixels one tile gave (the output of :class:`SampleWorker`): which label,
+    where, and each band's time series. Small: at most ``max_pixels_per_field`` per field."""
+
+    code: np.ndarray
+    """(N,) int64: each pixel's label, as its row in :attr:`SamplePlan.labels`."""
+    x: np.ndarray
+    """(N,) pixel centres' x in the grid's CRS."""
+    y: np.ndarray
+    """(N,) pixel centres' y in the grid's CRS."""
+    values: Mapping[str, np.ndarray]
+    """Feature band -> (T, N) decoded values (NaN: missing), dates as :attr:`SamplePlan.dates`."""
 
 
 class SampleWorker:
     """Returns the sampled pixels of one tile: ids, positions and per-band time series."""
 
-    def __init__(self, plan: SamplePlan, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, plan: SamplePlan) -> None:
         self.plan = plan
-        self.so = dict(storage_options or {})
         self._group: zarr.Group | None = None
 
-    def process(self, task: TileTask) -> TileResult:
+    def process(self, task: TileTask) -> TileResult[SampledRows]:
         t0 = time.perf_counter()
         plan = self.plan
         if self._group is None:
-            self._group = cstore.open_group(plan.store, self.so, mode="r")
+            self._group = cstore.open_group(plan.store, mode="r")
         grid = plan.extent.grid
         transform = grid.tile_transform(task.tile)
         n = grid.tile_size_px
@@ -191,7 +212,7 @@ class SampleWorker:
             rows.append(rr)
             cols.append(cc)
             fields.append(np.full(rr.size, code, dtype=np.int64))
-        result = TileResult(task.tile.id, "done", pid=os.getpid())
+        result: TileResult[SampledRows] = TileResult(task.tile.id, "done", pid=os.getpid())
         if not rows:
             result.status = "empty"
             return result
@@ -200,20 +221,19 @@ class SampleWorker:
         values = {b: cstore.read_tile_decoded(self._group, name, plan.extent, task.tile)[:, r, c]
                   for b, name in plan.bands.items()}
         x, y = transform * (c + 0.5, r + 0.5)  # type: ignore[operator]  # affine maps arrays too; its stubs say floats
-        result.extra["samples"] = {"code": np.concatenate(fields), "x": np.asarray(x), "y": np.asarray(y),
-                                   "values": values}
+        result.output = SampledRows(np.concatenate(fields), np.asarray(x), np.asarray(y), values)
         result.pixels = int(r.size)
         result.seconds = time.perf_counter() - t0
         return result
 
 
-def samples_frame(plan: SamplePlan, parts: list[dict[str, Any]]) -> pd.DataFrame:
+def samples_frame(plan: SamplePlan, parts: Sequence[SampledRows]) -> pd.DataFrame:
     """The long sample table (one row per sampled pixel and date) from the tiles' samples."""
     if not parts:
         raise DataError("no labelled pixel was found on the cube; check that the labels overlap its data")
-    code = np.concatenate([p["code"] for p in parts])
-    x = np.concatenate([p["x"] for p in parts])
-    y = np.concatenate([p["y"] for p in parts])
+    code = np.concatenate([p.code for p in parts])
+    x = np.concatenate([p.x for p in parts])
+    y = np.concatenate([p.y for p in parts])
     T = len(plan.dates)
     n = code.size
     ids = np.array([f"{plan.labels.field_id.iloc[k]}@{xi:.1f},{yi:.1f}" for k, xi, yi in zip(code, x, y, strict=True)])
@@ -222,7 +242,7 @@ def samples_frame(plan: SamplePlan, parts: list[dict[str, Any]]) -> pd.DataFrame
         "date": np.tile(np.asarray(plan.dates, dtype="datetime64[ns]"), n),
     })
     for b in plan.bands:
-        frame[b] = np.concatenate([p["values"][b] for p in parts], axis=1).T.reshape(-1).astype(np.float32)
+        frame[b] = np.concatenate([p.values[b] for p in parts], axis=1).T.reshape(-1).astype(np.float32)
     field = plan.labels.field_id.to_numpy()[code]
     frame["label"] = np.repeat(plan.labels.label.to_numpy()[code], T)
     frame["field_id"] = np.repeat(field, T)

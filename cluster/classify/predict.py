@@ -32,7 +32,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -44,6 +44,7 @@ from cluster.classify.model import CropModel
 from cluster.config import StrictModel, TileJobConfig
 from cluster.errors import ConfigError
 from cluster.grid import CubeExtent
+from cluster.location import StoreLocation
 from cluster.records import TileResult, TileTask
 from cluster.vector import read_vector, vector_crs
 
@@ -92,7 +93,9 @@ class PredictConfig(TileJobConfig):
 
 @dataclass(frozen=True)
 class PredictPlan:
-    store: str
+    store: StoreLocation
+    """The cube, without credentials (the plan travels to workers); the model folder is
+    reached with the same storage options."""
     model: str
     extent: CubeExtent
     years: tuple[int, ...]
@@ -126,13 +129,13 @@ def _covered_years(features: FeatureConfig, dates: np.ndarray) -> list[int]:
 
 def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
     """Check the model against the cube (bands, seasons) and list the tiles. Reads metadata."""
-    so = config.storage.to_fsspec()
-    group = cstore.open_group(config.store, so, mode="r")
+    cube = config.location()
+    group = cstore.open_group(cube, mode="r")
     extent = cstore.extent_of(group)
     arrays = set(group.array_keys())
     bands = {b: config.band_names.get(b, b) for b in model.features.bands}
     check_bands(model.features, [b for b, a in bands.items() if a in arrays], f"the cube {config.store!r}")
-    times = cstore.open_cube(config.store, so).time.values
+    times = cstore.open_cube(cube).time.values
     years = config.years or _covered_years(model.features, times)
     if not years:
         raise ConfigError(f"the cube {config.store!r} covers no whole season {model.features.season.start} to "
@@ -157,7 +160,7 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
     tiles = tuple(TileTask(t) for t in extent.iter_tiles())
     n_features = len(model.feature_names) if config.features == "write" else 0
     parcels, parcels_crs = _check_parcels(config.parcels)
-    return PredictPlan(config.store, config.model, extent, tuple(years), tuple(steps),
+    return PredictPlan(cube.for_workers(), config.model, extent, tuple(years), tuple(steps),
                        tuple(str(t) for t in times), bands, model.classes, tiles, h, config.smooth_px,
                        parcels, config.parcels.layer if config.parcels else None, parcels_crs, n_features)
 
@@ -180,8 +183,8 @@ def _check_parcels(cfg: ParcelsConfig | None) -> tuple[str | None, str | None]:
 
 def prepare_predict(plan: PredictPlan, config: PredictConfig, model: CropModel) -> cstore.Manifest:
     """Create ``crop_type`` and ``crop_probability`` (kept if this plan has done tiles)."""
-    so = config.storage.to_fsspec()
-    manifest = cstore.Manifest(plan.store, "classify", plan.hash, so)
+    cube = config.location()  # the driver's copy: with the config's credentials
+    manifest = cstore.Manifest(cube, "classify", plan.hash)
     if config.overwrite:
         manifest.clear()
     common = {"harvest_job": "classify", "harvest_plan_hash": plan.hash, "model": plan.model,
@@ -200,11 +203,11 @@ def prepare_predict(plan: PredictPlan, config: PredictConfig, model: CropModel) 
             **common, "long_name": "probability of the mapped crop type", "units": "percent"}),
     ]
     like = next(iter(plan.bands.values()))
-    cstore.add_arrays(plan.store, specs, like=like, storage_options=so, overwrite=not manifest.done())
+    cstore.add_arrays(cube, specs, like=like, overwrite=not manifest.done())
     if plan.n_features:
         definitions = {str(y): feature_definitions(model.features, y) for y in plan.years}
-        cstore.add_layers(plan.store, SEASON_FEATURES, plan.years, plan.n_features, like=like, layer_dim="feature",
-                          storage_options=so, overwrite=not manifest.done(), attrs={
+        cstore.add_layers(cube, SEASON_FEATURES, plan.years, plan.n_features, like=like, layer_dim="feature",
+                          overwrite=not manifest.done(), attrs={
                               **common, "long_name": "season feature vector the crop type was mapped from",
                               "feature_names": list(model.feature_names),
                               "feature_definitions": definitions,
@@ -271,10 +274,9 @@ def _parcel_vote(probs: np.ndarray, seen: np.ndarray, codes: np.ndarray) -> np.n
 class PredictWorker:
     """Loads the model once per actor; reads, featurises, classifies and writes tiles."""
 
-    def __init__(self, plan: PredictPlan, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, plan: PredictPlan) -> None:
         self.plan = plan
-        self.so = dict(storage_options or {})
-        self.model = CropModel.load(plan.model, self.so)
+        self.model = CropModel.load(plan.model, plan.store.storage_options)
         self._group: zarr.Group | None = None
         threads = os.environ.get("OMP_NUM_THREADS")  # Ray sets it to the actor's num_cpus
         self.threads = int(threads) if threads and threads.isdigit() else 0
@@ -283,7 +285,7 @@ class PredictWorker:
         t_start = time.perf_counter()
         plan = self.plan
         if self._group is None:
-            self._group = cstore.open_group(plan.store, self.so, mode="r+")
+            self._group = cstore.open_group(plan.store, mode="r+")
         group = self._group
         timings: dict[str, float] = {}
         t0 = time.perf_counter()

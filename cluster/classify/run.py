@@ -18,13 +18,15 @@ from pydantic import Field, model_validator
 
 from cluster import store as cstore
 from cluster.classify.features import FeatureConfig, season_features
-from cluster.classify.labels import LabelsConfig, SampleWorker, load_labels, plan_sampling, samples_frame
+from cluster.classify.labels import (LabelsConfig, SampledRows, SampleWorker, load_labels, plan_sampling,
+                                     samples_frame)
 from cluster.classify.model import CropModel, LightGBMParams
 from cluster.classify.predict import PredictConfig, PredictWorker, plan_predict, prepare_predict
 from cluster.classify.samples import LabelMapping, SampleTableConfig, load_samples, map_labels, to_arrays
 from cluster.classify.train import CrossValidation, ValidationConfig, report_files, train_model
 from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, WorkerResources, as_config
 from cluster.errors import ConfigError, DataError
+from cluster.location import StoreLocation
 from cluster.report import JobReport
 from cluster.records import TileResult
 
@@ -64,6 +66,13 @@ class TrainConfig(StrictModel):
         if self.labels is not None and self.store is None:
             raise ValueError("'labels' needs 'store': the cube to sample at the labels")
         return self
+
+    def location(self) -> StoreLocation:
+        """The cube to sample, read once from ``store`` and ``storage`` (as
+        :meth:`cluster.config.TileJobConfig.location`)."""
+        if self.store is None:
+            raise ConfigError("this train config samples a table, not a cube: it has no 'store'")
+        return self.storage.locate(self.store)
 
 
 @dataclass
@@ -122,27 +131,26 @@ def sample_cube(config: TrainConfig, address: str | None = None) -> tuple[pd.Dat
     from cluster.runtime import PoolOptions, ensure_ray, run_tile_tasks
 
     assert config.labels is not None and config.store is not None
-    so = config.storage.for_workers()
-    labels = load_labels(config.labels)
+    cube = config.location()
+    labels = load_labels(config.labels, cube.storage_options)
     bands = {b: config.band_names.get(b, b) for b in config.features.bands}
-    plan = plan_sampling(config.store, so, labels, bands, config.labels)
+    plan = plan_sampling(cube, labels, bands, config.labels)
     issues = []
     if plan.outside:
         issues.append(f"{len(plan.outside)} label(s) lie outside the cube and were not sampled "
                       f"(e.g. {list(plan.outside[:3])!r})")
-    parts: list[dict[str, Any]] = []
-    failed: list[TileResult] = []
+    parts: list[SampledRows] = []  # the training table to be: every tile's rows are kept
+    failed: list[TileResult[SampledRows]] = []
 
-    def keep(r: TileResult) -> None:
-        s = r.extra.pop("samples", None)
-        if s is not None:
-            parts.append(s)
+    def keep(r: TileResult[SampledRows]) -> None:
+        if r.output is not None:
+            parts.append(r.output)
         if r.status == "failed":
             failed.append(r)
 
     ensure_ray(address)
-    run_tile_tasks(functools.partial(SampleWorker, plan, so), plan.tiles,
-                   PoolOptions.from_config(config.max_actors, config.resources), on_result=keep)
+    run_tile_tasks(functools.partial(SampleWorker, plan), plan.tiles,
+                   PoolOptions(config.max_actors, config.resources), on_result=keep)
     if failed:
         raise DataError(f"sampling the cube failed on {len(failed)} tile(s), e.g. {failed[0].tile_id}: "
                         f"{failed[0].error}; fix that and rerun (a model from partial samples would be biased)")
@@ -233,13 +241,12 @@ def run_predict(config: PredictConfig | Mapping[str, Any] | str | Path, address:
 
     config = as_config(PredictConfig, config)
     t0 = time.perf_counter()
-    model = CropModel.load(config.model, config.storage.to_fsspec())
-    so = config.storage.for_workers()
+    cube = config.location()
+    model = CropModel.load(config.model, cube.storage_options)
     plan = plan_predict(config, model)
-    report = run_tile_job("classify", config, plan.hash, plan.tiles, functools.partial(PredictWorker, plan, so),
+    report = run_tile_job("classify", config, plan.hash, plan.tiles, functools.partial(PredictWorker, plan),
                           address, prepare=lambda: prepare_predict(plan, config, model), on_result=progress)
-    report.store_bytes = sum(cstore.store_bytes(f"{config.store.rstrip('/')}/{a}", config.storage.to_fsspec())
-                             for a in ("crop_type", "crop_probability"))
-    write_report(report, config, t0, cube=config.store, arrays="crop_type, crop_probability",
+    report.store_bytes = sum(cstore.store_bytes(cube.array(a)) for a in ("crop_type", "crop_probability"))
+    write_report(report, config, t0, cube=cube.shown, arrays="crop_type, crop_probability",
                  years=", ".join(map(str, plan.years)), classes=", ".join(plan.classes))
     return report

@@ -62,6 +62,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cluster.config import StrictModel
 from cluster.errors import ConfigError, DataError
+from cluster.location import is_remote, local_path
 
 __all__ = [
     "DEFAULT_CLASSES",
@@ -552,10 +553,10 @@ def _resolve_paths(paths: Sequence[str]) -> list[str]:
     """Expand globs; every entry must name at least one existing file."""
     out: list[str] = []
     for i, p in enumerate(paths):
-        if "://" in p and not p.startswith("file://"):
+        if is_remote(p):
             raise ConfigError(f"paths[{i}] {p!r} is a URL; sample tables are read from local files: copy it "
                               "locally (e.g. aws s3 cp) and give that path")
-        local = os.path.expanduser(p.removeprefix("file://"))
+        local = os.path.expanduser(local_path(p))
         if glob.has_magic(local):
             found = sorted(glob.glob(local, recursive=True))
             if not found:

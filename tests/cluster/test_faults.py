@@ -79,7 +79,7 @@ class ActorKiller:
 def test_faults__demo_plan_exceeds_rays_inline_limit(demo: dict[str, dict]) -> None:
     """The regime of ray#53727: a constructor argument over 100 KiB is not inlined."""
     plan = plan_ingest(IngestConfig.model_validate(demo["ingest"]))
-    assert len(pickle.dumps(functools.partial(IngestWorker, plan, {}))) > 100 * 1024
+    assert len(pickle.dumps(functools.partial(IngestWorker, plan))) > 100 * 1024
     assert len(plan.tiles) >= 20
 
 

@@ -158,3 +158,33 @@ def test_burn_polygons__same_pixels_as_gdal_ties_included():
             features.rasterize(list(zip(shapes, values, strict=True)), out=expected, transform=transform)
         got = burn_polygons(np.full((60, 60), -1, np.int32), shapes, values, transform)
         assert np.array_equal(got, expected), f"trial {trial}: {int((got != expected).sum())} px differ"
+
+
+@pytest.mark.parametrize("name", ["r.geojson", "r.parquet"], ids=["geojson", "geoparquet"])
+def test_load_regions__remote_file_read_with_the_storage_options(tmp_path, name):
+    import uuid
+
+    import fsspec
+
+    local = write(tmp_path, frame([2, 1], BOXES[:2]), name)
+    url = f"memory://regions-{uuid.uuid4().hex[:8]}/{name}"  # only fsspec reaches memory://, never GDAL
+    fsspec.filesystem("memory").pipe_file(url, local.read_bytes())
+    regions, issues = load_regions(RegionsConfig(path=url, id_column="code"), storage_options={})
+    assert list(regions.region_id) == ["1", "2"] and not issues
+
+
+@pytest.mark.s3
+def test_load_regions__s3_endpoint_from_the_job_config(tmp_path, s3_bucket, s3_options):
+    import s3fs
+
+    from cluster.aggregate import AggregateConfig
+
+    local = write(tmp_path, frame([2, 1], BOXES[:2]), "r.geojson")
+    s3fs.S3FileSystem(**s3_options).put(str(local), f"{s3_bucket}/regions/r.geojson")
+    config = AggregateConfig.model_validate({
+        "store": f"s3://{s3_bucket}/cube.zarr", "regions": {"path": f"s3://{s3_bucket}/regions/r.geojson",
+                                                            "id_column": "code"},
+        "storage": {"endpoint_url": s3_options["client_kwargs"]["endpoint_url"], "region": "us-east-1",
+                    "key": "testing", "secret": "testing"}})
+    regions, _ = load_regions(config.regions, storage_options=config.location().storage_options)
+    assert list(regions.region_id) == ["1", "2"]

@@ -36,3 +36,23 @@ def test_report_tables__render_but_stay_out_of_the_json() -> None:
     doc = r.to_dict()
     assert "tables" not in doc
     json.dumps(doc)  # plain JSON, as written beside the store
+
+
+def test_report_tiles__show_an_outputs_summary_never_a_big_output() -> None:
+    import numpy as np
+
+    from cluster.indices import IndicesTileInfo
+    from cluster.ingest import IngestFindings
+    from cluster.zonal import accumulate_tile
+
+    partial = accumulate_tile(np.zeros((4, 4), dtype=np.int32), {"ndvi": np.zeros((1, 4, 4), np.float32)},
+                              region_ids=["R1"], row_area_m2=np.ones(4), dates=(0,), tile_id="0_2")
+    r = JobReport(job="ingest", store="cube.zarr")
+    r.add_results([TileResult("0_0", "done", output=IngestFindings(2, (0, 1), {(1, "red"): 5})),
+                   TileResult("0_1", "done", output=IndicesTileInfo("cpu")),
+                   TileResult("0_2", "done", output=partial)])
+    tiles = json.loads(json.dumps(r.to_dict()))["tiles"]
+    assert tiles[0]["output"] == {"scenes_used": 2, "scenes_with_data": 2, "invalid_values": 5,
+                                  "identical_bands": []}
+    assert tiles[1]["output"] == {"device": "cpu"}
+    assert "output" not in tiles[2]  # a partial is merged by the driver, not written into the report

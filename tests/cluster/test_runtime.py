@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ResourceError
 from cluster.ingest import IngestWorker, plan_ingest, prepare_store
 from cluster.runtime import PoolOptions, run_tile_tasks
-from cluster.records import TileResult
+from cluster.grid import TileIndex
+from cluster.records import TileResult, TileTask
 from cluster.chaos import FailOnWorker, KillOnceWorker
 from tests.jobs.test_ingest import cbers_config
 
@@ -29,7 +31,7 @@ def _prepared(store: str):  # noqa: ANN202
     cfg = cbers_config(store, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 16})
     plan = plan_ingest(cfg)
     prepare_store(plan, cfg)
-    return plan, functools.partial(IngestWorker, plan, {})
+    return plan, functools.partial(IngestWorker, plan)
 
 
 def test_runtime__killed_worker_costs_a_retry_not_a_tile(tmp_path: Path) -> None:
@@ -49,6 +51,45 @@ def test_runtime__killed_worker_costs_a_retry_not_a_tile(tmp_path: Path) -> None
     assert by_tile[victim].pid != killed_pid  # it ran again, in a restarted actor process
     assert not [r for r in results if r.status == "failed"]
     assert _chunks(str(tmp_path / "chaos.zarr")) == _chunks(str(tmp_path / "clean.zarr"))
+
+
+class _SquareWorker:
+    """A typed worker: an int payload in, its square out (after a pause the kill can hit)."""
+
+    def process(self, task: TileTask[int]) -> TileResult[int]:
+        time.sleep(0.2)
+        return TileResult(task.tile.id, "done", output=task.payload**2)
+
+
+class CountingFactory:
+    """A worker factory that counts, in this (the driver's) process, how often it is pickled:
+    once per ``ray.put``, once per actor if it went by value into each constructor."""
+
+    pickled = 0
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner = inner
+
+    def __call__(self):  # noqa: ANN204
+        return self.inner()
+
+    def __reduce__(self):  # noqa: ANN204
+        type(self).pickled += 1
+        return (CountingFactory, (self.inner,))
+
+
+def test_runtime__the_plan_goes_to_the_object_store_once(tmp_path: Path) -> None:
+    """The factory (which holds the job's plan: for ingest, every scene) is serialised once
+    for the whole pool, replacement actors included, not once per actor."""
+    tasks = [TileTask(TileIndex(0, c), payload=c) for c in range(8)]
+    victim = tasks[1].tile.id
+    factory = CountingFactory(functools.partial(KillOnceWorker, _SquareWorker, victim, str(tmp_path), 0.05))
+    CountingFactory.pickled = 0
+    results: list[TileResult[int]] = []
+    outcome = run_tile_tasks(factory, tasks, PoolOptions(2), on_result=results.append)
+    assert outcome.actors_replaced == 1  # three actors built a worker from it
+    assert sorted((r.tile_id, r.output) for r in results) == sorted((t.tile.id, t.payload**2) for t in tasks)
+    assert CountingFactory.pickled == 1
 
 
 def test_runtime__actors_carry_readable_names_and_a_replacement_a_new_one(tmp_path: Path) -> None:
@@ -92,7 +133,7 @@ def test_runtime__gpu_request_without_gpu_fails_fast(tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(ResourceError, match=r"asks for GPU=1 per node but no node of this Ray cluster has it .*"
                                             r"set num_gpus: 0.*No autoscaler was found.*HARVEST_AUTOSCALING=on"):
-        run_tile_tasks(inner, plan.tiles, PoolOptions(2, num_gpus=1))
+        run_tile_tasks(inner, plan.tiles, PoolOptions(2, WorkerResources(num_gpus=1)))
     assert time.monotonic() - t0 < 10
 
 
@@ -108,7 +149,7 @@ def test_runtime__on_an_autoscaling_cluster_a_gpu_request_waits_for_a_node(
     t0 = time.monotonic()
     with pytest.raises(ResourceError, match=r"no tiles actor started in 4 s: the autoscaler added no node that holds "
                                             r"\{'CPU': 1.0, 'GPU': 1.0.*'ray status'"):
-        run_tile_tasks(inner, plan.tiles, PoolOptions(2, num_gpus=1))
+        run_tile_tasks(inner, plan.tiles, PoolOptions(2, WorkerResources(num_gpus=1)))
     assert 4.0 <= time.monotonic() - t0 < 30
 
 

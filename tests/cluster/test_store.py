@@ -14,7 +14,7 @@ from cluster.errors import AlignmentError, LeaseError, StoreError
 from cluster.grid import CubeExtent, GridSpec, TileIndex
 from cluster.lease import Lease, check_lease
 
-GRID = GridSpec("EPSG:6933", pixel_size=20, tile_size_px=32)
+GRID = GridSpec("EPSG:6933", pixel_size=20, tile_size_px=32, chunk_size_px=16)
 EXTENT = CubeExtent(GRID, 10, -4, 2, 3)
 TIMES = [np.datetime64("2025-05-01"), np.datetime64("2025-05-17"), np.datetime64("2025-06-02")]
 SPECS = [cstore.ArraySpec("red", "uint16", 0, 1e-4, -0.1), cstore.ArraySpec("ndvi", "float32", float("nan"))]
@@ -30,7 +30,7 @@ class StoreTests:
     def test_store__round_trip_and_fill(self, target: tuple[str, dict]) -> None:
         url, so = target
         cstore.create_cube(url, EXTENT, TIMES, SPECS, {"harvest": {"grid": EXTENT.to_dict()}},
-                           chunk_size_px=16, storage_options=so)
+                           storage_options=so)
         group = cstore.open_group(url, so)
         assert cstore.extent_of(group) == EXTENT
         red = group["red"]
@@ -56,7 +56,7 @@ class StoreTests:
 
     def test_store__misaligned_region_is_refused(self, target: tuple[str, dict]) -> None:
         url, so = target
-        cstore.create_cube(url, EXTENT, TIMES, SPECS, {}, chunk_size_px=16, storage_options=so)
+        cstore.create_cube(url, EXTENT, TIMES, SPECS, {}, storage_options=so)
         arr = cstore.open_group(url, so)["red"]
         assert isinstance(arr, zarr.Array)
         with pytest.raises(AlignmentError, match=r"not aligned to its shards \(3, 32, 32\) on axis 1"):
@@ -80,7 +80,7 @@ class StoreTests:
     def test_store__inspect_tells_absent_ours_and_foreign(self, target: tuple[str, dict]) -> None:
         url, so = target
         assert cstore.inspect_store(url, so).kind == "absent"
-        cstore.create_cube(url, EXTENT, TIMES, SPECS, OURS, chunk_size_px=16, storage_options=so)
+        cstore.create_cube(url, EXTENT, TIMES, SPECS, OURS, storage_options=so)
         state = cstore.inspect_store(url, so)
         assert state.kind == "cube" and state.harvest["plan_hash"] == "p1"
         other = url.rstrip("/") + "-other"
@@ -101,7 +101,7 @@ class StoreTests:
             cstore.remove_store(users, so)
         assert fs.cat_file(f"{cstore.filesystem(users, so)[1]}/thesis.docx") == b"years of work"
 
-        cstore.create_cube(url, EXTENT, TIMES, SPECS, OURS, chunk_size_px=16, storage_options=so)
+        cstore.create_cube(url, EXTENT, TIMES, SPECS, OURS, storage_options=so)
         group = cstore.open_group(url, so)
         cstore.write_tile(group, "red", EXTENT, TileIndex(11, -3), np.ones((3, 32, 32), "uint16"), url)
         _put(fs, f"{path}/red/notes.txt", b"mine")

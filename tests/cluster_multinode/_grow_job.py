@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import ray
 
+    from cluster.config import WorkerResources
     from cluster.runtime import PoolOptions, run_tile_tasks
 
     ray.init()  # RAY_ADDRESS is set by the job supervisor
@@ -52,8 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_node[str(res.node_id)] = per_node.get(str(res.node_id), 0) + 1
         print(f"tile {res.tile_id} {res.status} on {res.node_id}", flush=True)
 
-    outcome = run_tile_tasks(functools.partial(SleepWorker, float(config.get("sleep_s", 0.25))), tasks,
-                             PoolOptions(int(config.get("max_actors", 4)), memory_mib=None), on_result=seen)
+    opts = PoolOptions(int(config.get("max_actors", 4)), WorkerResources(memory_mib=None))
+    outcome = run_tile_tasks(functools.partial(SleepWorker, float(config.get("sleep_s", 0.25))), tasks, opts,
+                             on_result=seen)
     print("GROW_RESULT " + json.dumps({"per_node": per_node, "counts": outcome.counts}), flush=True)
     return 0 if outcome.counts.get("done", 0) == len(tasks) else 1
 

@@ -112,7 +112,7 @@ def test_aggregate__driver_memory_does_not_grow_with_the_plan(tmp_path: Path) ->
     store = str(tmp_path / "cube.zarr")
     cstore.create_cube(store, extent, [np.datetime64("2025-06-01"), np.datetime64("2025-07-01")],
                        [cstore.ArraySpec("ndvi", "float32", float("nan"))],
-                       {"harvest": {"job": "ingest", "grid": extent.to_dict()}}, chunk_size_px=16)
+                       {"harvest": {"job": "ingest", "grid": extent.to_dict()}})
     values = np.random.default_rng(0).random((2, n * 16, n * 16), dtype=np.float32)
     cstore.open_group(store, mode="r+")["ndvi"][:] = values
     b = extent.bounds

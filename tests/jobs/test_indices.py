@@ -100,3 +100,18 @@ def test_indices__bad_names_are_explained(cbers_cube: str) -> None:
         plan_indices(IndicesConfig(store=cbers_cube, kernels=["ndwvi"]))
     with pytest.raises(MissingBandError, match=r"lacks band\(s\) \['swir22'\] \(nbr needs \['swir22'\]\)"):
         plan_indices(IndicesConfig(store=cbers_cube, kernels=["ndvi", "nbr"]))
+
+
+def test_indices__gpu_launch_travels_in_the_plan_outside_its_hash(cbers_cube: str) -> None:
+    """The GPU loop's shape is a config block that reaches the workers in the plan (a module
+    global would stay on the driver) and, giving the same bits, keeps the plan hash."""
+    from cluster.config import parse_config
+    from cluster.errors import ConfigError
+    from cluster.kernels import GpuLaunch
+
+    tuned = parse_config(IndicesConfig, {"store": cbers_cube, "gpu": {"pack": 4, "unroll": 2}})
+    plan, plain = plan_indices(tuned), plan_indices(IndicesConfig(store=cbers_cube))
+    assert plan.gpu == GpuLaunch(pack=4, unroll=2) != plain.gpu
+    assert plan.hash == plain.hash
+    with pytest.raises(ConfigError, match="gpu: GpuLaunch.pack=3 is not supported"):
+        parse_config(IndicesConfig, {"store": cbers_cube, "gpu": {"pack": 3}})

@@ -405,6 +405,22 @@ def test_ingest__explicit_extent_in_any_crs_or_from_a_file(tmp_path: Path) -> No
         cbers_config(str(tmp_path / "d.zarr"), extent={"crs": crs})
 
 
+def test_ingest__tuning_travels_in_the_plan_and_leaves_its_hash_alone(tmp_path: Path) -> None:
+    """Reader settings reach the actors with the plan (a module global would stay on the
+    driver), and, changing no pixel, they keep the plan hash (a rerun skips done tiles)."""
+    from cluster.ingest import IngestWorker
+
+    tuned = {"scenes_per_batch": 2, "gdal_cache_mib": 64, "scene_cache_size": 3}
+    plain = plan_ingest(cbers_config(str(tmp_path / "a.zarr")))
+    plan = plan_ingest(cbers_config(str(tmp_path / "a.zarr"), tuning=tuned))
+    assert plan.hash == plain.hash
+    assert plan.tuning.model_dump() == tuned != plain.tuning.model_dump()
+    worker = IngestWorker(plan)
+    assert (worker._batch, worker._cache_size) == (2, 3)
+    with pytest.raises(ValueError, match="scene_cache"):
+        cbers_config(str(tmp_path / "b.zarr"), tuning={"scene_cache": 3})
+
+
 def _moved_copy(src: Path, dst: Path, dx_m: float = 0.0, crs: str | None = None) -> None:
     """A copy of a scene shifted east by ``dx_m`` (in its CRS units), or relabelled to ``crs``."""
     with rasterio.open(src) as ds:
@@ -455,12 +471,12 @@ def test_ingest__far_scenes_are_outliers_and_absurd_plans_stop_before_allocating
 
 
 def test_cube_check__identical_bands_and_all_empty_fail_the_job() -> None:
-    from cluster.ingest import CubeCheck
+    from cluster.ingest import CubeCheck, IngestFindings
     from cluster.records import TileResult
 
     check = CubeCheck(["red", "nir", "green"])
     for i in range(3):
-        check.add(TileResult(f"t{i}", "done", extra={"identical_bands": [["nir", "red"]]}))
+        check.add(TileResult(f"t{i}", "done", output=IngestFindings(identical_bands=(("nir", "red"),))))
     check.add(TileResult("t3", "empty"))
     [err] = check.errors()
     assert "bands 'nir' and 'red' are identical in every tile with data" in err

@@ -73,7 +73,7 @@ def test_secrets__fake_keys_appear_in_no_output(tmp_path: Path, s3_endpoint: str
     # the plan and worker factory as the job builds them for its actors
     cfg = IngestConfig.model_validate(config)
     plan = plan_ingest(cfg)
-    factory = functools.partial(IngestWorker, plan, cfg.storage.for_workers())
+    factory = functools.partial(IngestWorker, plan)
     assert not leaks(pickle.dumps(factory))
     # a config error with the keys in it prints them masked
     bad = tmp_path / "bad.yaml"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from cluster.config import WorkerResources
 from cluster.errors import ConfigError, ResourceError
 from cluster.submit import (
-    ResourceRequest,
     auth_headers,
     build_runtime_env,
     check_resources,
@@ -108,13 +108,41 @@ def test_check_resources__satisfiable_requests_pass(requested):
     check_resources(requested, [{"CPU": 1.0}, {"CPU": 2.0, "GPU": 1.0, "memory": 4.0 * 2**30}])
 
 
-def test_resource_request__rejects_unknown_keys_and_negative_values():
-    with pytest.raises(ConfigError, match=r"unknown keys \['num_gpu'\]"):
-        ResourceRequest.from_mapping({"num_gpu": 1}, where="resources")
-    with pytest.raises(ConfigError, match="num_cpus=-1"):
-        ResourceRequest(num_cpus=-1)
-    assert ResourceRequest(num_gpus=1, memory_mib=1, resources={"x": 2}).to_ray() == {
-        "GPU": 1, "memory": 2**20, "x": 2}
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"num_gpu": 1}, r"resources has unknown keys \['num_gpu'\]; expected some of \['memory_mib', 'num_cpus'"),
+        ({"num_cpus": -1}, r"num_cpus: Input should be greater than or equal to 0 \(got -1\)"),
+        ({"num_gpus": float("inf")}, r"num_gpus: Input should be a finite number"),
+        ({"resources": {"x": -2}}, r"custom resource x=-2.0 is invalid; expected a finite number >= 0"),
+    ],
+    ids=["unknown-key", "negative", "infinite", "negative-custom"],
+)
+def test_worker_resources__bad_blocks_fail_with_a_clear_message(block, message):
+    with pytest.raises(ConfigError, match=message):
+        WorkerResources.from_mapping(block, where="resources")
+
+
+def test_worker_resources__to_ray_in_rays_names_with_the_jobs_defaults():
+    # what harvest submit checks is what the pool asks: missing keys take the job's defaults
+    assert WorkerResources.from_mapping({"num_gpus": 1, "resources": {"x": 2}}, where="resources").to_ray() == {
+        "CPU": 1, "GPU": 1, "memory": 1024 * 2**20, "x": 2}
+    assert WorkerResources(num_cpus=0, memory_mib=None).to_ray() == {}  # an entrypoint that reserves nothing
+    with pytest.raises(ResourceError, match=r"a worker of the job asks for GPU=1 per node"):
+        WorkerResources(num_gpus=1).check_fits([{"CPU": 4.0, "memory": 8.0 * 2**30}])
+
+
+def test_parse_args__resources_from_the_config_and_the_flags(tmp_path, monkeypatch):
+    (tmp_path / "job.yaml").write_text("resources: {num_cpus: 2, memory_mib: 2048}\n")
+    (tmp_path / "none.yaml").write_text("store: cube.zarr\n")
+    monkeypatch.chdir(tmp_path)
+    base = ["ingest", "--address", "http://127.0.0.1:9"]
+    config = submit._parse_args([*base, "--config", "job.yaml", "--worker-num-gpus", "0.5",
+                                 "--entrypoint-num-cpus", "1"])
+    assert config.worker == WorkerResources(num_cpus=2, num_gpus=0.5, memory_mib=2048)
+    assert config.entrypoint.to_ray() == {"CPU": 1}
+    plain = submit._parse_args([*base, "--config", "none.yaml"])
+    assert plain.worker is None and plain.entrypoint.to_ray() == {}  # no block: nothing checked or reserved
 
 
 def test_node_resources_from_summary__reads_alive_nodes_only():
