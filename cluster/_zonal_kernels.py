@@ -44,7 +44,7 @@ _M24 = np.int64(0xFFFFFF)
 
 
 @njit(cache=True, nogil=True)
-def _presence(lab: np.ndarray, crop: np.ndarray, has_crop: bool, n_codes: int,  # pragma: no cover - compiled
+def presence(lab: np.ndarray, crop: np.ndarray, has_crop: bool, n_codes: int,  # pragma: no cover - compiled
               n_crop_codes: int) -> tuple[np.ndarray, np.int64]:
     """Which (region code, crop code) pairs occur; -1 flags a label >= n_codes."""
     tc_n = crop.shape[0]
@@ -82,7 +82,7 @@ def _flush_rows(row_n: np.ndarray, touched: np.ndarray, n_touched: int, q: np.in
 
 
 @njit(cache=True, nogil=True)
-def _count_area(lab: np.ndarray, rlut: np.ndarray, crop: np.ndarray, clut: np.ndarray,  # pragma: no cover - compiled
+def count_area(lab: np.ndarray, rlut: np.ndarray, crop: np.ndarray, clut: np.ndarray,  # pragma: no cover - compiled
                 has_crop: bool, row_q: np.ndarray, n_r: int, n_c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels and exact area per (region, crop, crop-time); area is added once per row."""
     tc_n = crop.shape[0]
@@ -160,7 +160,7 @@ def _buckets_to_limbs(bucket: np.ndarray, shift: np.ndarray, out: np.ndarray,  #
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_values(lab: np.ndarray, rlut: np.ndarray, crop: np.ndarray, clut: np.ndarray,  # pragma: no cover
+def accumulate_values(lab: np.ndarray, rlut: np.ndarray, crop: np.ndarray, clut: np.ndarray,  # pragma: no cover
                        has_crop: bool, bits: np.ndarray, vals: np.ndarray, row_q: np.ndarray, n_r: int, n_c: int,
                        hist_lo: float, hist_scale: float, n_bins: int) -> tuple[np.ndarray, ...]:
     """Exact valid count, valid area, sum and sum of squares per (region, crop, time).

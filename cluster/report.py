@@ -21,6 +21,11 @@ MAX_TILE_ENTRIES = 2000
 """Per-tile entries a report keeps (besides retried and failed tiles): bounds the driver's
 memory (~3 KB per entry) whatever the size of the plan."""
 
+MAX_TILE_WARNINGS = 200
+"""Distinct tile warnings a report keeps; a repeat of one it has is counted, not stored, and
+the rest are counted in ``warnings_dropped`` (a warning on each of 100,000 tiles must not
+grow the driver by 100,000 strings)."""
+
 
 @dataclass
 class JobReport:
@@ -54,10 +59,14 @@ class JobReport:
     timings_s: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    warnings_dropped: int = 0
+    """Tile warnings not kept: repeats of one in ``warnings``, and those past
+    :data:`MAX_TILE_WARNINGS` distinct ones."""
     tiles_per_node: dict[str, int] = field(default_factory=dict)
     tiles: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    _seen_warnings: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
     tables: dict[str, "pd.DataFrame"] = field(default_factory=dict, repr=False, compare=False)
     """What the job computed for the caller (``aggregate``: ``statistics``, ``crop_areas``);
     written to the paths in ``outputs``, never into the JSON report."""
@@ -100,7 +109,12 @@ class JobReport:
         self.peak_actor_rss_mib = max(self.peak_actor_rss_mib, r.peak_rss_mib)
         for k, v in r.timings_s.items():
             self.timings_s[k] = self.timings_s.get(k, 0.0) + v
-        self.warnings.extend(r.warnings)
+        for w in r.warnings:
+            if w in self._seen_warnings or len(self._seen_warnings) >= MAX_TILE_WARNINGS:
+                self.warnings_dropped += 1
+            else:
+                self._seen_warnings.add(w)
+                self.warnings.append(w)
         if r.node_id:
             self.tiles_per_node[r.node_id] = self.tiles_per_node.get(r.node_id, 0) + 1
         # per-tile detail for the first tiles and every tile that needed a retry; the rest is in
@@ -118,7 +132,7 @@ class JobReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(replace(self, tables={}))
-        del d["tables"]
+        del d["tables"], d["_seen_warnings"]
         d["ok"] = self.ok
         d["mpix_per_s"] = round(self.mpix_per_s, 3)
         d["config"] = mask_secrets(self.config)
@@ -165,6 +179,9 @@ class JobReport:
             lines.append(f"  failed tile {f['tile']}: {f['error']}")
         for w in self.warnings[:5]:
             lines.append(f"  warning: {w}")
+        more = len(self.warnings) - 5 + self.warnings_dropped
+        if more > 0:
+            lines.append(f"  ... and {more} more warning(s) (repeats counted, not listed; see the JSON report)")
         for k, v in self.outputs.items():
             lines.append(f"  {k}: {v}")
         return "\n".join(lines)

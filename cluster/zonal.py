@@ -303,7 +303,7 @@ def accumulate_tile(
 
     has_crop = crop is not None
     n_crop_codes = int(crop_a.max(initial=-1)) + 1 if has_crop else 1
-    seen, bad = _k._presence(lab, crop_a, has_crop, n_codes, n_crop_codes)
+    seen, bad = _k.presence(lab, crop_a, has_crop, n_codes, n_crop_codes)
     if bad >= 0 or (n_codes and not known[seen[:n_codes].any(axis=1)].all()):
         raise DataError(
             f"labels hold region code {int(bad) if bad >= 0 else 'unknown'!r} but region_ids maps "
@@ -333,7 +333,7 @@ def accumulate_tile(
         a = a[:, :n_cell].reshape(lead, n_r, n_c, *a.shape[2:])
         return np.moveaxis(a, 0, 2)
 
-    cnt_f, a_lo, a_hi = _k._count_area(lab, rlut, crop_a, clut, has_crop, row_q, n_r, n_c)
+    cnt_f, a_lo, a_hi = _k.count_area(lab, rlut, crop_a, clut, has_crop, row_q, n_r, n_c)
     tc_n = crop_a.shape[0]
     cnt = cells(cnt_f.reshape(tc_n, n_cell), tc_n)
     area = cells(np.stack([a_lo, a_hi], -1).reshape(tc_n, n_cell, 2), tc_n)
@@ -348,7 +348,7 @@ def accumulate_tile(
     per_index = []
     for name in names:
         v = vals[name]
-        valid_f, va_lo, va_hi, s1_f, s2_f, h_f, mn_f, mx_f = _k._accumulate_values(
+        valid_f, va_lo, va_hi, s1_f, s2_f, h_f, mn_f, mx_f = _k.accumulate_values(
             lab, rlut, crop_a, clut, has_crop, v.view(np.int32), v, row_q, n_r, n_c, lo, scale, n_bins)
         nc1 = valid_f.shape[1]
         per_index.append((

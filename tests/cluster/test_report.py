@@ -56,3 +56,19 @@ def test_report_tiles__show_an_outputs_summary_never_a_big_output() -> None:
                                   "identical_bands": []}
     assert tiles[1]["output"] == {"device": "cpu"}
     assert "output" not in tiles[2]  # a partial is merged by the driver, not written into the report
+
+
+def test_report_warnings__repeats_are_counted_not_stored() -> None:
+    """A warning on every one of many tiles keeps the driver's report small."""
+    from cluster.report import MAX_TILE_WARNINGS
+
+    report = JobReport(job="ingest", store="/tmp/x.zarr")
+    for i in range(5000):
+        report.add_result(TileResult(f"r0_c{i}", "done", warnings=["band 'red' is all fill",
+                                                                   f"tile {i} is odd"]))
+    assert len(report.warnings) == MAX_TILE_WARNINGS
+    assert report.warnings[0] == "band 'red' is all fill" and report.warnings.count(report.warnings[0]) == 1
+    assert report.warnings_dropped == 10000 - MAX_TILE_WARNINGS
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["warnings_dropped"] == report.warnings_dropped and "_seen_warnings" not in d
+    assert f"and {len(report.warnings) - 5 + report.warnings_dropped} more warning(s)" in report.summary()
