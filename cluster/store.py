@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import posixpath
@@ -39,6 +40,7 @@ import zarr.storage
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from cluster._retry import retry_storage
+from cluster._shard import ShardDecodeError, ShardLayout, decode_shard, encode_shard, get_shard, layout_of, put_shard
 from cluster.errors import AlignmentError, StoreError, TileWriteError
 from cluster.grid import CubeExtent, TileIndex
 from cluster.location import StoreLike, StoreLocation, is_remote, norm_store
@@ -72,6 +74,8 @@ __all__ = [
     "StoreLocation",
     "StoreLike",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -409,10 +413,43 @@ def tile_crc32(block: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(block))  # type: ignore[arg-type]
 
 
+_FALLBACKS: set[str] = set()
+
+
+def _fell_back(why: str) -> None:
+    """Log once per reason that a tile goes through zarr's chunk-by-chunk path."""
+    if why not in _FALLBACKS:
+        _FALLBACKS.add(why)
+        log.warning("whole-shard path not used for %s: falling back to zarr's chunk-by-chunk path", why)
+
+
+def _whole_shard(array: zarr.Array[Any], region: tuple[slice, ...]) -> tuple[ShardLayout, tuple[int, ...]] | None:
+    """The layout and shard coordinates when ``region`` is exactly one shard (or chunk, unsharded)
+    that :mod:`cluster._shard` encodes byte for byte as zarr does; None (logged once per
+    reason) where zarr's own path must do it."""
+    layout = layout_of(array)
+    if isinstance(layout, str):
+        _fell_back(f"array {array.path!r}: {layout}")
+        return None
+    coords = []
+    for sl, n, s in zip(region, array.shape, layout.shard_shape, strict=True):
+        start = sl.start or 0
+        stop = n if sl.stop is None else sl.stop
+        if start % s or stop - start != s:
+            _fell_back(f"array {array.path!r}: a region {region!r} that is not one whole shard {layout.shard_shape}")
+            return None
+        coords.append(start // s)
+    return layout, tuple(coords)
+
+
 def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex,
                block: np.ndarray, url: StoreLike = "?") -> TileWrite:
     """Write one tile (every date, or every leading index) of one array: one whole shard,
     so a retry is idempotent.
+
+    The shard is encoded whole (:mod:`cluster._shard`: the array's own codecs, byte for byte
+    what zarr writes) and stored in one put; an array outside what that covers goes through
+    zarr's ``Array.__setitem__`` (logged once per reason).
 
     Transient storage errors are retried here; what remains is raised as
     :class:`TileWriteError` with the storage error as its cause (the pool then retries
@@ -434,8 +471,18 @@ def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex
             f"match the region {want}"
         )
     data = np.ascontiguousarray(block.astype(array.dtype, copy=False))
+    fast = _whole_shard(array, region)
+    if fast is not None:
+        layout, coords = fast
+        blob = encode_shard(layout, data)
+
+        def put() -> None:
+            put_shard(array, coords, blob)
+    else:
+        def put() -> None:
+            array[region] = data
     try:
-        retry_transient(lambda: array.__setitem__(region, data), attempts=4)
+        retry_transient(put, attempts=4)
     except Exception as e:  # noqa: BLE001 — re-raised with the tile and the path
         raise TileWriteError(f"writing tile={tile.id} array={name!r} path={url!r} failed: "
                              f"{type(e).__name__}: {e}") from e
@@ -455,10 +502,20 @@ def extent_of(group: zarr.Group) -> CubeExtent:
 
 
 def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:
-    """Read one tile (every date, or every leading index) of one array, raw (undecoded DN)."""
+    """Read one tile (every date, or every leading index) of one array, raw (undecoded DN):
+    one get of its shard, decoded whole as zarr would (:mod:`cluster._shard`), or zarr's own
+    read where that does not apply."""
     ys, xs = extent.tile_slices(tile)
     array = group[name]
     assert isinstance(array, zarr.Array)
+    region = (*(slice(0, n) for n in array.shape[:-2]), ys, xs)
+    fast = _whole_shard(array, region)
+    if fast is not None:
+        layout, coords = fast
+        try:
+            return decode_shard(layout, get_shard(array, coords))
+        except ShardDecodeError as e:  # zarr's own read says what is wrong, in its words
+            _fell_back(f"reading a shard of {array.path!r}: {e}")
     return np.asarray(array[..., ys, xs])
 
 

@@ -10,6 +10,7 @@ import pytest
 import zarr
 
 from cluster import store as cstore
+from cluster._shard import decode_shard, encode_shard, get_shard, layout_of, put_shard
 from cluster.errors import AlignmentError, LeaseError, StoreError
 from cluster.grid import CubeExtent, GridSpec, TileIndex
 from cluster.lease import Lease, check_lease
@@ -137,6 +138,106 @@ class StoreTests:
         third.acquire()  # expired: taken over without being asked
         assert third.broke is not None and "expired" in third.stale_reason(third.broke)
         third.release()
+
+    @pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+    @pytest.mark.parametrize("chunk", [16, 32], ids=["chunk<tile", "chunk==tile"])
+    def test_store__whole_shard_path_writes_and_reads_what_zarr_does(
+            self, target: tuple[str, dict], compression: str, chunk: int) -> None:
+        url, so = target
+        grid = GridSpec("EPSG:6933", pixel_size=20, tile_size_px=32, chunk_size_px=chunk)
+        extent = CubeExtent(grid, 10, -4, 2, 2)
+        n_time = 1 if chunk == 32 and compression == "none" else 3  # (1, tile, tile): an unsharded array
+        times = TIMES[:n_time]
+        ours, theirs = url.rstrip("/") + "-ours", url.rstrip("/") + "-zarr"
+        for u in (ours, theirs):
+            cstore.create_cube(u, extent, times, IDENTITY_SPECS, {}, compression=compression, storage_options=so)
+        g_ours, g_zarr = cstore.open_group(ours, so), cstore.open_group(theirs, so)
+        rng = np.random.default_rng(chunk)
+        for spec in IDENTITY_SPECS:
+            arr = g_zarr[spec.name]
+            assert isinstance(arr, zarr.Array) and not isinstance(layout_of(arr), str)
+            assert (arr.shards is None) == (n_time == 1 and chunk == 32)
+            for k, tile in enumerate(extent.iter_tiles()):
+                block = _tile_block(rng, spec, (n_time, 32, 32), k)
+                cstore.write_tile(g_ours, spec.name, extent, tile, block, ours)
+                ys, xs = extent.tile_slices(tile)
+                arr[:, ys, xs] = block  # zarr's own path
+                np.testing.assert_array_equal(cstore.read_tile(g_zarr, spec.name, extent, tile), block)
+                np.testing.assert_array_equal(cstore.read_tile(g_ours, spec.name, extent, tile), block)
+        fs, p_ours = cstore.filesystem(ours, so)
+        _, p_zarr = cstore.filesystem(theirs, so)
+        files = sorted(f[len(p_zarr):] for f in fs.find(p_zarr))
+        assert sorted(f[len(p_ours):] for f in fs.find(p_ours)) == files
+        shards = [f for f in files if f.split("/")[1] in {s.name for s in IDENTITY_SPECS} and "/c/" in f]
+        assert len(shards) == len(IDENTITY_SPECS) * 3  # tile 0 is all fill: no object, as zarr leaves it
+        for f in files:
+            assert fs.cat_file(p_ours + f) == fs.cat_file(p_zarr + f), f
+        for spec in IDENTITY_SPECS:  # and zarr reads our store as it reads its own
+            np.testing.assert_array_equal(np.asarray(g_zarr[spec.name][:]),
+                                          np.asarray(cstore.open_group(ours, so, mode="r")[spec.name][:]))
+
+
+IDENTITY_SPECS = [cstore.ArraySpec("dn", "uint16", 0, 1e-4, -0.1), cstore.ArraySpec("ndvi", "float32", float("nan")),
+                  cstore.ArraySpec("sar", "int16", -9999), cstore.ArraySpec("cls", "uint8", 255),
+                  cstore.ArraySpec("zero", "float32", 0.0)]
+
+
+def _tile_block(rng: np.random.Generator, spec: cstore.ArraySpec, shape: tuple[int, int, int],
+                k: int) -> np.ndarray:
+    """Tile ``k`` of a test: 0 all fill, 1 some inner chunks and dates all fill, 2 full, 3 odd values."""
+    dtype = np.dtype(spec.dtype)
+    block = (rng.random(shape) * 250).astype(dtype)
+    if k == 0:
+        block[:] = spec.fill_value
+    elif k == 1:
+        block[: shape[0] // 2] = spec.fill_value
+        block[-1, :16, 16:] = spec.fill_value
+    elif k == 3 and dtype.kind == "f":
+        block[-1, :16, :16] = -0.0  # not empty where the fill is 0.0: zarr compares bits
+        block[0, 16:, 16:] = np.nan
+    return block
+
+
+def test_store__whole_shard_matches_zarr_for_other_layouts() -> None:
+    """Index at the start, ``write_empty_chunks``, bitshuffle: the codec against zarr's, in memory."""
+    from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
+
+    rng = np.random.default_rng(1)
+    data = (rng.random((4, 32, 32)) * 9).astype("float32")
+    data[:2] = np.nan
+    for location in ("start", "end"):
+        for empty in (False, True):
+            sharding = ShardingCodec(chunk_shape=(1, 16, 8), index_location=location, codecs=[
+                BytesCodec(), BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", typesize=4)])
+            stores = [zarr.storage.MemoryStore(), zarr.storage.MemoryStore()]
+            a, b = (zarr.create(shape=(4, 64, 32), dtype="float32", codecs=[sharding], chunk_shape=(4, 32, 32),
+                                fill_value=np.nan, zarr_format=3, store=s, config={"write_empty_chunks": empty})
+                    for s in stores)
+            a[:, 32:, :] = data
+            layout = layout_of(b)
+            assert not isinstance(layout, str) and layout.index_location == location
+            put_shard(b, (0, 1, 0), encode_shard(layout, data))
+            assert stores[0]._store_dict["c/0/1/0"].to_bytes() == stores[1]._store_dict["c/0/1/0"].to_bytes()
+            np.testing.assert_array_equal(decode_shard(layout, get_shard(a, (0, 1, 0))), data)
+
+
+def test_store__write_tile_falls_back_to_zarr_once_with_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from zarr.codecs import GzipCodec
+
+    url = str(tmp_path / "c.zarr")
+    cstore.create_cube(url, EXTENT, TIMES, SPECS, {})
+    group = cstore.open_group(url)
+    ref = group["red"]
+    group.create_array("gz", shape=ref.shape, dtype="uint16", chunks=ref.chunks, shards=ref.shards,
+                       fill_value=0, compressors=[GzipCodec()])
+    assert "compressor" in str(layout_of(group["gz"]))
+    block = np.arange(3 * 32 * 32, dtype="uint16").reshape(3, 32, 32)
+    with caplog.at_level("WARNING", logger="cluster.store"):
+        for tile in (TileIndex(10, -4), TileIndex(11, -3)):
+            cstore.write_tile(group, "gz", EXTENT, tile, block, url)
+            np.testing.assert_array_equal(cstore.read_tile(group, "gz", EXTENT, tile), block)
+    why = [r.getMessage() for r in caplog.records if "falling back to zarr" in r.getMessage()]
+    assert len(why) == 1 and "'gz'" in why[0] and "gzip" in why[0]
 
 
 def _put(fs, path: str, data: bytes) -> None:  # noqa: ANN001
