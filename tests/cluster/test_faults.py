@@ -90,8 +90,10 @@ def _assert_survived(report, killer: ActorKiller) -> None:  # noqa: ANN001
     assert report.tiles_failed == 0
     assert any(t["attempts"] >= 2 for t in report.tiles), "no tile was retried"
     # nothing came back from the killed process after its death: its tile and every later
-    # one ran in live actors (a replacement among them)
-    assert killer.killed not in killer.seen[killer.kill_index:]
+    # one ran in live actors (a replacement among them). One result of it may still arrive:
+    # the tile it had finished before SIGKILL landed, on its way to the driver (an actor has
+    # one tile in flight, so at most one; a fast tile makes this race common)
+    assert killer.seen[killer.kill_index:].count(killer.killed) <= 1
 
 
 def test_faults__killed_actor_mid_ingest_indices_and_classify(demo: dict[str, dict], tmp_path: Path) -> None:
