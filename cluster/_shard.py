@@ -22,14 +22,17 @@ big-endian machine, ...); the caller then uses zarr's own path.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import google_crc32c
 import numcodecs
 import numpy as np
 import zarr
+import zarr.storage
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.core.buffer import default_buffer_prototype
@@ -238,10 +241,30 @@ def put_shard(array: zarr.Array[Any], coords: tuple[int, ...], blob: bytes | Non
     """Store one shard's bytes (None: delete the object, as zarr does for an empty shard)."""
     store = array.store
     key = shard_key(array, coords)
+    if isinstance(store, zarr.storage.LocalStore):
+        _put_local(Path(store.root) / key, blob)
+        return
     if blob is None:
         sync(store.delete(key))
     else:
         sync(store.set(key, default_buffer_prototype().buffer.from_bytes(blob)))
+
+
+def _put_local(path: Path, blob: bytes | None) -> None:
+    """A local shard written whole, then renamed into place (readers never see half a shard).
+
+    zarr's LocalStore names its temporary file at random, so an actor killed mid-write leaves
+    a ``<shard>.<uuid>.partial`` behind for good. This one is always ``<shard>.harvest-partial``:
+    the tile is not recorded done, so its retry writes the same name and renames it away.
+    """
+    if blob is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".harvest-partial")
+    with open(tmp, "wb") as f:
+        f.write(blob)
+    os.replace(tmp, path)
 
 
 def get_shard(array: zarr.Array[Any], coords: tuple[int, ...]) -> bytes | None:

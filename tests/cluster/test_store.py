@@ -271,3 +271,22 @@ class TestS3Store(StoreTests):
 def test_store__missing_cube_is_explained(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="run 'harvest ingest' first"):
         cstore.open_group(str(tmp_path / "nothing.zarr"), mode="r")
+
+
+def test_store__a_killed_writers_leftover_is_replaced_by_the_retry(tmp_path: Path) -> None:
+    """An actor killed between writing a shard's temporary file and renaming it leaves
+    ``<shard>.harvest-partial``; the tile's retry writes that same name and renames it away,
+    so a cube that survived a kill holds exactly the files of a clean one."""
+    url = str(tmp_path / "cube.zarr")
+    cstore.create_cube(url, EXTENT, TIMES, SPECS, {"harvest": {"grid": EXTENT.to_dict()}})
+    group = cstore.open_group(url)
+    tile = next(iter(EXTENT.iter_tiles()))
+    block = np.arange(3 * 32 * 32, dtype="float32").reshape(3, 32, 32)
+    cstore.write_tile(group, "ndvi", EXTENT, tile, block)
+    shard = next(p for p in Path(url, "ndvi", "c").rglob("*") if p.is_file())
+    leftover = shard.with_name(shard.name + ".harvest-partial")
+    leftover.write_bytes(b"half a shard")  # what SIGKILL mid-write leaves
+    cstore.write_tile(group, "ndvi", EXTENT, tile, block + 1)
+    assert not leftover.exists()
+    assert not [p for p in Path(url).rglob("*partial*")]
+    np.testing.assert_array_equal(cstore.read_tile(group, "ndvi", EXTENT, tile), block + 1)
