@@ -768,5 +768,6 @@ def store_bytes(url: StoreLike, storage_options: Mapping[str, Any] | None = None
         return int(fs.du(path))
     except FileNotFoundError:
         return 0
-    except Exception:  # noqa: BLE001 — see the docstring
+    except Exception as e:  # noqa: BLE001 — see the docstring
+        log.warning("cannot measure the size of %s (%s: %s); the report says -1", shown(url), type(e).__name__, e)
         return -1
