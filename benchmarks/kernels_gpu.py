@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     def extra(p: Any) -> None:
         p.add_argument("--size", type=int, default=None, help="image side in pixels")
         p.add_argument("--sweep", action="store_true", help="also time NDVI at several launch shapes")
+        p.add_argument("--pack", type=int, default=GpuLaunch().pack,
+                       help="pixels per load word for the main cases (GpuLaunch.pack; 1 or 4)")
         ints = lambda text: tuple(int(v) for v in text.split(","))
         p.add_argument("--packs", type=ints, default=(1, 4), metavar="P,P",
                        help="pixels per load the sweep tries (default 1,4)")
@@ -137,14 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     size = args.size or (2000 if args.quick else 10980)
     repeat = 5 if args.quick else 20
+    launch = GpuLaunch(pack=args.pack)
     device = cuda.current_context().device
     name = getattr(device, "name", None) or "numba CUDA simulator"
     name = name.decode() if isinstance(name, bytes) else str(name)
     sms = int(getattr(device, "MULTIPROCESSOR_COUNT", 1))
     print(f"device: {name}, {sms} SMs; image {size} x {size} uint16; "
           f"arrays: {'CuPy' if cupy is not None else 'numba device arrays'}; "
-          f"launch {GpuLaunch().max_blocks} x {GpuLaunch().threads_per_block} (grid-stride, "
-          f"pack {GpuLaunch().pack}, unroll {GpuLaunch().unroll}); "
+          f"launch {launch.max_blocks} x {launch.threads_per_block} (grid-stride, "
+          f"pack {launch.pack}, unroll {launch.unroll}, at most {launch.max_bodies} pixel bodies); "
           f"median of {repeat} after one warm-up")
     host = make_bands(size)
     bands = {b: _device_put(a) for b, a in host.items()}
@@ -171,15 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     for case, names in CASES.items():
         sub = {b: bands[b] for b in bands_for(names)}
         out = {n: _device_empty((size, size), np.float32, 7.0) for n in names}
-        record(OURS, case, names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu"),
-                                           repeat))
+        record(OURS, case, names, gpu_time(lambda: compute(names, sub, INFO, out=out, device="gpu",
+                                                           gpu_launch=launch), repeat))
         _check_against_cpu(case, names, {n: _to_host(a) for n, a in out.items()}, host)
         record(f"{OURS} (fresh out)", case, names,
-               gpu_time(lambda: compute(names, sub, INFO, device="gpu"), repeat))
+               gpu_time(lambda: compute(names, sub, INFO, device="gpu", gpu_launch=launch), repeat))
         if len(names) > 1:
             def separate() -> None:
                 for n in names:
-                    compute(n, sub, INFO, out=out, device="gpu")
+                    compute(n, sub, INFO, out=out, device="gpu", gpu_launch=launch)
             record(f"{OURS} (5 calls)", case, names, gpu_time(separate, repeat))
         if cupy is not None:
             record("cupy", case, names, gpu_time(lambda: expression_indices(sub, names, cupy), repeat))
@@ -191,30 +194,33 @@ def main(argv: list[str] | None = None) -> int:
 
     def separate16() -> None:
         for n in five:
-            compute(n, sub, INFO, output="int16", out=out16, device="gpu")
+            compute(n, sub, INFO, output="int16", out=out16, device="gpu", gpu_launch=launch)
 
     record(OURS, "five, int16 out", five, gpu_time(
-        lambda: compute(five, sub, INFO, output="int16", out=out16, device="gpu"), repeat), 2)
+        lambda: compute(five, sub, INFO, output="int16", out=out16, device="gpu", gpu_launch=launch),
+        repeat), 2)
     record(f"{OURS} (5 calls)", "five, int16 out", five, gpu_time(separate16, repeat), 2)
     del out16
 
     ndvi_host = {b: host[b] for b in bands_for(("ndvi",))}
     host_out = {"ndvi": np.empty((size, size), np.float32)}
     rec = record(f"{OURS} (host arrays)", "ndvi", ("ndvi",), gpu_time(
-        lambda: compute("ndvi", ndvi_host, INFO, out=host_out, device="gpu"), max(3, repeat // 4)))
+        lambda: compute("ndvi", ndvi_host, INFO, out=host_out, device="gpu", gpu_launch=launch),
+        max(3, repeat // 4)))
     rec.extra["note"] = "includes host-to-device and device-to-host copies"
 
     edge = min(256, size)  # so small that the time is the host's cost of one call
     small = {b: _device_put(host[b][:edge, :edge]) for b in bands_for(("ndvi",))}
     small_out = {"ndvi": _device_empty((edge, edge), np.float32, 7.0)}
-    seconds, alone = gpu_time(lambda: compute("ndvi", small, INFO, out=small_out, device="gpu"), repeat)
+    seconds, alone = gpu_time(lambda: compute("ndvi", small, INFO, out=small_out, device="gpu",
+                                              gpu_launch=launch), repeat)
     records.append(Record(tool=OURS, case=f"ndvi {edge} x {edge} (launch cost)", seconds=seconds,
                           mpix_per_s=edge * edge / 1e6 / seconds, extra={"sync_seconds": alone}))
 
     if args.sweep:
         _sweep(record, bands, npx, repeat, sms, args.packs, args.unrolls)
 
-    emit(records, args.json, meta={"device": name, "sms": sms,
+    emit(records, args.json, meta={"device": name, "sms": sms, "pack": launch.pack,
                                    "size_px": size, "repeat": repeat, "copy_gbps": copy_gbps,
                                    "arrays": "cupy" if cupy is not None else "numba",
                                    "time": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -186,9 +186,14 @@ class ShardDecodeError(ValueError):
     """The stored bytes are not a shard this module reads (a damaged index, a bad checksum)."""
 
 
-def decode_shard(layout: ShardLayout, blob: bytes | None) -> np.ndarray:
-    """The array one shard's bytes (None: no object) hold, as zarr would read it."""
-    out = np.empty(layout.shard_shape, dtype=layout.dtype)
+def decode_shard(layout: ShardLayout, blob: bytes | None, out: np.ndarray | None = None) -> np.ndarray:
+    """The array one shard's bytes (None: no object) hold, as zarr would read it; decoded into
+    ``out`` (C-contiguous, the shard's shape and dtype) when given."""
+    if out is None:
+        out = np.empty(layout.shard_shape, dtype=layout.dtype)
+    elif out.shape != tuple(layout.shard_shape) or out.dtype != layout.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out is {out.dtype}{out.shape}; the shard is C-contiguous "
+                         f"{layout.dtype}{tuple(layout.shard_shape)}")
     if blob is None:
         out[...] = layout.fill_value
         return out

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 import numpy as np
 import zarr
@@ -24,7 +24,7 @@ from cluster import store as cstore
 from cluster.config import TileJobConfig
 from cluster.errors import MissingBandError
 from cluster.grid import CubeExtent
-from cluster.kernels import BandInfo, GpuLaunch, OutputSpec, compute, get_kernel, gpu_available
+from cluster.kernels import BandInfo, GpuLaunch, OutputSpec, TileStaging, compute, get_kernel, gpu_available
 from cluster.location import StoreLocation
 from cluster.records import TileResult, TileTask
 
@@ -151,7 +151,12 @@ class IndicesWorker:
     """Reads a tile's bands, computes every index in one fused pass, writes them.
 
     Output buffers are allocated once per actor and reused: fresh large allocations cost
-    page faults that can exceed the kernel's own time on these machines.
+    page faults that can exceed the kernel's own time on these machines. On the GPU the bands
+    stay on the device from the copy after decoding to the copy before encoding: pinned host
+    buffers, device buffers and one stream per actor (:class:`cluster.kernels.TileStaging`),
+    each band's upload overlapping the next band's decoding and each index's download the
+    previous index's encoding. There, ``timings_s["kernel"]`` is the time to queue the work and
+    ``encode_write`` includes waiting for the copies back.
     """
 
     def __init__(self, plan: IndicesPlan) -> None:
@@ -159,6 +164,7 @@ class IndicesWorker:
         self._group: zarr.Group | None = None
         self._out: dict[str, np.ndarray] | None = None
         self.device = self._device(plan.device)
+        self._staging = TileStaging() if self.device == "gpu" else None
         # Ray sets OMP_NUM_THREADS to the actor's num_cpus; numba's pool would otherwise use
         # every core of the node and actors would fight over them
         threads = os.environ.get("OMP_NUM_THREADS")
@@ -182,7 +188,7 @@ class IndicesWorker:
         group = self._group
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        bands = {b: cstore.read_tile(group, name, plan.extent, task.tile) for b, name in plan.bands.items()}
+        bands = {b: self._read(group, name, task, b) for b, name in plan.bands.items()}
         timings["read"] = time.perf_counter() - t0
         result: TileResult[IndicesTileInfo] = TileResult(task.tile.id, "done", pid=os.getpid())
         shape = next(iter(bands.values())).shape
@@ -190,18 +196,12 @@ class IndicesWorker:
         if empty:
             result.status = "empty"  # no data in the tile: the index arrays' fill stands
         else:
-            if self._out is None or next(iter(self._out.values())).shape != shape:
-                dtype = np.float32 if plan.output.dtype == "float32" else np.int16
-                self._out = {k: np.empty(shape, dtype=dtype) for k in plan.kernels}
             t0 = time.perf_counter()
-            values = compute(plan.kernels, bands, plan.band_info, output=plan.output,
-                             device=self.device, out=self._out if self.device == "cpu" else None,
-                             gpu_launch=plan.gpu)
+            values = self._compute(bands, shape)
             timings["kernel"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             crc = {}
-            for name, arr in values.items():
-                arr = np.asarray(arr.copy_to_host() if hasattr(arr, "copy_to_host") else arr)
+            for name, arr in values:
                 written = cstore.write_tile(group, name, plan.extent, task.tile, arr, plan.store)
                 result.bytes_written += written.nbytes
                 crc[name] = written.crc32
@@ -212,6 +212,36 @@ class IndicesWorker:
         result.output = IndicesTileInfo(self.device)
         result.seconds = time.perf_counter() - t_start
         return result
+
+
+    def _read(self, group: zarr.Group, name: str, task: TileTask, band: str) -> np.ndarray:
+        """One band of the tile. On the GPU: decoded into the staging's pinned buffer and its
+        copy to the device queued at once, so it runs while the next band is decoded."""
+        if self._staging is None:
+            return cstore.read_tile(group, name, self.plan.extent, task.tile)
+        array = group[name]
+        assert isinstance(array, zarr.Array)
+        ys, xs = self.plan.extent.tile_slices(task.tile)
+        shape = (*array.shape[:-2], ys.stop - ys.start, xs.stop - xs.start)
+        host = cstore.read_tile(group, name, self.plan.extent, task.tile,
+                                out=self._staging.host_band(band, shape, array.dtype))
+        self._staging.upload(band)
+        return host
+
+    def _compute(self, bands: dict[str, np.ndarray], shape: tuple[int, ...]
+                 ) -> Iterator[tuple[str, np.ndarray]]:
+        """(index, host array) pairs; on the GPU each pair comes as soon as its copy back has
+        landed, so the first index is encoded while the others are still on their way."""
+        plan = self.plan
+        if self._staging is not None:
+            self._staging.run(plan.kernels, plan.band_info, output=plan.output, launch=plan.gpu)
+            return self._staging.results()
+        if self._out is None or next(iter(self._out.values())).shape != shape:
+            dtype = np.float32 if plan.output.dtype == "float32" else np.int16
+            self._out = {k: np.empty(shape, dtype=dtype) for k in plan.kernels}
+        values = compute(plan.kernels, bands, plan.band_info, output=plan.output, device="cpu",
+                         out=self._out)
+        return iter(values.items())
 
 
 def _all_fill(a: np.ndarray, info: BandInfo) -> bool:

@@ -501,10 +501,12 @@ def extent_of(group: zarr.Group) -> CubeExtent:
     return CubeExtent(grid, g["row0"], g["col0"], g["nrows"], g["ncols"])
 
 
-def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:
+def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Read one tile (every date, or every leading index) of one array, raw (undecoded DN):
     one get of its shard, decoded whole as zarr would (:mod:`cluster._shard`), or zarr's own
-    read where that does not apply."""
+    read where that does not apply. ``out``: a C-contiguous buffer of the tile's shape and the
+    array's dtype to decode into (e.g. pinned memory for a copy to the GPU)."""
     ys, xs = extent.tile_slices(tile)
     array = group[name]
     assert isinstance(array, zarr.Array)
@@ -513,10 +515,13 @@ def read_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex)
     if fast is not None:
         layout, coords = fast
         try:
-            return decode_shard(layout, get_shard(array, coords))
+            return decode_shard(layout, get_shard(array, coords), out)
         except ShardDecodeError as e:  # zarr's own read says what is wrong, in its words
             _fell_back(f"reading a shard of {array.path!r}: {e}")
-    return np.asarray(array[..., ys, xs])
+    if out is None:
+        return np.asarray(array[..., ys, xs])
+    out[...] = array[..., ys, xs]
+    return out
 
 
 def read_tile_decoded(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex) -> np.ndarray:

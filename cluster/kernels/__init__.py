@@ -21,6 +21,7 @@ from cluster.kernels._gpu import GpuLaunch
 from cluster.kernels._reference import compute_reference
 from cluster.kernels._registry import BANDS, Kernel, get_kernel, list_kernels, register_kernel
 from cluster.kernels._spec import BandInfo, OutputLike, OutputSpec
+from cluster.kernels._staging import TileStaging
 
 __all__ = [
     "BANDS",
@@ -29,6 +30,7 @@ __all__ = [
     "Kernel",
     "OutputLike",
     "OutputSpec",
+    "TileStaging",
     "compute",
     "compute_reference",
     "get_kernel",

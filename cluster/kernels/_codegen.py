@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -280,14 +281,31 @@ def _tanh_source(target: str) -> list[str]:
 # fastmath), which rounds once where the CPU loop rounds twice: DN 1000 * 1e-4 - 0.1 is then
 # 1.5e-9 on the GPU and 0 on the CPU, and a zero denominator (NaN) becomes a finite value.
 # libdevice's __nv_fmul_rn is never contracted, so the GPU gives the CPU's bits.
+# _bits32/_bits16: an output value's bits, zero-extended to uint64, so four pixels' results
+# leave a thread in one or two 8-byte stores (``pack=4``) instead of four narrow ones.
 _GPU_PRELUDE = [
     "from numba import config, cuda",
     "",
     "if getattr(config, 'ENABLE_CUDASIM', 0):  # the simulator computes with NumPy scalars",
     "    def _fmul(a, b):",
     "        return a * b",
+    "",
+    "    def _bits32(x):",
+    "        return np.uint64(np.float32(x).view(np.uint32))",
+    "",
+    "    def _bits16(x):",
+    "        return np.uint64(np.int16(x).view(np.uint16))",
     "else:",
+    "    from numba.cuda.libdevice import float_as_int as _float_as_int",
     "    from numba.cuda.libdevice import fmul_rn as _fmul",
+    "",
+    "    @cuda.jit(device=True)",
+    "    def _bits32(x):",
+    "        return np.uint64(np.uint32(_float_as_int(x)))",
+    "",
+    "    @cuda.jit(device=True)",
+    "    def _bits16(x):",
+    "        return np.uint64(np.uint16(np.int16(x)))",
     "",
 ]
 
@@ -310,15 +328,32 @@ def _gpu_loop(plan: FusedPlan, body: list[str]) -> list[str]:
     per thread per round, one grid apart; ``body`` is :func:`_body`'s per-pixel code.
 
     With ``pack=4`` each uint16 band is read as uint64 words (one 8-byte load per 4 pixels, not
-    four 2-byte loads). All of a round's loads are issued before any of its stores (numba
+    four 2-byte loads) and each output is written as uint64 words too: a word's four results
+    leave in one 8-byte store (int16) or two (float32), not four narrow stores 8 or 16 bytes
+    apart across the warp. All of a round's loads are issued before any of its stores (numba
     cannot prove the outputs do not alias the inputs, so it keeps that order): more bytes in
     flight per thread, which a bandwidth-bound kernel on a big GPU needs. The caller makes
     ``n`` a multiple of ``pack``; the last partial round runs one word at a time.
     """
     local = {"i"} | {f"{p}_{b}" for b in plan.bands for p in ("v", "m")} | set(plan.bands)
-    local |= {f"{p}_{k.name}" for k in plan.kernels for p in ("r", "q")}
+    local |= {f"{p}_{k.name}" for k in plan.kernels for p in ("r", "q", "x")}
     per_pixel = [line for line in body if not line.startswith("v_")]
     pack = plan.pack
+    if pack > 1:  # keep each result in x_<name>; the word stores below write them
+        per_pixel = [re.sub(r"^o_(\w+)\[i\] = ", r"x_\1 = ", line) for line in per_pixel]
+
+    def stores(w: int) -> list[str]:
+        word = f"(e + {w} * step)"
+        lines = []
+        for k in plan.kernels:
+            x = [f"x_{k.name}_{w * pack + j}" for j in range(pack)]
+            if plan.output == "float32":  # 2 pixels per uint64 word
+                lines += [f"o_{k.name}[2 * {word} + {h}] = _bits32({x[2 * h]}) | "
+                          f"(_bits32({x[2 * h + 1]}) << _SH2)" for h in range(pack // 2)]
+            else:  # int16: 4 pixels per uint64 word
+                lines.append(f"o_{k.name}[{word}] = " + " | ".join(
+                    f"(_bits16({x[j]}) << _SH{j})" for j in range(pack)))
+        return lines
 
     def one_round(words: int) -> list[str]:
         loads, rest = [], []
@@ -326,12 +361,15 @@ def _gpu_loop(plan: FusedPlan, body: list[str]) -> list[str]:
             loads += [f"w_{b}_{w} = b_{b}[e + {w} * step]" for b in plan.bands]
             for j in range(pack):
                 k = w * pack + j
-                rest.append(f"i_{k} = (e + {w} * step) * {pack} + {j}")
+                if pack == 1:
+                    rest.append(f"i_{k} = e + {w} * step")
                 rest += [f"v_{b}_{k} = " + (f"w_{b}_{w}" if pack == 1 else
                                              f"np.uint16((w_{b}_{w} >> _SH{j}) & _M16)")
                          for b in plan.bands]
                 rest += [ast.unparse(ast.fix_missing_locations(_Suffix(local, k).visit(ast.parse(line))))
                          for line in per_pixel]
+            if pack > 1:
+                rest += stores(w)
         return ["        " + line for line in loads + rest]
 
     return [

@@ -28,6 +28,7 @@ def compute(
     device: str | None = None,
     out: Mapping[str, Any] | None = None,
     gpu_launch: GpuLaunch | None = None,
+    stream: Any = None,
 ) -> dict[str, Any]:
     """Compute one or more spectral indices in a single fused pass over the pixels.
 
@@ -46,6 +47,9 @@ def compute(
             to write into; reusing buffers across tiles avoids page-faulting fresh memory.
         gpu_launch: how the GPU loop is shaped and launched (pixels per load, unroll, grid);
             None: the measured defaults (:class:`GpuLaunch`). Ignored on the CPU.
+        stream: GPU only: the numba CUDA stream to launch on, so the kernel queues behind
+            copies already on it (see :class:`cluster.kernels.TileStaging`); None: the
+            default stream. Ignored on the CPU.
 
     Returns:
         Index name -> array of the input shape. A pixel is missing (NaN / fill) when any band its
@@ -84,7 +88,8 @@ def compute(
     plan = FusedPlan(kernels=tuple(sorted(kernels, key=lambda k: k.name)), bands=needed,
                      dtypes=tuple(arrays[b].dtype.name for b in needed),
                      has_nodata=has_nodata, output=spec.dtype, target=target,
-                     **launch.loop_shape(len(kernels), [arrays[b] for b in needed], target))
+                     **launch.loop_shape(len(kernels), [arrays[b] for b in needed], target,
+                                         [v for v in (out or {}).values() if is_device_array(v)]))
     fused = load_fused(plan)
     scalars: dict[str, list[Any]] = {}
     for band in needed:
@@ -95,7 +100,7 @@ def compute(
     out_args = _output_args(spec)
     if target == "gpu":
         return run_gpu(fused, kernels, arrays, scalars, out_args, spec, shape, out,
-                       plan.unroll, plan.pack, launch)
+                       plan.unroll, plan.pack, launch, stream)
     buffers = _out_buffers(kernels, spec, shape, out)
     n = int(np.prod(shape, dtype=np.int64))
     run_cpu(fused, n, [(arrays[b].reshape(-1), scalars[b]) for b in needed],

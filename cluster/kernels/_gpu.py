@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -23,28 +23,30 @@ class GpuLaunch:
     config can carry it to the workers). Changing ``pack`` or ``unroll`` generates another loop.
 
     Example:
-        Four uint16 pixels per load, and a launch small enough to step through in the simulator:
+        One pixel per load, and a launch small enough to step through in the simulator:
 
-        >>> launch = GpuLaunch(pack=4, threads_per_block=8, max_blocks=2)
-        >>> launch.pack, launch.unroll_for(1, pack=4)
-        (4, 2)
+        >>> launch = GpuLaunch(pack=1, threads_per_block=8, max_blocks=2)
+        >>> launch.pack, launch.unroll_for(1, pack=1)
+        (1, 2)
     """
 
     threads_per_block: int = 256
     max_blocks: int = 4096
     """Grid-stride loop: 4096 x 256 = 1 Mi threads fill a big GPU (H100: 132 SMs x 2048) and
     keep launch cost flat for any tile size."""
-    unroll: int = 4
+    unroll: int = 2
     """Load words per thread per round of the loop, loads first (see ``_codegen._gpu_loop``); at
-    most, see :meth:`unroll_for`. On an H200 NDVI ran at 40 % of copy bandwidth with 1 and 47 %
-    with 4; the five-index pass was best with 2 (``benchmarks/kernels_gpu.py --sweep``)."""
-    pack: int = 1
-    """uint16 pixels per load word where the bands allow it (see :meth:`pack_for`): 1, or 4 to
-    read 4 pixels per 8-byte load. 4 gives the same bits on an H200 (checked on 120 Mpx); its
-    speed is not measured yet, so it is off by default."""
-    max_bodies: int = 10
+    most, see :meth:`unroll_for`. H200, 2026-12-04, four pixels per load: NDVI 47 % of copy
+    bandwidth with 1, 50 % with 2 (``benchmarks/kernels_gpu.py --sweep``)."""
+    pack: int = 4
+    """uint16 pixels per load word where the bands allow it (see :meth:`pack_for`): 4 reads 4
+    pixels per 8-byte load and writes their results as whole 8-byte words; 1 reads one pixel
+    per load. Same bits either way (checked on 120 Mpx). H200, 2026-12-04: NDVI 43 % -> 50 %,
+    the five-index pass 50 % -> 56 % of copy bandwidth."""
+    max_bodies: int = 20
     """Copies of the per-pixel code in one round (kernels x unroll x pack): NVVM's compile time
-    grows with it (17 kernels x 4 took minutes), the speed gain stops at a few."""
+    grows with it (all 17 kernels at 4 pixels per load, 68 copies, did not compile in 4
+    minutes), the speed gain stops at a few. Packing is dropped where it alone exceeds this."""
 
     # a job config takes this class as its ``gpu`` block: pydantic checks the fields by their
     # annotations, runs the checks below and refuses unknown keys
@@ -59,36 +61,42 @@ class GpuLaunch:
             raise KernelError(f"GpuLaunch.pack={self.pack!r} is not supported; expected 1 or 4 "
                               "(uint16 pixels per 8-byte load)")
 
-    def loop_shape(self, n_kernels: int, bands: list[Any], target: str) -> dict[str, int]:
+    def loop_shape(self, n_kernels: int, bands: list[Any], target: str,
+                   outputs: Sequence[Any] = ()) -> dict[str, int]:
         """``unroll`` and ``pack`` of the generated loop (both 1 on the CPU)."""
         if target != "gpu":
             return {"unroll": 1, "pack": 1}
-        pack = self.pack_for(bands)
+        pack = self.pack_for(bands, outputs, n_kernels)
         return {"unroll": self.unroll_for(n_kernels, pack), "pack": pack}
 
     def unroll_for(self, n_kernels: int, pack: int = 1) -> int:
         """:attr:`unroll`, lowered so a round holds at most :attr:`max_bodies` pixel bodies.
 
-        >>> [GpuLaunch().unroll_for(n) for n in (1, 5, 17)]
-        [4, 2, 1]
+        >>> [GpuLaunch().unroll_for(n, pack=4) for n in (1, 5)], GpuLaunch().unroll_for(17)
+        ([2, 1], 1)
         """
         return max(1, min(self.unroll, self.max_bodies // (n_kernels * pack)))
 
-    def pack_for(self, arrays: list[Any]) -> int:
-        """:attr:`pack` when every band is uint16, its pixel count a multiple of it and its
-        device memory 8-byte aligned (host arrays are copied to aligned buffers); else 1."""
-        if self.pack == 1:
+    def pack_for(self, arrays: Sequence[Any], outputs: Sequence[Any] = (), n_kernels: int = 1) -> int:
+        """:attr:`pack` when ``n_kernels`` x pack stays within :attr:`max_bodies`, every band is
+        uint16, its pixel count a multiple of it, and its device memory and that of every
+        output the caller gave on the device 8-byte aligned (host arrays are copied to aligned
+        buffers); else 1."""
+        if self.pack == 1 or n_kernels * self.pack > self.max_bodies:
             return 1
         for arr in arrays:
             if arr.dtype != np.uint16 or arr.size % self.pack:
                 return 1
-            cai = getattr(arr, "__cuda_array_interface__", None)
-            if cai is not None and cai["data"][0] % (2 * self.pack):
-                return 1
-        return self.pack
+        return self.pack if all(_aligned(a, 8) for a in (*arrays, *outputs)) else 1
 
 
 DEFAULT_LAUNCH = GpuLaunch()
+
+
+def _aligned(arr: Any, nbytes: int) -> bool:
+    """False for a device array whose memory does not start on an ``nbytes`` boundary."""
+    cai = getattr(arr, "__cuda_array_interface__", None)
+    return cai is None or cai["data"][0] % nbytes == 0
 
 
 def _to_device(value: Any) -> Any:
@@ -104,8 +112,12 @@ def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
             scalars: Mapping[str, list[Any]], out_args: list[Any],
             spec: OutputSpec, shape: tuple[int, ...],
             out: Mapping[str, Any] | None, unroll: int, pack: int,
-            launch: GpuLaunch = DEFAULT_LAUNCH) -> dict[str, Any]:
-    """Run ``fused`` on the GPU; host inputs give host outputs, device inputs device outputs."""
+            launch: GpuLaunch = DEFAULT_LAUNCH, stream: Any = None) -> dict[str, Any]:
+    """Run ``fused`` on the GPU; host inputs give host outputs, device inputs device outputs.
+
+    ``stream``: a numba CUDA stream to launch on (None: the default stream); the kernel is then
+    queued behind the stream's earlier copies, and device outputs are ready once it has run.
+    """
     from numba import cuda
 
     needed = tuple(scalars)
@@ -138,14 +150,19 @@ def run_gpu(fused: Any, kernels: tuple[Kernel, ...], arrays: Mapping[str, Any],
             else:
                 copies.append((d_out, np.empty(shape, dtype=spec.np_dtype)))
                 results[k.name] = copies[-1][1]
-        args.append(d_out)
+        args.append(d_out.view(np.uint64) if pack > 1 else d_out)  # whole words per store
     args += out_args
     if n:
         per_block = launch.threads_per_block * unroll * pack
         blocks = min(launch.max_blocks, (n + per_block - 1) // per_block)
-        fused[blocks, launch.threads_per_block](*args)
+        if stream is None:
+            fused[blocks, launch.threads_per_block](*args)
+        else:
+            fused[blocks, launch.threads_per_block, stream](*args)
     for d_out, host in copies:
-        d_out.copy_to_host(host.reshape(-1))
+        d_out.copy_to_host(host.reshape(-1), stream=0 if stream is None else stream)
+    if copies and stream is not None:
+        stream.synchronize()  # host outputs are ready when the call returns, as on the CPU
     return {k.name: results[k.name] for k in kernels}  # the caller's order, as on the CPU
 
 

@@ -3,6 +3,9 @@ from the decoded cube (xarray-beam's "compare with the direct computation" patte
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,8 @@ from cluster import store as cstore
 from cluster.errors import MissingBandError, UnknownKernelError
 from cluster.indices import IndicesConfig, plan_indices
 from tests.jobs.test_ingest import cbers_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -109,9 +114,24 @@ def test_indices__gpu_launch_travels_in_the_plan_outside_its_hash(cbers_cube: st
     from cluster.errors import ConfigError
     from cluster.kernels import GpuLaunch
 
-    tuned = parse_config(IndicesConfig, {"store": cbers_cube, "gpu": {"pack": 4, "unroll": 2}})
+    tuned = parse_config(IndicesConfig, {"store": cbers_cube, "gpu": {"pack": 1, "unroll": 4}})
     plan, plain = plan_indices(tuned), plan_indices(IndicesConfig(store=cbers_cube))
-    assert plan.gpu == GpuLaunch(pack=4, unroll=2) != plain.gpu
+    assert plan.gpu == GpuLaunch(pack=1, unroll=4) != plain.gpu
     assert plan.hash == plain.hash
     with pytest.raises(ConfigError, match="gpu: GpuLaunch.pack=3 is not supported"):
         parse_config(IndicesConfig, {"store": cbers_cube, "gpu": {"pack": 3}})
+
+
+def test_indices__gpu_worker_writes_the_cpu_workers_bytes(tmp_path: Path) -> None:
+    # The GPU actor's path (pinned buffers, one stream, uploads and downloads queued, words of
+    # four pixels) under numba's CUDA simulator, in a child process since the simulator must
+    # be on before numba is imported; tile 2 is all nodata, so the staging's buffers are
+    # read into again after a tile whose uploads never met a kernel.
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.indices_device", "--tiles", "4", "--dates", "2",
+         "--tile-px", "32", "--empty", "2", "--pack", "4", "--work", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "15 index shards written by the CPU and the GPU worker: same bytes" in proc.stdout
+    assert "(tiles timed: 2)" in proc.stdout  # tiles 1 and 3; tile 0 warms up, tile 2 is empty

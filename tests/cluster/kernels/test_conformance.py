@@ -111,8 +111,11 @@ class KernelTests:
         # 2 x 8 threads take 4 pixels a round: unrolled rounds and the one-pixel tail both run
         np.testing.assert_array_equal(gpu_sim[f"small/f32/{kernel.name}"], gpu_sim[f"f32/{kernel.name}"])
         np.testing.assert_array_equal(gpu_sim[f"small/i16/{kernel.name}"], gpu_sim[f"i16/{kernel.name}"])
-        # uint16 bands read 4 pixels per 8-byte word give the bits of one pixel per load
-        np.testing.assert_array_equal(gpu_sim[f"pack4/{kernel.name}"], gpu_sim[f"pack1/{kernel.name}"])
+        # uint16 bands read 4 pixels per 8-byte word, results stored as whole uint64 words,
+        # give the bits of one pixel per load and store, in float32 and in int16
+        for out in ("float32", "int16"):
+            np.testing.assert_array_equal(gpu_sim[f"pack4/{out}/{kernel.name}"],
+                                          gpu_sim[f"pack1/{out}/{kernel.name}"])
 
     @pytest.mark.gpu
     @requires_gpu
