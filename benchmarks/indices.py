@@ -353,10 +353,10 @@ def probe(cube: Path, n_tiles: int = 4) -> dict[str, Any]:
     for _ in range(3):
         compute(plan.kernels, dn, plan.band_info, out=out)
     kern_s = (time.perf_counter() - t) / 3
-    # the manifest's CRC-32 of every index written (cluster.store.tile_crc32)
+    # the manifest's checksum of every index written (cluster.store.tile_checksum)
     t = time.perf_counter()
     for v in vals.values():
-        cstore.tile_crc32(v)
+        cstore.tile_checksum(v)
     crc_s = time.perf_counter() - t
     # a plain file write of the encoded bytes (page cache), one shard-sized file per index
     tmp = Path(tempfile.mkdtemp(prefix="probe-", dir=cube.parent))
@@ -375,7 +375,7 @@ def probe(cube: Path, n_tiles: int = 4) -> dict[str, Any]:
         "codec_alone_s_per_tile": {"decode 5 bands (uint16)": dec_s, "encode 5 indices (float32)": enc_s},
         "codec_MBps": {"decode": dec_raw / dec_s / 1e6, "encode": enc_raw / enc_s / 1e6},
         "encode_ratio": enc_raw / enc_packed,
-        "kernel_alone_s_per_tile": kern_s, "file_write_s_per_tile": write_s, "crc32_s_per_tile": crc_s,
+        "kernel_alone_s_per_tile": kern_s, "file_write_s_per_tile": write_s, "checksum_s_per_tile": crc_s,
         "zarr_version": zarr.__version__,
     }
     print(f"\nprobe: one worker in this process, 1 thread, {len(tasks)} tiles of {tile_px / 1e6:.2f} Mpx-dates "

@@ -200,12 +200,11 @@ class IndicesWorker:
             values = self._compute(bands, shape)
             timings["kernel"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            crc = {}
+            written = {}
             for name, arr in values:
-                written = cstore.write_tile(group, name, plan.extent, task.tile, arr, plan.store)
-                result.bytes_written += written.nbytes
-                crc[name] = written.crc32
-            result.record = {"crc32": crc}
+                written[name] = cstore.write_tile(group, name, plan.extent, task.tile, arr, plan.store)
+                result.bytes_written += written[name].nbytes
+            result.record = cstore.checksum_record(written)
             timings["encode_write"] = time.perf_counter() - t0
         result.pixels = int(np.prod(shape))
         result.timings_s = timings

@@ -928,7 +928,7 @@ class IngestWorker:
                     lambda kv: cstore.write_tile(group, kv[0], plan.extent, tile, kv[1], plan.store),
                     blocks.items()), strict=True))
             result.bytes_written += sum(w.nbytes for w in written.values())
-            result.record = {"crc32": {name: w.crc32 for name, w in written.items()}}
+            result.record = cstore.checksum_record(written)
         else:
             result.status = "empty"  # nothing covers it: the template's fill value stands
         timings["encode_write"] = time.perf_counter() - t0

@@ -35,6 +35,7 @@ from typing import Any, Literal, Mapping, NamedTuple, Sequence
 import fsspec
 import numpy as np
 import xarray as xr
+import xxhash
 import zarr
 import zarr.storage
 from zarr.codecs import BloscCodec, ZstdCodec
@@ -56,8 +57,11 @@ __all__ = [
     "add_layers",
     "check_aligned",
     "write_tile",
+    "CHECKSUM",
+    "CHECKSUMS",
     "TileWrite",
-    "tile_crc32",
+    "checksum_record",
+    "tile_checksum",
     "read_tile",
     "read_tile_decoded",
     "extent_of",
@@ -398,19 +402,41 @@ class TileWrite(NamedTuple):
 
     nbytes: int
     """Raw (uncompressed) bytes."""
-    crc32: int
-    """CRC-32 of the raw bytes as stored (C order, the array's dtype): ``harvest verify``
-    reads the tile back and compares."""
+    checksum: str
+    """:data:`CHECKSUM` of the raw bytes as stored (C order, the array's dtype): ``harvest
+    verify`` reads the tile back and compares."""
 
 
-def tile_crc32(block: np.ndarray) -> int:
-    """CRC-32 of an array's raw bytes in C order (4 GB/s: negligible next to encoding).
+CHECKSUM = "xxh3_64"
+"""The tile checksum the jobs record (the key of a manifest record's checksums): XXH3, 64
+bits, 20-30 GB/s per core. zlib's CRC-32, recorded before 2026-12, ran at 2-5 GB/s and
+took 30 % of a tile's floor time in the indices job (``benchmarks/RESULTS.md``)."""
 
-    >>> tile_crc32(np.zeros((1, 2, 2), np.uint16))
+CHECKSUMS = (CHECKSUM, "crc32")
+"""Every algorithm a manifest record may name; ``harvest verify`` checks each."""
+
+
+def tile_checksum(block: np.ndarray, algorithm: str = CHECKSUM) -> str | int:
+    """A checksum of an array's raw bytes in C order, as a manifest records it: XXH3-64 as 16
+    hex digits, or (older records) zlib's CRC-32 as an integer.
+
+    >>> tile_checksum(np.zeros((1, 2, 2), np.uint16))
+    'c77b3abb6f87acd9'
+    >>> tile_checksum(np.zeros((1, 2, 2), np.uint16), "crc32")
     1696784233
     """
     # an ndarray is a buffer; numpy declares __buffer__ for Python >= 3.12 only
-    return zlib.crc32(np.ascontiguousarray(block))  # type: ignore[arg-type]
+    data: Any = np.ascontiguousarray(block)
+    if algorithm == "xxh3_64":
+        return f"{xxhash.xxh3_64_intdigest(data):016x}"
+    if algorithm == "crc32":
+        return zlib.crc32(data)
+    raise ValueError(f"unknown tile checksum {algorithm!r}; expected one of {list(CHECKSUMS)}")
+
+
+def checksum_record(written: Mapping[str, TileWrite]) -> dict[str, dict[str, str]]:
+    """A tile's manifest record of the arrays it wrote: ``{CHECKSUM: {array: checksum}}``."""
+    return {CHECKSUM: {name: w.checksum for name, w in written.items()}}
 
 
 _FALLBACKS: set[str] = set()
@@ -486,7 +512,7 @@ def write_tile(group: zarr.Group, name: str, extent: CubeExtent, tile: TileIndex
     except Exception as e:  # noqa: BLE001 — re-raised with the tile and the path
         raise TileWriteError(f"writing tile={tile.id} array={name!r} path={url!r} failed: "
                              f"{type(e).__name__}: {e}") from e
-    return TileWrite(int(data.nbytes), tile_crc32(data))
+    return TileWrite(int(data.nbytes), str(tile_checksum(data)))
 
 
 def extent_of(group: zarr.Group) -> CubeExtent:

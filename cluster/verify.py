@@ -190,7 +190,9 @@ def verify_store(url: StoreLike, storage_options: Mapping[str, Any] | None = Non
         def check(item: tuple[str, dict[str, Any]], arrays: list[str] = arrays, job: str = job) -> list[Problem]:
             tid, rec = item
             found = []
-            crcs = rec.get("crc32") or {}
+            # the record names its algorithm (xxh3_64; crc32 in records written before 2026-12)
+            algorithm = next((a for a in cstore.CHECKSUMS if a in rec), cstore.CHECKSUM)
+            sums = rec.get(algorithm) or {}
             for name in arrays:
                 arr = group[name]
                 assert isinstance(arr, zarr.Array)
@@ -204,13 +206,13 @@ def verify_store(url: StoreLike, storage_options: Mapping[str, Any] | None = Non
                     if not _is_fill(raw, arr.fill_value):
                         found.append(Problem("damaged", "recorded empty but holds data", tid, name,
                                              FIX.format(job=job)))
-                elif name not in crcs:
+                elif name not in sums:
                     found.append(Problem("damaged", "recorded done without a checksum for this array "
                                          "(written by an older version, or the array was added later)", tid, name,
                                          f"rerun {job} with overwrite to rewrite it"))
-                elif cstore.tile_crc32(raw) != crcs[name]:
-                    found.append(Problem("damaged", f"content differs from what was written (crc32 "
-                                         f"{cstore.tile_crc32(raw)} != recorded {crcs[name]})", tid, name,
+                elif (now := cstore.tile_checksum(raw, algorithm)) != sums[name]:
+                    found.append(Problem("damaged", f"content differs from what was written ({algorithm} "
+                                         f"{now} != recorded {sums[name]})", tid, name,
                                          FIX.format(job=job)))
             return found
 

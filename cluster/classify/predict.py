@@ -334,15 +334,14 @@ class PredictWorker:
             prob[sel] = pct.reshape(ny, nx)[None]
         t0 = time.perf_counter()
         if mapped:
-            crc = {}
+            written = {}
             blocks: list[tuple[str, np.ndarray]] = [(CROP_TYPE, crop), (CROP_PROBABILITY, prob)]
             if feats is not None:
                 blocks.append((SEASON_FEATURES, feats.reshape(len(plan.years), plan.n_features, ny, nx)))
             for name, block in blocks:
-                w = cstore.write_tile(group, name, plan.extent, task.tile, block, plan.store)
-                result.bytes_written += w.nbytes
-                crc[name] = w.crc32
-            result.record = {"crc32": crc}
+                written[name] = cstore.write_tile(group, name, plan.extent, task.tile, block, plan.store)
+                result.bytes_written += written[name].nbytes
+            result.record = cstore.checksum_record(written)
         else:
             result.status = "empty"
         timings["encode_write"] = time.perf_counter() - t0

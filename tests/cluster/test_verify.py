@@ -71,6 +71,36 @@ def test_verify__finds_damage_and_a_rerun_repairs_it(tmp_path: Path, capsys: pyt
     assert found.problems[0].tile == Path(record).stem
 
 
+def test_verify__checks_records_that_name_crc32_as_older_versions_wrote_them(tmp_path: Path) -> None:
+    # manifests written before the switch to XXH3 hold zlib CRC-32s under "crc32": still
+    # verified with that algorithm, and damage is still found
+    store = str(tmp_path / "c.zarr")
+    cfg = cbers_config(store, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 32}, select=["red"])
+    assert run_ingest(cfg).ok
+    group = cstore.open_group(store, mode="r")
+    extent = cstore.extent_of(group)
+    rewritten = 0
+    for path in glob.glob(f"{cstore.meta_url(store)}/manifest/ingest/*/*.json"):
+        rec = json.loads(Path(path).read_text())
+        if cstore.CHECKSUM not in rec:
+            continue  # an empty tile: no checksums
+        raw = cstore.read_tile(group, "red", extent, TileIndex.from_id(Path(path).stem))
+        del rec[cstore.CHECKSUM]
+        rec["crc32"] = {"red": cstore.tile_checksum(raw, "crc32")}
+        Path(path).write_text(json.dumps(rec))
+        rewritten += 1
+        last = path
+    assert rewritten > 0
+    assert verify_store(store).ok
+    # another valid shard in one tile's place: it reads fine, only the checksum can tell
+    tid = Path(last).stem
+    raw = cstore.read_tile(group, "red", extent, TileIndex.from_id(tid))
+    cstore.write_tile(cstore.open_group(store, mode="r+"), "red", extent, TileIndex.from_id(tid), raw + 1, store)
+    found = verify_store(store)
+    assert [(p.kind, p.tile, p.array) for p in found.problems] == [("damaged", tid, "red")], found.summary()
+    assert "crc32" in found.problems[0].what
+
+
 def test_verify__refuses_what_is_not_a_cube(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "notes"
     folder.mkdir()
