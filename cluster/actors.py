@@ -25,15 +25,27 @@ class TileActor:
     """
 
     def __init__(self, factory: Callable[[], TileWorker]) -> None:
-        self.worker = factory()
+        self.worker: TileWorker | None = factory()
         self.node_id = ray.get_runtime_context().get_node_id()
 
     def ready(self) -> str:
         """Answers once the worker is built: the pool hands tiles only to actors that are up."""
         return str(self.node_id)
 
+    def rebuild(self, factory: Callable[[], TileWorker]) -> str:
+        """Build the next job's worker in this process (see :func:`cluster.runtime.shared_actors`):
+        its imports, compiled kernels and caches stay, the last job's worker goes."""
+        self.worker = None
+        self.worker = factory()
+        return str(self.node_id)
+
+    def release(self) -> None:
+        """Drop the worker while parked between jobs: its buffers and open stores go with it."""
+        self.worker = None
+
     def process(self, task: TileTask) -> TileResult:
         try:
+            assert self.worker is not None, "released actor given a tile"
             result = self.worker.process(task)
         except Exception as e:  # noqa: BLE001 — reported per tile, the job goes on
             from cluster._retry import endpoint_of, is_transient

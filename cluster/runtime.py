@@ -6,6 +6,7 @@ The embedded default is a local Ray started in-process, every listener on 127.0.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections import deque
 import itertools
@@ -15,7 +16,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import ray
 
@@ -24,7 +25,7 @@ from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ConfigError, ResourceError
 from cluster.records import TileResult, TileTask, TileWorker
 
-__all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome", "cluster_autoscales"]
+__all__ = ["ensure_ray", "run_tile_tasks", "PoolOptions", "PoolOutcome", "cluster_autoscales", "shared_actors"]
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,61 @@ def _pool_size(opts: PoolOptions, n_tasks: int, autoscales: bool) -> int:
     return max(1, min(want, _actors_per_node(request, _alive_nodes())))
 
 
+_parked: dict[str, list[Any]] | None = None
+"""Tile actors kept between the jobs of a :func:`shared_actors` block, by what they ask of a
+node; None outside such a block."""
+
+
+@contextlib.contextmanager
+def shared_actors() -> Iterator[None]:
+    """Keep tile actors between the tile jobs run inside the block.
+
+    When a job ends normally its actors are parked (their worker dropped) instead of killed,
+    and the next job whose actors ask a node for the same resources rebuilds its worker in
+    them (``TileActor.rebuild``) instead of starting new processes: the process start, the
+    imports and the kernels the process compiled or loaded are paid once per pipeline, not
+    once per job. That was a second of a two-second ``indices`` step on the demo's cube.
+
+    A job whose actors ask for other resources gets new actors, and the parked ones are
+    killed first, so that they never hold a node's resources another job waits for.
+
+    The fault rules stay the pool's: a parked actor that died, or whose rebuild fails, is
+    replaced by a new one without counting as a start failure; a job that stops early or
+    raises kills its actors. Every parked actor is killed when the block ends. A reused actor
+    keeps the name it was started with (``harvest-<label>-<run>-<n>`` of its first job).
+
+    Example:
+        >>> from cluster.runtime import shared_actors
+        >>> with shared_actors():  # doctest: +SKIP
+        ...     run_ingest(ingest_config)
+        ...     run_indices(indices_config)  # in the ingest job's actors
+    """
+    global _parked
+    if _parked is not None:  # nested: the outer block keeps the actors
+        yield
+        return
+    _parked = {}
+    try:
+        yield
+    finally:
+        parked, _parked = _parked, None
+        for actors in parked.values():
+            for a in actors:
+                ray.kill(a, no_restart=True)
+
+
+def _take_parked(key: str, n: int) -> list[Any]:
+    """Up to ``n`` parked actors that ask for ``key``; every other parked actor is killed, since
+    it holds a node's resources that this job's actors may need."""
+    if _parked is None:
+        return []
+    stock = _parked.pop(key, [])
+    for a in stock[n:] + [a for actors in _parked.values() for a in actors]:
+        ray.kill(a, no_restart=True)
+    _parked.clear()
+    return stock[:n]
+
+
 @dataclass
 class PoolOutcome:
     """How many tiles ended in each status, and why the pool stopped early (if it did).
@@ -262,7 +318,10 @@ def run_tile_tasks(
         actor_class: Any = TileActor  # @ray.remote's annotations keep the class; it is an ActorClass
         return actor_class.options(name=f"harvest-{opts.label}-{run}-{next(spawned)}", **options).remote(factory_ref)  # noqa: F821 (del'd only after the last spawn)
 
-    actors = [spawn() for _ in range(n_actors)]
+    key = repr(sorted(options.items()))  # actors asking a node for the same can be shared
+    actors = _take_parked(key, n_actors)
+    reused = set(range(len(actors)))  # rebuilt, not started: a failure replaces, never counts
+    actors += [spawn() for _ in range(n_actors - len(actors))]
     if autoscales:
         log.info("autoscaling cluster: asked for %d actor(s) of %s; those without a node wait for the "
                  "autoscaler", n_actors, request, extra={"job": opts.label})
@@ -271,7 +330,8 @@ def run_tile_tasks(
     ever_started = False
     # an actor takes tiles once it is up: a replacement on a cluster that lost a node may wait
     # for a free slot (or for the autoscaler) while the others carry on
-    starting: dict[Any, int] = {a.ready.remote(): i for i, a in enumerate(actors)}
+    starting: dict[Any, int] = {(a.rebuild.remote(factory_ref) if i in reused else a.ready.remote()): i
+                                for i, a in enumerate(actors)}
     start_failures = 0
     unavailable_after = opts.unavailable_after or max(4, 2 * n_actors)
     # Locality: each actor owns a contiguous strip of the (row-major) tiles, and an idle actor
@@ -285,6 +345,7 @@ def run_tile_tasks(
     in_flight: dict[Any, tuple[int, TileTask[PayloadT]]] = {}
     down_streak = 0
     seq = 0
+    kept: list[Any] = []
 
     context = {"job": opts.label, "run": run}
 
@@ -378,7 +439,9 @@ def run_tile_tasks(
                     ray.get(ready[0])
                 except ray.exceptions.RayError as e:
                     # the worker could not be built: the same factory fails the same way again
-                    start_failures += 1
+                    # (a reused actor may just have died while parked: a new one says which)
+                    start_failures += i not in reused
+                    reused.discard(i)
                     if start_failures >= 3:
                         raise ClusterError(f"tile actors fail to start ({type(e).__name__}: "
                                            f"{_first_line(e)}); fix the cause and rerun") from None
@@ -417,9 +480,16 @@ def run_tile_tasks(
                 retry_or_finish(task, res)
             else:
                 finish(res)
+        if _parked is not None and outcome.stopped is None:  # ended normally: park the actors that are up
+            kept = [actors[i] for i in idle]
     finally:
         for a in actors:
-            ray.kill(a, no_restart=True)
+            if any(a is k for k in kept):
+                a.release.remote()
+            else:
+                ray.kill(a, no_restart=True)
+        if kept and _parked is not None:
+            _parked.setdefault(key, []).extend(kept)
         del factory_ref
     if outcome.stopped:  # every tile not finished: in flight, waiting for a retry, never started
         left = [(t, attempts.get(t.tile.id, 1)) for _, t in in_flight.values()]

@@ -191,6 +191,14 @@ def check_crop_map(season: DemoSeason, cube_url: str, classes: list[str]) -> tup
 
 
 def run(out: Path, spec: DemoSpec, address: str | None = None) -> int:
+    """Generate the season and run every step on it; its tile jobs share their actors."""
+    from cluster.runtime import shared_actors
+
+    with shared_actors():
+        return _run(out, spec, address)
+
+
+def _run(out: Path, spec: DemoSpec, address: str | None) -> int:
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     print(f"harvest demo: generating a demo season in {out / 'season'} ...", flush=True)

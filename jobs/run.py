@@ -106,6 +106,7 @@ def run(config: RunConfig, address: str | None = None) -> tuple[list[Any], bool]
     """Run every configured step; stop at the first that fails. Returns the tile steps'
     reports and whether every step (the forecast too) succeeded."""
     from cluster.classify.run import run_predict
+    from cluster.runtime import shared_actors  # Ray loads when a job runs, not for --help
 
     runners = {"ingest": run_ingest, "indices": run_indices, "classify": run_predict, "aggregate": run_aggregate}
     steps = config.steps()
@@ -115,12 +116,13 @@ def run(config: RunConfig, address: str | None = None) -> tuple[list[Any], bool]
                            "and/or 'forecast' sections")
     t0 = time.perf_counter()
     reports = []
-    for name, cfg in steps:
-        report = runners[name](cfg, address=address)
-        print(report.summary(), flush=True)
-        reports.append(report)
-        if not report.ok:
-            break
+    with shared_actors():  # one set of actor processes for every step that asks for the same
+        for name, cfg in steps:
+            report = runners[name](cfg, address=address)
+            print(report.summary(), flush=True)
+            reports.append(report)
+            if not report.ok:
+                break
     summary: dict[str, Any] = {
         "wall_s": 0.0,
         "steps": [{"job": r.job, "ok": r.ok, "wall_s": round(r.wall_s, 3)} for r in reports],

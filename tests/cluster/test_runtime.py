@@ -13,7 +13,7 @@ import pytest
 from cluster.config import WorkerResources
 from cluster.errors import ClusterError, ResourceError
 from cluster.ingest import IngestWorker, plan_ingest, prepare_store
-from cluster.runtime import PoolOptions, run_tile_tasks
+from cluster.runtime import PoolOptions, run_tile_tasks, shared_actors
 from cluster.grid import TileIndex
 from cluster.records import TileResult, TileTask
 from cluster.chaos import FailOnWorker, KillOnceWorker
@@ -90,6 +90,36 @@ def test_runtime__the_plan_goes_to_the_object_store_once(tmp_path: Path) -> None
     assert outcome.actors_replaced == 1  # three actors built a worker from it
     assert sorted((r.tile_id, r.output) for r in results) == sorted((t.tile.id, t.payload**2) for t in tasks)
     assert CountingFactory.pickled == 1
+
+
+def test_runtime__shared_actors_serve_the_next_job_and_a_dead_one_is_replaced() -> None:
+    """Inside ``shared_actors`` a job's actors are parked and the next job's worker is built
+    in them (the same processes); one that died while parked is replaced, the job loses no
+    tile; after the block a job starts new processes."""
+    import signal
+
+    tasks = [TileTask(TileIndex(0, c), payload=c) for c in range(6)]
+
+    def job(resources: WorkerResources | None = None) -> set[int]:
+        results: list[TileResult[int]] = []
+        outcome = run_tile_tasks(_SquareWorker, tasks, PoolOptions(2, resources or WorkerResources()),
+                                 on_result=results.append)
+        assert outcome.counts == {"done": len(tasks)}
+        assert sorted(r.output for r in results) == sorted(t.payload**2 for t in tasks)
+        return {r.pid for r in results}
+
+    with shared_actors():
+        first = job()
+        assert job() == first and len(first) == 2  # the same two processes
+        os.kill(min(first), signal.SIGKILL)  # dies while parked
+        time.sleep(0.5)
+        after_kill = job()
+        assert max(first) in after_kill and min(first) not in after_kill, (first, after_kill)
+        # other resources: new actors, and the parked ones made way for them
+        other = job(WorkerResources(num_cpus=0.5))
+        assert other.isdisjoint(first | after_kill)
+        assert job().isdisjoint(other | first | after_kill)
+    assert job().isdisjoint(first | after_kill | other)  # the block killed what it parked
 
 
 def test_runtime__actors_carry_readable_names_and_a_replacement_a_new_one(tmp_path: Path) -> None:
