@@ -255,6 +255,12 @@ def put_shard(array: zarr.Array[Any], coords: tuple[int, ...], blob: bytes | Non
         sync(store.set(key, default_buffer_prototype().buffer.from_bytes(blob)))
 
 
+PARTIAL_SUFFIX = ".harvest-partial"
+"""A local shard being written: ``<shard>.harvest-partial`` until it is renamed into place.
+One left behind means a job was killed mid-write and that tile was never redone
+(``harvest verify`` lists them)."""
+
+
 def _put_local(path: Path, blob: bytes | None) -> None:
     """A local shard written whole, then renamed into place (readers never see half a shard).
 
@@ -266,7 +272,7 @@ def _put_local(path: Path, blob: bytes | None) -> None:
         path.unlink(missing_ok=True)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".harvest-partial")
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
     with open(tmp, "wb") as f:
         f.write(blob)
     os.replace(tmp, path)

@@ -14,15 +14,17 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import zarr
 
 from cluster import store as cstore
+from cluster._shard import PARTIAL_SUFFIX
 from cluster.errors import ClusterError
 from cluster.grid import CubeExtent, TileIndex
-from cluster.location import StoreLike, norm_store
+from cluster.location import StoreLike, local_path, norm_store
 
 __all__ = ["Problem", "VerifyReport", "verify_store"]
 
@@ -131,6 +133,23 @@ def _check_metadata(group: zarr.Group, extent: CubeExtent, n_time: int, report: 
                                            fix="rerun the job that wrote it with overwrite"))
 
 
+def _check_partial_writes(root: str, extent: CubeExtent, report: VerifyReport) -> None:
+    """Shards of a local cube left half-written by a killed job (``<shard>.harvest-partial``,
+    :data:`cluster._shard.PARTIAL_SUFFIX`): never read, but a sign the tile was not redone."""
+    for path in sorted(Path(root).glob(f"*/c/**/*{PARTIAL_SUFFIX}")):
+        rel = path.relative_to(root).parts  # <array>/c/<chunk coords...>.harvest-partial
+        try:
+            y, x = int(rel[-2]), int(rel[-1][:-len(PARTIAL_SUFFIX)])
+            tile: str | None = TileIndex(extent.row0 + y, extent.col0 + x).id
+        except (ValueError, IndexError):
+            tile = None
+        report.problems.append(Problem(
+            "incomplete", f"a shard write was interrupted (a job killed mid-write, that tile not redone): {path}",
+            tile=tile, array=rel[0],
+            fix="rerun the job that writes this array: the tile's retry writes the same file and renames it "
+                "into place; or delete the file (the project's own temporary file, never read)"))
+
+
 def verify_store(url: StoreLike, storage_options: Mapping[str, Any] | None = None, *,
                  threads: int = 4, forget_damaged: bool = False) -> VerifyReport:
     """Verify every tile the manifests call done, and the metadata, of the cube at ``url``.
@@ -160,6 +179,8 @@ def verify_store(url: StoreLike, storage_options: Mapping[str, Any] | None = Non
         report.problems.append(Problem("metadata", f"xarray cannot open the cube: {type(e).__name__}: {e}",
                                        fix="restore the metadata (zarr.json files) from a backup, or rerun ingest"))
     plan_tiles = [t.id for t in extent.iter_tiles()]
+    if cube.is_local:
+        _check_partial_writes(local_path(cube.url), extent, report)
     for (job, plan_hash), arrays in sorted(_jobs_of(group).items()):
         manifest = cstore.Manifest(cube, job, plan_hash)
         done = manifest.done()

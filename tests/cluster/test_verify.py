@@ -101,6 +101,17 @@ def test_verify__checks_records_that_name_crc32_as_older_versions_wrote_them(tmp
     assert "crc32" in found.problems[0].what
 
 
+def test_verify__lists_a_shard_write_a_killed_job_left(tmp_path: Path) -> None:
+    store = str(tmp_path / "c.zarr")
+    cfg = cbers_config(store, grid={"crs": "EPSG:6933", "pixel_size": 64, "tile_size_px": 32}, select=["red"])
+    assert run_ingest(cfg).ok and verify_store(store).ok
+    shard = _shards(store, "red")[0]
+    Path(shard + ".harvest-partial").write_bytes(b"half a shard")  # what a SIGKILL mid-write leaves
+    found = verify_store(store)
+    assert [(p.kind, p.tile, p.array) for p in found.problems] == [("incomplete", _tile_of(store, shard), "red")]
+    assert "interrupted" in found.problems[0].what and "rerun" in found.problems[0].fix
+
+
 def test_verify__refuses_what_is_not_a_cube(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "notes"
     folder.mkdir()
