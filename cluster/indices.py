@@ -212,7 +212,6 @@ class IndicesWorker:
         result.seconds = time.perf_counter() - t_start
         return result
 
-
     def _read(self, group: zarr.Group, name: str, task: TileTask, band: str) -> np.ndarray:
         """One band of the tile. On the GPU: decoded into the staging's pinned buffer and its
         copy to the device queued at once, so it runs while the next band is decoded."""

@@ -345,7 +345,7 @@ def run_tile_tasks(
     in_flight: dict[Any, tuple[int, TileTask[PayloadT]]] = {}
     down_streak = 0
     seq = 0
-    kept: list[Any] = []
+    parked: set[int] = set()  # the actors this job hands to the next (in a shared_actors block)
 
     context = {"job": opts.label, "run": run}
 
@@ -481,15 +481,15 @@ def run_tile_tasks(
             else:
                 finish(res)
         if _parked is not None and outcome.stopped is None:  # ended normally: park the actors that are up
-            kept = [actors[i] for i in idle]
+            parked = set(idle)
     finally:
-        for a in actors:
-            if any(a is k for k in kept):
+        for i, a in enumerate(actors):
+            if i in parked:
                 a.release.remote()
             else:
                 ray.kill(a, no_restart=True)
-        if kept and _parked is not None:
-            _parked.setdefault(key, []).extend(kept)
+        if parked and _parked is not None:
+            _parked[key] = [actors[i] for i in sorted(parked)]
         del factory_ref
     if outcome.stopped:  # every tile not finished: in flight, waiting for a retry, never started
         left = [(t, attempts.get(t.tile.id, 1)) for _, t in in_flight.values()]
