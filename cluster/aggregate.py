@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -28,7 +28,7 @@ from cluster.errors import ConfigError
 from cluster.grid import CubeExtent
 from cluster.location import StoreLocation, norm_store
 from cluster.regions import RegionIssue, RegionsConfig, load_regions, rasterize_regions, to_grid_crs
-from cluster.records import TileResult, TileTask
+from cluster.records import GridTasks, TileResult, TileTask
 
 __all__ = ["AggregateConfig", "AggregatePlan", "AggregateWorker", "plan_aggregate"]
 
@@ -71,7 +71,8 @@ class AggregatePlan:
     indices: tuple[str, ...]
     crop_map: str | None
     dates: tuple[Any, ...]
-    tiles: tuple[TileTask, ...]
+    tiles: Sequence[TileTask]
+    """The tiles regions touch."""
     histogram: HistogramSpec | None
     crop_names: dict[int, str]
     """Crop code -> name."""
@@ -96,16 +97,14 @@ def plan_aggregate(config: AggregateConfig) -> AggregatePlan:
             "Run 'harvest indices' for them or fix 'indices'/'crop_map'"
         )
     rg = to_grid_crs(regions, extent.grid).reset_index(drop=True)
-    tiles = []
     sindex = rg.sindex
-    for tile in extent.iter_tiles():
-        if len(sindex.query(_box(extent.grid.tile_bounds(tile)))):
-            tiles.append(TileTask(tile))
+    tiles = GridTasks(extent, keep=[len(sindex.query(_box(extent.grid.tile_bounds(t)))) > 0
+                                    for t in extent.iter_tiles()])
     times = cstore.open_cube(cube).time.values
     hist = HistogramSpec(-1.0, 1.0, 2000) if config.quantiles else None
     crop_attrs = dict(group[config.crop_map].attrs) if config.crop_map else {}
     return AggregatePlan(cube.for_workers(), extent, rg, tuple(issues), tuple(config.indices),
-                         config.crop_map, tuple(times), tuple(tiles), hist,
+                         config.crop_map, tuple(times), tiles, hist,
                          _crop_names(config, crop_attrs), crop_attrs)
 
 

@@ -112,7 +112,7 @@ def run_tile_job(job: str, config: TileJobConfig, plan_hash: str, tasks: Sequenc
         manifest = prepare() if prepare is not None else None
         prepared = True
         done = manifest.done() if manifest is not None else set()
-        todo = [t for t in tasks if t.tile.id not in done]
+        todo = [t for t in tasks if t.tile.id not in done] if done else tasks  # a first run copies nothing
         report.tiles_skipped = len(tasks) - len(todo)
         if todo:
             ensure_ray(address, env_vars=config.storage.worker_env())

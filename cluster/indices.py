@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import zarr
@@ -26,7 +26,7 @@ from cluster.errors import MissingBandError
 from cluster.grid import CubeExtent
 from cluster.kernels import BandInfo, GpuLaunch, OutputSpec, TileStaging, compute, get_kernel, gpu_available
 from cluster.location import StoreLocation
-from cluster.records import TileResult, TileTask
+from cluster.records import GridTasks, TileResult, TileTask
 
 __all__ = ["IndicesConfig", "IndicesPlan", "IndicesWorker", "IndicesTileInfo", "plan_indices", "prepare_indices"]
 
@@ -61,7 +61,8 @@ class IndicesPlan:
     band_info: dict[str, BandInfo]
     output: OutputSpec
     n_time: int
-    tiles: tuple[TileTask, ...]
+    tiles: Sequence[TileTask]
+    """Every tile of the cube."""
     hash: str
     device: str
     gpu: GpuLaunch
@@ -105,9 +106,8 @@ def plan_indices(config: IndicesConfig) -> IndicesPlan:
         "bands": mapping,
         "output": config.output,
     }, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    tiles = tuple(TileTask(t) for t in extent.iter_tiles())
     return IndicesPlan(cube.for_workers(), extent, tuple(k.name for k in kernels), mapping, info,
-                       output, n_time, tiles, h, config.device, config.gpu)
+                       output, n_time, GridTasks(extent), h, config.device, config.gpu)
 
 
 def prepare_indices(plan: IndicesPlan, config: IndicesConfig) -> cstore.Manifest:

@@ -29,7 +29,7 @@ from cluster.engine import run_tile_job, write_report
 from cluster.indices import IndicesConfig, IndicesWorker, plan_indices, prepare_indices
 from cluster.ingest import CubeCheck, IngestConfig, IngestFindings, IngestWorker, plan_ingest, prepare_store
 from cluster.report import JobReport
-from cluster.records import TileResult
+from cluster.records import TileResult, plan_for_workers
 
 __all__ = ["run_ingest", "run_indices", "run_aggregate"]
 
@@ -50,7 +50,7 @@ def run_ingest(config: IngestConfig | Mapping[str, Any] | str | Path, address: s
         if progress is not None:
             progress(r)
 
-    report = run_tile_job("ingest", config, p.hash, p.tiles, functools.partial(IngestWorker, p),
+    report = run_tile_job("ingest", config, p.hash, p.tiles, functools.partial(IngestWorker, plan_for_workers(p)),
                           address, prepare=lambda: prepare_store(p, config), on_result=on_result)
     report.errors.extend(check.errors())
     report.warnings.extend(check.warnings(p.bands, full_run=not report.tiles_skipped))
@@ -69,7 +69,7 @@ def run_indices(config: IndicesConfig | Mapping[str, Any] | str | Path, address:
     t0 = time.perf_counter()
     p = plan_indices(config)
     cube = config.location()
-    report = run_tile_job("indices", config, p.hash, p.tiles, functools.partial(IndicesWorker, p),
+    report = run_tile_job("indices", config, p.hash, p.tiles, functools.partial(IndicesWorker, plan_for_workers(p)),
                           address, prepare=lambda: prepare_indices(p, config), on_result=progress)
     report.store_bytes = sum(cstore.store_bytes(cube.array(k)) for k in p.kernels)
     write_report(report, config, t0, cube=cube.shown, indices=", ".join(p.kernels))
@@ -96,7 +96,7 @@ def run_aggregate(config: AggregateConfig | Mapping[str, Any] | str | Path, addr
 
     # no manifest and no lease: aggregation only reads the cube, and recomputes from it
     report = run_tile_job("aggregate", config, "", p.tiles,
-                          functools.partial(AggregateWorker, p),
+                          functools.partial(AggregateWorker, plan_for_workers(p)),
                           address, writes_store=False, on_result=keep_partial)
     partial = merged.result()
     report.warnings.extend(str(i) for i in p.region_issues)

@@ -32,7 +32,7 @@ from cluster.errors import ConfigError, DataError
 from cluster.grid import CubeExtent
 from cluster.location import StoreLocation, is_remote, local_path
 from cluster.regions import rasterize_window, to_grid_crs
-from cluster.records import TileResult, TileTask
+from cluster.records import GridTasks, TileResult, TileTask
 from cluster.vector import read_vector
 
 __all__ = ["LabelsConfig", "load_labels", "SamplePlan", "SampledRows", "SampleWorker", "plan_sampling",
@@ -116,7 +116,8 @@ class SamplePlan:
     """(K, 3) float: x, y and code of the point labels."""
     bands: dict[str, str]
     dates: tuple[str, ...]
-    tiles: tuple[TileTask, ...]
+    tiles: Sequence[TileTask]
+    """The tiles labels touch."""
     max_pixels_per_field: int
     seed: int
     outside: tuple[str, ...]
@@ -143,8 +144,8 @@ def plan_sampling(cube: StoreLocation, labels: gpd.GeoDataFrame,
                         f"{extent.grid.crs}: {tuple(round(v) for v in extent.bounds)}); check the labels' CRS and file")
     lab = lab[inside].reset_index(drop=True)
     sindex = lab.sindex
-    tiles = tuple(TileTask(t) for t in extent.iter_tiles()
-                  if len(sindex.query(box(*extent.grid.tile_bounds(t)))))
+    tiles = GridTasks(extent, keep=[len(sindex.query(box(*extent.grid.tile_bounds(t)))) > 0
+                                    for t in extent.iter_tiles()])
     times = cstore.open_cube(cube).time.values
     is_poly = lab.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
     polygons = gpd.GeoDataFrame({"region_id": lab.field_id[is_poly].to_numpy(),

@@ -32,7 +32,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import zarr
@@ -45,7 +45,7 @@ from cluster.config import StrictModel, TileJobConfig
 from cluster.errors import ConfigError
 from cluster.grid import CubeExtent
 from cluster.location import StoreLocation
-from cluster.records import TileResult, TileTask
+from cluster.records import GridTasks, TileResult, TileTask
 from cluster.vector import read_vector, vector_crs
 
 __all__ = ["PredictConfig", "ParcelsConfig", "PredictPlan", "PredictWorker", "plan_predict", "prepare_predict",
@@ -104,7 +104,8 @@ class PredictPlan:
     dates: tuple[str, ...]
     bands: dict[str, str]
     classes: tuple[str, ...]
-    tiles: tuple[TileTask, ...]
+    tiles: Sequence[TileTask]
+    """Every tile of the cube."""
     hash: str
     smooth_px: int = 0
     parcels: str | None = None
@@ -157,11 +158,10 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
         "smooth_px": config.smooth_px, "features": config.features,
         "parcels": config.parcels.model_dump() if config.parcels else None,
     }, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    tiles = tuple(TileTask(t) for t in extent.iter_tiles())
     n_features = len(model.feature_names) if config.features == "write" else 0
     parcels, parcels_crs = _check_parcels(config.parcels)
     return PredictPlan(cube.for_workers(), config.model, extent, tuple(years), tuple(steps),
-                       tuple(str(t) for t in times), bands, model.classes, tiles, h, config.smooth_px,
+                       tuple(str(t) for t in times), bands, model.classes, GridTasks(extent), h, config.smooth_px,
                        parcels, config.parcels.layer if config.parcels else None, parcels_crs, n_features)
 
 

@@ -28,7 +28,7 @@ from cluster.config import DEFAULT_MAX_ACTORS, StorageOptions, StrictModel, Work
 from cluster.errors import ConfigError, DataError
 from cluster.location import StoreLocation
 from cluster.report import JobReport
-from cluster.records import TileResult
+from cluster.records import TileResult, plan_for_workers
 
 __all__ = ["TrainConfig", "TrainResult", "run_train", "run_predict", "sample_cube"]
 
@@ -149,7 +149,7 @@ def sample_cube(config: TrainConfig, address: str | None = None) -> tuple[pd.Dat
             failed.append(r)
 
     ensure_ray(address)
-    run_tile_tasks(functools.partial(SampleWorker, plan), plan.tiles,
+    run_tile_tasks(functools.partial(SampleWorker, plan_for_workers(plan)), plan.tiles,
                    PoolOptions(config.max_actors, config.resources), on_result=keep)
     if failed:
         raise DataError(f"sampling the cube failed on {len(failed)} tile(s), e.g. {failed[0].tile_id}: "
@@ -244,8 +244,9 @@ def run_predict(config: PredictConfig | Mapping[str, Any] | str | Path, address:
     cube = config.location()
     model = CropModel.load(config.model, cube.storage_options)
     plan = plan_predict(config, model)
-    report = run_tile_job("classify", config, plan.hash, plan.tiles, functools.partial(PredictWorker, plan),
-                          address, prepare=lambda: prepare_predict(plan, config, model), on_result=progress)
+    report = run_tile_job("classify", config, plan.hash, plan.tiles,
+                          functools.partial(PredictWorker, plan_for_workers(plan)), address,
+                          prepare=lambda: prepare_predict(plan, config, model), on_result=progress)
     report.store_bytes = sum(cstore.store_bytes(cube.array(a)) for a in ("crop_type", "crop_probability"))
     write_report(report, config, t0, cube=cube.shown, arrays="crop_type, crop_probability",
                  years=", ".join(map(str, plan.years)), classes=", ".join(plan.classes))
