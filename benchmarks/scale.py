@@ -8,10 +8,10 @@ manifest record that each actor writes after each tile (after checking the lease
 The worker does no pixel work (``--work-ms`` adds a sleep per tile), so what is measured is
 the engine's own cost:
 
-* ``plan s``: building the plan (grid extent, one ``TileTask`` per tile, the plan hash), as
-  ``plan_indices`` and ``plan_predict`` do. ``ingest`` also tests every tile against every
-  scene footprint; that loop is timed on its own (``--scenes`` granules of 110 km, the
-  Sentinel-2 size, on 2,000 tiles, scaled to N) and printed below the table.
+* ``plan s``: building the plan (grid extent, its ``GridTasks``, the plan hash), as
+  ``plan_indices`` and ``plan_predict`` do. ``ingest`` also lists each tile's scenes
+  (``cluster.ingest.scenes_per_tile``); that step is timed on its own (``--scenes`` granules
+  of 110 km, the Sentinel-2 size, over 100,000 tiles, per tile) and printed below the table.
 * ``list s``: ``Manifest.done()`` over the N records the run left (one listing, what a rerun
   does before it skips done tiles); the store is a local folder.
 * ``CPU ms/tile``: the driver process's CPU time (``time.process_time``: Python, Ray's core
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
+import numpy as np
 import math
 import os
 import pickle
@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks._report import parse_args
-from cluster.grid import BBox, CubeExtent, GridSpec, TileIndex
-from cluster.records import TileResult, TileTask
+from cluster.grid import BBox, CubeExtent, GridSpec
+from cluster.ingest import scenes_per_tile
+from cluster.records import GridTasks, TileResult, TileTask, plan_for_workers
 
 TILE_PX = 512
 PIXEL_M = 10.0
@@ -63,9 +64,9 @@ KZ_TILES = 100_000
 @dataclass(frozen=True)
 class ScalePlan:
     """What the jobs' plans are to the engine: the tiles and a hash (and it travels to every
-    actor inside the worker factory, as ``IndicesPlan`` does)."""
+    actor inside the worker factory, without its tiles, as ``IndicesPlan`` does)."""
 
-    tiles: tuple[TileTask, ...]
+    tiles: Sequence[TileTask]
     hash: str
     work_s: float = 0.0
 
@@ -85,20 +86,22 @@ class NoopWorker:
 
 
 def plan_tiles(n_tiles: int, work_s: float = 0.0) -> tuple[GridSpec, ScalePlan]:
-    """N tiles, row-major over a near-square block of the grid, like an extent's ``iter_tiles``."""
+    """N tiles, row-major over a near-square block of the grid: the first N of the block's
+    tiles, as a :class:`~cluster.records.GridTasks` (what the jobs' plans hold)."""
     grid = GridSpec("EPSG:6933", pixel_size=PIXEL_M, tile_size_px=TILE_PX)
     ncols = math.ceil(math.sqrt(n_tiles))
     extent = CubeExtent(grid, row0=900, col0=1400, nrows=math.ceil(n_tiles / ncols), ncols=ncols)
-    tiles = tuple(TileTask(t) for t in itertools.islice(extent.iter_tiles(), n_tiles))
+    tiles = GridTasks(extent, keep=np.arange(extent.nrows * extent.ncols) < n_tiles)
     h = hashlib.sha256(repr((extent.to_dict(), n_tiles, work_s)).encode()).hexdigest()[:16]
     return grid, ScalePlan(tiles, h, work_s)
 
 
-def time_scene_assignment(grid: GridSpec, n_scenes: int, sample_tiles: int = 2000) -> float:
-    """Seconds per tile of ingest's tile -> scenes loop (``cluster.ingest.plan_ingest``: every
-    tile's bounds against every scene footprint), with ``n_scenes`` 110 km granules spread
-    over the area (so about as many touch a tile as in a real season)."""
-    side = math.sqrt(KZ_TILES) * grid.tile_extent  # the plan's area, about Kazakhstan's
+def time_scene_assignment(grid: GridSpec, n_scenes: int) -> float:
+    """Seconds per tile of ingest's tile -> scenes step (``cluster.ingest.scenes_per_tile``, as
+    ``plan_ingest`` calls it) over a square of ``KZ_TILES`` tiles, with ``n_scenes`` 110 km
+    granules spread over it (so about as many touch a tile as in a real season)."""
+    n = math.ceil(math.sqrt(KZ_TILES))
+    side = n * grid.tile_extent  # the plan's area, about Kazakhstan's
     granule = 109_800.0
     per_row = max(1, math.ceil(side / granule))
     footprints = []
@@ -107,13 +110,10 @@ def time_scene_assignment(grid: GridSpec, n_scenes: int, sample_tiles: int = 200
         x0 = 1400 * grid.tile_extent + (cell % per_row) * granule
         y0 = -900 * grid.tile_extent - (cell // per_row) * granule
         footprints.append(BBox(x0, y0 - granule, x0 + granule, y0))
-    tiles = [TileIndex(900 + r, 1400 + c) for r in range(40) for c in range(sample_tiles // 40)]
+    extent = CubeExtent(grid, row0=900, col0=1400, nrows=n, ncols=n)
     t0 = time.perf_counter()
-    touching = 0
-    for tile in tiles:  # the same expression as plan_ingest's
-        tb = grid.tile_bounds(tile)
-        touching += len(tuple(i for i, fp in enumerate(footprints) if fp.intersects(tb)))
-    return (time.perf_counter() - t0) / len(tiles)
+    scenes_per_tile(extent, footprints)  # what plan_ingest calls
+    return (time.perf_counter() - t0) / (extent.nrows * extent.ncols)
 
 
 def create_store(url: str) -> None:
@@ -196,7 +196,7 @@ def run_once(address: str, nodes: int, cpus_per_node: int, n_tiles: int, work_s:
     t0 = time.perf_counter()
     _, plan = plan_tiles(n_tiles, work_s)
     plan_s = time.perf_counter() - t0
-    factory = functools.partial(NoopWorker, plan)
+    factory = functools.partial(NoopWorker, plan_for_workers(plan))
     first_last: list[tuple[float, float]] = []  # (wall, driver CPU) at the first and last result
 
     def on_result(r: TileResult) -> None:
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--cpus-per-node", type=int, default=2, help="Ray CPUs per node (one actor each)")
         p.add_argument("--work-ms", type=float, default=0.0, help="sleep per tile in the worker")
         p.add_argument("--scenes", type=int, default=12_000,
-                       help="scene granules for ingest's tile -> scene loop (Kazakhstan, a season: "
+                       help="scene granules for ingest's tile -> scenes step (Kazakhstan, a season: "
                             "~300 granules x ~40 dates)")
         p.add_argument("--tracemalloc", action="store_true",
                        help="also trace Python allocations in the driver (slower driver)")
@@ -316,11 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{', '.join(map(str, r.tiles_per_node))}")
     print("CPU ms/tile: driver CPU of the whole job / tiles; steady: from the first result to the last. "
           "RSS: before the plan -> peak during the run; plan MiB: the pickled worker factory "
-          "(plan included) that every actor fetches")
+          "(the plan without its tiles) that every actor fetches")
 
     grid = GridSpec("EPSG:6933", pixel_size=PIXEL_M, tile_size_px=TILE_PX)
     per_tile = time_scene_assignment(grid, args.scenes)
-    print(f"ingest's tile -> scene loop: {1e3 * per_tile:.2f} ms per tile with {args.scenes:,} scenes, "
+    print(f"ingest's tile -> scenes step: {1e3 * per_tile:.3f} ms per tile with {args.scenes:,} scenes, "
           f"{per_tile * args.tiles:,.0f} s for {args.tiles:,} tiles")
     _verdicts(runs, args.tiles)
     if args.json is not None:

@@ -238,8 +238,8 @@ class IngestPlan:
     scene_time: tuple[int, ...]
     """Time index of each scene."""
     tiles: tuple[TileTask[tuple[int, ...]], ...]
-    """One task per tile that scenes touch; its payload: those scenes' indices, in mosaic order."""
-    """Every tile of the cube; payload = indices of the scenes that touch it."""
+    """One task per tile that scenes touch; its payload: those scenes' indices, in mosaic order
+    (a list per tile, unlike the other jobs' :class:`~cluster.records.GridTasks`)."""
     rejected: tuple[RejectedScene, ...]
     warnings: tuple[str, ...]
     hash: str
@@ -272,6 +272,43 @@ class IngestPlan:
 
 
 # --- planning -------------------------------------------------------------------------
+
+
+def scenes_per_tile(extent: CubeExtent, footprints: Sequence[BBox]) -> list[tuple[int, ...]]:
+    """For each tile of ``extent`` (row-major), the positions of the footprints that share
+    area with it (``BBox.intersects``), in ascending order: the mosaic order.
+
+    Each footprint is tested only against the tiles around its own tile range, all at once,
+    on the same tile edges as ``GridSpec.tile_bounds``. Testing every tile against every
+    footprint cost 1 ms per tile with 12,000 Sentinel-2 granules: 100 s of driver CPU for
+    Kazakhstan's 100,000 tiles.
+
+    >>> from cluster.grid import GridSpec
+    >>> extent = CubeExtent(GridSpec("EPSG:6933", 10.0, 100), row0=0, col0=0, nrows=1, ncols=3)
+    >>> scenes_per_tile(extent, [BBox(0, -1000, 1500, 0), BBox(1000, -1000, 3000, 0)])
+    [(0,), (0, 1), (1,)]
+    """
+    grid = extent.grid
+    ex, ey = grid.tile_extent, grid.tile_extent_y
+    hits: list[list[int]] = [[] for _ in range(extent.nrows * extent.ncols)]
+    for i, fp in enumerate(footprints):
+        # the tiles that may touch it (one more on each side, for rounding), then the exact test
+        c0 = max(extent.col0, math.floor((fp.left - grid.origin_x) / ex) - 1)
+        c1 = min(extent.col0 + extent.ncols - 1, math.floor((fp.right - grid.origin_x) / ex) + 1)
+        r0 = max(extent.row0, math.floor((grid.origin_y - fp.top) / ey) - 1)
+        r1 = min(extent.row0 + extent.nrows - 1, math.floor((grid.origin_y - fp.bottom) / ey) + 1)
+        if c0 > c1 or r0 > r1:
+            continue
+        cols = np.arange(c0, c1 + 1)
+        left = grid.origin_x + cols * ex
+        cols = cols[(fp.left < left + ex) & (left < fp.right)]
+        rows = np.arange(r0, r1 + 1)
+        top = grid.origin_y - rows * ey
+        rows = rows[(fp.bottom < top) & (top - ey < fp.top)]
+        for r in (rows - extent.row0).tolist():
+            for c in (cols - extent.col0).tolist():
+                hits[r * extent.ncols + c].append(i)
+    return [tuple(h) for h in hits]
 
 
 def _bin_label(date: dt.date, days: int | None) -> np.datetime64:
@@ -475,11 +512,8 @@ def plan_ingest(config: IngestConfig) -> IngestPlan:
     index = {t: i for i, t in enumerate(labels)}
     scene_time = tuple(index[_bin_label(s.date, config.time_bin_days)] for s in kept)
 
-    tasks: list[TileTask[tuple[int, ...]]] = []
-    for tile in extent.iter_tiles():
-        tb = grid.tile_bounds(tile)
-        touching = tuple(i for i, fp in enumerate(footprints) if fp.intersects(tb))
-        tasks.append(TileTask(tile, touching))
+    touching = scenes_per_tile(extent, footprints)
+    tasks = [TileTask(tile, scenes) for tile, scenes in zip(extent.iter_tiles(), touching, strict=True)]
 
     h = hashlib.sha256()
     h.update(json.dumps({

@@ -103,3 +103,25 @@ def test_grid__is_the_job_configs_grid_block() -> None:
         parse_config(IngestConfig, {**base, "grid": {"tile_sz": 256}})
     with pytest.raises(ConfigError, match="chunk_size_px 96 must divide grid.tile_size_px 256"):
         parse_config(IngestConfig, {**base, "grid": {"tile_size_px": 256, "chunk_size_px": 96}})
+
+
+edge = st.integers(-40, 40).map(lambda k: k * 250.0)  # often exactly on a tile edge (tiles of 1,000 m)
+
+
+@given(boxes=st.lists(st.tuples(edge, edge, st.integers(1, 20), st.integers(1, 20)), min_size=1, max_size=12),
+       px=st.sampled_from([10.0, 9.9948, 20.0]))
+def test_grid__scenes_per_tile_is_every_footprint_touching_each_tile(
+        boxes: list[tuple[float, float, int, int]], px: float) -> None:
+    """Ingest's plan: each tile's scenes, against the plain test of every tile against every
+    footprint (what plan_ingest did), with footprints on and off tile edges."""
+    from cluster.ingest import scenes_per_tile
+
+    grid = GridSpec("EPSG:6933", pixel_size=px, tile_size_px=100)
+    footprints = [BBox(x, y, x + w * 250.0, y + h * 250.0) for x, y, w, h in boxes]
+    union = footprints[0]
+    for fp in footprints[1:]:
+        union = union.union(fp)
+    extent = CubeExtent.from_tiles(grid, grid.tiles_for_bounds(union))
+    oracle = [tuple(i for i, fp in enumerate(footprints) if fp.intersects(grid.tile_bounds(t)))
+              for t in extent.iter_tiles()]
+    assert scenes_per_tile(extent, footprints) == oracle
