@@ -19,7 +19,7 @@ from cluster.grid import CubeExtent, TileIndex
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["TileTask", "GridTasks", "TileResult", "TileWorker", "SummarizedOutput", "plan_for_workers"]
+__all__ = ["TileTask", "GridTasks", "Ragged", "TileResult", "TileWorker", "SummarizedOutput", "plan_for_workers"]
 
 PayloadT = TypeVar("PayloadT", covariant=True, default=Any)
 """A task's payload. Covariant: a task is frozen, so a ``TileTask[tuple[int, int]]`` is a
@@ -46,14 +46,58 @@ class TileTask(Generic[PayloadT]):
     ``TileTask[Any]``)."""
 
 
+class Ragged(Sequence[tuple[int, ...]]):
+    """Tuples of ints of different lengths, stored flat: item ``i`` is
+    ``values[offsets[i]:offsets[i + 1]]``, made into a tuple when asked for.
+
+    Ingest's per-tile scene lists (about 58 per tile with a season of Sentinel-2 granules)
+    take 4 bytes per entry here, against 8 and a tuple per tile as Python objects.
+
+    >>> r = Ragged(np.array([0, 1, 1, 2], np.int32), np.array([0, 1, 1, 4]))
+    >>> len(r), list(r)
+    (3, [(0,), (), (1, 1, 2)])
+    """
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(values) \
+                or np.any(np.diff(offsets) < 0):
+            raise ValueError(f"offsets must rise from 0 to len(values) = {len(values)}")
+        self.values = values
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int, ...]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[int, ...]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[int, ...] | list[tuple[int, ...]]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(len(self))[i]]
+        k = range(len(self))[i]  # negative positions and IndexError, as a tuple has them
+        return tuple(self.values[self.offsets[k]:self.offsets[k + 1]].tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ragged):
+            return NotImplemented
+        return np.array_equal(self.values, other.values) and np.array_equal(self.offsets, other.offsets)
+
+    def __repr__(self) -> str:
+        return f"Ragged({len(self)} items, {len(self.values)} values)"
+
+
 class GridTasks(Sequence[TileTask]):
-    """The task list of a plan whose tasks are bare tiles: every tile of ``extent`` in
-    row-major order (``extent.iter_tiles()``'s), or the tiles ``keep`` flags (one flag per
-    tile of the extent, row-major).
+    """The task list of a plan: every tile of ``extent`` in row-major order
+    (``extent.iter_tiles()``'s), or the tiles ``keep`` flags (one flag per tile of the
+    extent, row-major); task ``i``'s payload is ``payloads[i]`` (None without payloads).
 
     Tasks are made when asked for. A plan over a continent holds the extent and 4 bytes per
     kept tile instead of 100,000 task objects of ~150 bytes each, so the driver's memory
-    does not grow with the tiles of an ``indices``, ``aggregate`` or ``classify`` job.
+    does not grow with the tiles of an ``indices``, ``aggregate`` or ``classify`` job
+    (ingest's payloads, a scene list per tile, are kept flat in a :class:`Ragged`).
 
     >>> from cluster.grid import GridSpec
     >>> extent = CubeExtent(GridSpec("EPSG:6933", 10.0, 512), row0=5, col0=7, nrows=2, ncols=3)
@@ -62,9 +106,12 @@ class GridTasks(Sequence[TileTask]):
     (6, TileIndex(row=5, col=7), TileIndex(row=6, col=9))
     >>> [t.tile.id for t in GridTasks(extent, keep=[0, 1, 0, 0, 0, 1])]
     ['r5_c8', 'r6_c9']
+    >>> GridTasks(extent, keep=[0, 1, 0, 0, 0, 1], payloads=["a", "b"])[1].payload
+    'b'
     """
 
-    def __init__(self, extent: CubeExtent, keep: Sequence[bool] | np.ndarray | None = None) -> None:
+    def __init__(self, extent: CubeExtent, keep: Sequence[bool] | np.ndarray | None = None,
+                 payloads: Sequence[Any] | None = None) -> None:
         self.extent = extent
         self._kept: np.ndarray | None = None
         if keep is not None:
@@ -73,6 +120,9 @@ class GridTasks(Sequence[TileTask]):
                 raise GridError(f"keep has {flags.size} flag(s); expected one per tile of the "
                                 f"{extent.nrows}x{extent.ncols} extent ({extent.nrows * extent.ncols})")
             self._kept = np.flatnonzero(flags).astype(np.int32 if flags.size < 2**31 else np.int64)
+        if payloads is not None and len(payloads) != len(self):
+            raise GridError(f"{len(payloads)} payload(s) for {len(self)} tile(s); expected one per task")
+        self.payloads = payloads
 
     def __len__(self) -> int:
         return self.extent.nrows * self.extent.ncols if self._kept is None else len(self._kept)
@@ -91,7 +141,8 @@ class GridTasks(Sequence[TileTask]):
             raise IndexError(f"task {i} of a plan of {n}")
         k = i % n if self._kept is None else int(self._kept[i])
         r, c = divmod(k, self.extent.ncols)
-        return TileTask(TileIndex(self.extent.row0 + r, self.extent.col0 + c))
+        tile = TileIndex(self.extent.row0 + r, self.extent.col0 + c)
+        return TileTask(tile) if self.payloads is None else TileTask(tile, self.payloads[i])
 
     def __iter__(self) -> Iterator[TileTask]:
         return (self[i] for i in range(len(self)))
@@ -99,7 +150,9 @@ class GridTasks(Sequence[TileTask]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GridTasks):
             return NotImplemented
-        return self.extent == other.extent and np.array_equal(self._flat(), other._flat())
+        return (self.extent == other.extent and np.array_equal(self._flat(), other._flat())
+                and (self.payloads is None) == (other.payloads is None)
+                and (self.payloads is None or list(self.payloads) == list(other.payloads or ())))
 
     def _flat(self) -> np.ndarray:
         """Each task's row-major position in the extent."""

@@ -124,4 +124,4 @@ def test_grid__scenes_per_tile_is_every_footprint_touching_each_tile(
     extent = CubeExtent.from_tiles(grid, grid.tiles_for_bounds(union))
     oracle = [tuple(i for i, fp in enumerate(footprints) if fp.intersects(grid.tile_bounds(t)))
               for t in extent.iter_tiles()]
-    assert scenes_per_tile(extent, footprints) == oracle
+    assert list(scenes_per_tile(extent, footprints)) == oracle

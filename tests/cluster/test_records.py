@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cluster.errors import GridError
 from cluster.grid import CubeExtent, GridSpec
-from cluster.records import GridTasks, TileTask, plan_for_workers
+from cluster.records import GridTasks, Ragged, TileTask, plan_for_workers
 
 GRID = GridSpec("EPSG:6933", pixel_size=10.0, tile_size_px=512)
 
@@ -55,6 +55,34 @@ def test_records__grid_tasks_hold_no_task_per_tile() -> None:
 def test_records__keep_must_flag_every_tile_of_the_extent() -> None:
     with pytest.raises(GridError, match="expected one per tile of the 2x3 extent"):
         GridTasks(CubeExtent(GRID, 0, 0, 2, 3), keep=[True] * 5)
+    with pytest.raises(GridError, match="2 payload"):
+        GridTasks(CubeExtent(GRID, 0, 0, 2, 3), keep=[True] * 3 + [False] * 3, payloads=[(1,), (2,)])
+
+
+@given(lists=st.lists(st.lists(st.integers(0, 2**31 - 1), max_size=6).map(tuple), max_size=20), data=st.data())
+def test_records__ragged_payloads_are_the_tuples_they_were_made_from(lists: list[tuple[int, ...]],
+                                                                     data: st.DataObject) -> None:
+    """Ingest's scene lists, kept flat: every task gets back its own tuple."""
+    values = np.array([v for t in lists for v in t], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t in lists])]).astype(np.int64)
+    ragged = Ragged(values, offsets)
+    assert list(ragged) == lists and len(ragged) == len(lists)
+    if lists:
+        i = data.draw(st.integers(-len(lists), len(lists) - 1))
+        assert ragged[i] == lists[i]
+    extent = CubeExtent(GRID, 3, 4, 1, len(lists) + 1)
+    keep = [True] * len(lists) + [False]
+    tasks = GridTasks(extent, keep=keep, payloads=ragged)
+    assert [t.payload for t in tasks] == lists
+    assert tasks == GridTasks(extent, keep=keep, payloads=Ragged(values.copy(), offsets.copy()))
+    with pytest.raises(IndexError):
+        ragged[len(lists)]
+
+
+def test_records__ragged_offsets_must_rise_from_zero_to_the_end() -> None:
+    for offsets in ([1, 3], [0, 2], [0, 3, 1, 3], []):
+        with pytest.raises(ValueError, match="offsets must rise"):
+            Ragged(np.arange(3), np.array(offsets, dtype=np.int64))
 
 
 def test_records__a_plan_travels_to_workers_without_its_tiles() -> None:
