@@ -136,11 +136,8 @@ class GridTasks(Sequence[TileTask]):
     def __getitem__(self, i: int | slice) -> TileTask | list[TileTask]:
         if isinstance(i, slice):
             return [self[k] for k in range(len(self))[i]]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"task {i} of a plan of {n}")
-        k = i % n if self._kept is None else int(self._kept[i])
-        r, c = divmod(k, self.extent.ncols)
+        i = range(len(self))[i]  # negative positions and IndexError, as a tuple has them
+        r, c = divmod(i if self._kept is None else int(self._kept[i]), self.extent.ncols)
         tile = TileIndex(self.extent.row0 + r, self.extent.col0 + c)
         return TileTask(tile) if self.payloads is None else TileTask(tile, self.payloads[i])
 
@@ -150,13 +147,7 @@ class GridTasks(Sequence[TileTask]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GridTasks):
             return NotImplemented
-        return (self.extent == other.extent and np.array_equal(self._flat(), other._flat())
-                and (self.payloads is None) == (other.payloads is None)
-                and (self.payloads is None or list(self.payloads) == list(other.payloads or ())))
-
-    def _flat(self) -> np.ndarray:
-        """Each task's row-major position in the extent."""
-        return np.arange(len(self)) if self._kept is None else self._kept
+        return self.extent == other.extent and list(self) == list(other)  # rare: tests, plan equality
 
     def __repr__(self) -> str:
         return f"GridTasks({len(self)} of {self.extent.nrows}x{self.extent.ncols} tiles)"
