@@ -290,3 +290,15 @@ def test_store__a_killed_writers_leftover_is_replaced_by_the_retry(tmp_path: Pat
     assert not leftover.exists()
     assert not [p for p in Path(url).rglob("*partial*")]
     np.testing.assert_array_equal(cstore.read_tile(group, "ndvi", EXTENT, tile), block + 1)
+
+
+def test_store__a_cube_whose_metadata_cannot_be_read_is_never_removed(tmp_path: Path) -> None:
+    """A damaged group zarr.json could hide anyone's store: overwrite refuses, nothing goes."""
+    url = str(tmp_path / "cube.zarr")
+    cstore.create_cube(url, EXTENT, TIMES, SPECS, OURS)
+    cstore.write_tile(cstore.open_group(url), "red", EXTENT, TileIndex(11, -3), np.ones((3, 32, 32), "uint16"), url)
+    (tmp_path / "cube.zarr" / "zarr.json").write_text('{"node_type": "group", "attri')  # cut short
+    before = {p: p.read_bytes() for p in (tmp_path / "cube.zarr").rglob("*") if p.is_file()}
+    with pytest.raises(StoreError, match=r"zarr.json that is not valid JSON.*harvest verify"):
+        cstore.remove_store(url)
+    assert {p: p.read_bytes() for p in (tmp_path / "cube.zarr").rglob("*") if p.is_file()} == before
