@@ -4,20 +4,28 @@ extent, outlines for maps).
 GeoParquet goes through pyarrow (``geopandas.read_parquet``): GDAL's Parquet driver is not in
 every wheel. Everything else (GeoJSON, GeoPackage, Shapefile, FlatGeobuf, ...) goes through
 pyogrio. Callers turn a failure into their own message, naming the config key.
+
+A file read once goes through :func:`read_vector`; one read window by window many times (the
+parcels of every tile a classify actor maps) through a :class:`VectorSource`.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import posixpath
+import shutil
+import tempfile
+import weakref
 from typing import TYPE_CHECKING, Any, Mapping
 
-from cluster.location import is_remote
+from cluster.location import is_remote, local_path
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["read_vector", "is_parquet", "vector_crs"]
+__all__ = ["read_vector", "is_parquet", "vector_crs", "VectorSource"]
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +90,23 @@ def _read_remote(path: str, layer: str | None, bbox: tuple[float, float, float, 
     return gpd.read_file(io.BytesIO(data), **kwargs)
 
 
-def vector_crs(path: str, layer: str | None = None) -> str | None:
+def vector_crs(path: str, layer: str | None = None,
+               storage_options: Mapping[str, Any] | None = None) -> str | None:
     """The CRS of a vector file (WKT or authority string; None if it declares none), read
-    from its metadata only."""
+    from its metadata only. ``storage_options`` reach a remote GeoParquet file (other remote
+    formats: ask a :class:`VectorSource`, which fetches them)."""
     if is_parquet(path):
         import json
 
+        import fsspec
         import pyarrow.parquet as pq
 
-        geo = json.loads((pq.read_schema(path).metadata or {}).get(b"geo", b"{}"))
+        if storage_options is not None and is_remote(path):
+            fs, fs_path = fsspec.core.url_to_fs(path, **dict(storage_options))
+            schema = pq.read_schema(fs_path, filesystem=fs)
+        else:
+            schema = pq.read_schema(path)
+        geo = json.loads((schema.metadata or {}).get(b"geo", b"{}"))
         col = geo.get("primary_column")
         if not col:
             return None
@@ -100,3 +116,93 @@ def vector_crs(path: str, layer: str | None = None) -> str | None:
 
     found: str | None = pyogrio.read_info(path, layer=layer).get("crs")
     return found
+
+
+class VectorSource:
+    """One vector file read window by window, many times: the parcels of every tile an actor
+    maps.
+
+    A local file, or a remote GeoParquet file, is read per window as :func:`read_vector`
+    reads it (the file's spatial index, or the row groups' bbox statistics over fsspec). Any
+    other remote file (GeoPackage, FlatGeobuf, a zipped Shapefile) has no spatial index
+    fsspec can use, so it is fetched once, on first use, into a temporary folder that this
+    source makes and removes again (:meth:`close`, or when the source is collected); its
+    windows then come from the copy's index. So a parcel layer on object storage travels once
+    per tile actor, not once per tile; the actor's local disk must hold it (a national LPIS
+    GeoPackage is a few GB; as GeoParquet with a bbox covering column nothing is copied).
+
+    Example:
+        >>> import geopandas as gpd, shapely, tempfile
+        >>> path = tempfile.mkdtemp() + "/p.gpkg"
+        >>> gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1), shapely.box(5, 5, 6, 6)],
+        ...                  crs="EPSG:32642").to_file(path)
+        >>> with VectorSource(path) as source:
+        ...     "32642" in source.crs(), len(source.read((4, 4, 9, 9)))
+        (True, 1)
+    """
+
+    def __init__(self, path: str, layer: str | None = None,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
+        self.path = path
+        self.layer = layer
+        self._options = dict(storage_options or {})
+        self._fetch = is_remote(path) and not is_parquet(path)
+        self._copy: str | None = None
+        self._cleanup: weakref.finalize[Any, Any] | None = None
+
+    def __enter__(self) -> VectorSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def exists(self) -> bool:
+        """Whether the file is there (a remote one asked with the storage options)."""
+        if not is_remote(self.path):
+            return os.path.exists(local_path(self.path))
+        import fsspec
+
+        from cluster._retry import retry_storage
+
+        fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
+        found: bool = retry_storage(lambda: fs.exists(fs_path), f"cannot look for {self.path!r}")
+        return found
+
+    def crs(self) -> str | None:
+        """The file's CRS (None if it declares none); a remote file other than GeoParquet is
+        fetched for it."""
+        if self._fetch:
+            return vector_crs(self._local_copy(), self.layer)
+        return vector_crs(local_path(self.path), self.layer, self._options if is_remote(self.path) else None)
+
+    def read(self, bbox: tuple[float, float, float, float] | None = None) -> "gpd.GeoDataFrame":
+        """The features whose bounds meet ``bbox`` (in the file's CRS); all without it."""
+        if self._fetch:
+            return read_vector(self._local_copy(), self.layer, bbox=bbox)
+        return read_vector(local_path(self.path), self.layer, bbox=bbox,
+                           storage_options=self._options if is_remote(self.path) else None)
+
+    def close(self) -> None:
+        """Remove the local copy, if this source made one (nothing else is touched)."""
+        if self._cleanup is not None:
+            self._cleanup()
+        self._copy = self._cleanup = None
+
+    def _local_copy(self) -> str:
+        if self._copy is None:
+            import fsspec
+
+            from cluster._retry import retry_storage
+
+            folder = tempfile.mkdtemp(prefix="harvest-vector-")
+            cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+            copy = os.path.join(folder, posixpath.basename(self.path))
+            fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
+            try:
+                retry_storage(lambda: fs.get_file(fs_path, copy), f"cannot fetch {self.path!r}")
+            except BaseException:
+                cleanup()
+                raise
+            self._copy, self._cleanup = copy, cleanup
+            log.info("fetched %s to %s, read window by window from there", self.path, copy)
+        return self._copy

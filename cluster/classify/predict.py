@@ -32,7 +32,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import zarr
@@ -42,11 +42,11 @@ from cluster import store as cstore
 from cluster.classify.features import FeatureConfig, check_bands, feature_definitions, season_features
 from cluster.classify.model import CropModel
 from cluster.config import StrictModel, TileJobConfig
-from cluster.errors import ConfigError
+from cluster.errors import ConfigError, StoreError
 from cluster.grid import CubeExtent
 from cluster.location import StoreLocation
 from cluster.records import GridTasks, TileResult, TileTask
-from cluster.vector import read_vector, vector_crs
+from cluster.vector import VectorSource
 
 __all__ = ["PredictConfig", "ParcelsConfig", "PredictPlan", "PredictWorker", "plan_predict", "prepare_predict",
            "label_features", "FILL", "CROP_TYPE", "CROP_PROBABILITY", "SEASON_FEATURES"]
@@ -63,7 +63,11 @@ class ParcelsConfig(StrictModel):
     """Field boundaries to classify whole fields (GeoPackage, GeoJSON, GeoParquet, ...)."""
 
     path: str
-    """The parcels file (local); read tile by tile through its spatial index."""
+    """The parcels file, local or on object storage (reached with the job's ``storage``),
+    read tile by tile through its spatial index. On a cluster give an object-storage URL:
+    a local path must exist on every worker node. A remote GeoParquet file with a bbox
+    covering column is read per tile in place; any other remote format is fetched once per
+    actor (:class:`cluster.vector.VectorSource`)."""
     layer: str | None = None
     """Layer of a multi-layer file (GeoPackage)."""
 
@@ -159,23 +163,27 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
         "parcels": config.parcels.model_dump() if config.parcels else None,
     }, sort_keys=True, default=str).encode()).hexdigest()[:16]
     n_features = len(model.feature_names) if config.features == "write" else 0
-    parcels, parcels_crs = _check_parcels(config.parcels)
+    parcels, parcels_crs = _check_parcels(config.parcels, cube.storage_options)
     return PredictPlan(cube.for_workers(), config.model, extent, tuple(years), tuple(steps),
                        tuple(str(t) for t in times), bands, model.classes, GridTasks(extent), h, config.smooth_px,
                        parcels, config.parcels.layer if config.parcels else None, parcels_crs, n_features)
 
 
-def _check_parcels(cfg: ParcelsConfig | None) -> tuple[str | None, str | None]:
-    """The parcels file's path and CRS, after checking it can be read (metadata only)."""
+def _check_parcels(cfg: ParcelsConfig | None, storage_options: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The parcels file's path and CRS, after checking it can be read (metadata only; a
+    remote file other than GeoParquet is fetched once for it)."""
     if cfg is None:
         return None, None
-    if not os.path.exists(cfg.path):
-        raise ConfigError(f"parcels file {cfg.path!r} does not exist; fix predict.parcels.path or remove parcels")
-    try:
-        crs = vector_crs(cfg.path, cfg.layer)
-    except Exception as e:  # noqa: BLE001 - any reader error becomes one message naming the key
-        raise ConfigError(f"cannot read parcels file {cfg.path!r}: {type(e).__name__}: {e}; "
-                          "fix predict.parcels.path (or .layer)") from None
+    with VectorSource(cfg.path, cfg.layer, storage_options) as source:
+        if not source.exists():
+            raise ConfigError(f"parcels file {cfg.path!r} does not exist; fix predict.parcels.path or remove parcels")
+        try:
+            crs = source.crs()
+        except StoreError:
+            raise  # storage did not answer: its own message, not "fix the path"
+        except Exception as e:  # noqa: BLE001 - any reader error becomes one message naming the key
+            raise ConfigError(f"cannot read parcels file {cfg.path!r}: {type(e).__name__}: {e}; "
+                              "fix predict.parcels.path (or .layer)") from None
     if crs is None:
         raise ConfigError(f"parcels file {cfg.path!r} declares no CRS; write it with one (e.g. EPSG:4326)")
     return cfg.path, crs
@@ -235,9 +243,10 @@ def _smooth(probs: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _parcel_codes(plan: PredictPlan, task: TileTask, shape: tuple[int, int]) -> np.ndarray | None:
+def _parcel_codes(plan: PredictPlan, parcels_file: VectorSource | None, task: TileTask,
+                  shape: tuple[int, int]) -> np.ndarray | None:
     """Per pixel of the tile, the row of its parcel among those read for it (-1: none)."""
-    if plan.parcels is None:
+    if parcels_file is None or plan.parcels_crs is None:
         return None
     from pyproj import Transformer
 
@@ -249,7 +258,7 @@ def _parcel_codes(plan: PredictPlan, task: TileTask, shape: tuple[int, int]) -> 
     right, bottom = left + shape[1] * transform.a, top + shape[0] * transform.e
     to_file = Transformer.from_crs(grid.pyproj_crs, plan.parcels_crs, always_xy=True)
     bbox = to_file.transform_bounds(left, bottom, right, top, densify_pts=21)
-    parcels = read_vector(plan.parcels, plan.parcels_layer, bbox=bbox)
+    parcels = parcels_file.read(bbox)
     if parcels.empty:
         return np.full(shape, -1, np.int32)
     parcels = parcels[parcels.geom_type.isin(["Polygon", "MultiPolygon"])]
@@ -277,6 +286,8 @@ class PredictWorker:
     def __init__(self, plan: PredictPlan) -> None:
         self.plan = plan
         self.model = CropModel.load(plan.model, plan.store.storage_options)
+        self.parcels = (VectorSource(plan.parcels, plan.parcels_layer, plan.store.storage_options)
+                        if plan.parcels else None)
         self._group: zarr.Group | None = None
         threads = os.environ.get("OMP_NUM_THREADS")  # Ray sets it to the actor's num_cpus
         self.threads = int(threads) if threads and threads.isdigit() else 0
@@ -292,7 +303,7 @@ class PredictWorker:
         values = {b: cstore.read_tile_decoded(group, name, plan.extent, task.tile) for b, name in plan.bands.items()}
         timings["read"] = time.perf_counter() - t0
         nt, ny, nx = next(iter(values.values())).shape
-        codes = _parcel_codes(plan, task, (ny, nx))
+        codes = _parcel_codes(plan, self.parcels, task, (ny, nx))
         crop = np.full((nt, ny, nx), FILL, dtype=np.uint8)
         prob = np.full((nt, ny, nx), FILL, dtype=np.uint8)
         result = TileResult(task.tile.id, "done", pid=os.getpid())

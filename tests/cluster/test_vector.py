@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import geopandas as gpd
 import pytest
 import shapely
 
-from cluster.vector import read_vector, vector_crs
+from cluster.vector import VectorSource, read_vector, vector_crs
 
 
 @pytest.fixture
@@ -34,3 +35,37 @@ def test_read_vector__bbox_keeps_the_features_that_meet_it(squares: gpd.GeoDataF
     # a GeoParquet file without a covering column is read whole: that fallback is logged
     assert ("reading the whole file" in caplog.text) == (name == "p.parquet")
     assert len(read_vector(path)) == 10
+
+
+@pytest.mark.parametrize("name", ["p.gpkg", "p-covering.parquet"])
+def test_vector_source__reads_windows_of_a_file_on_object_storage(
+        squares: gpd.GeoDataFrame, tmp_path: Path, name: str, s3_bucket: str, s3_options: dict,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parcels on S3 (the loopback server), read tile by tile: a GeoPackage is fetched once
+    into a folder the source makes and removes; a GeoParquet file is read in place."""
+    import s3fs
+
+    local = tmp_path / name
+    if name.endswith(".parquet"):
+        squares.to_parquet(local, write_covering_bbox=True)
+    else:
+        squares.to_file(local)
+    fs = s3fs.S3FileSystem(**s3_options)
+    fs.put_file(str(local), f"{s3_bucket}/in/{name}")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "someone-elses.txt").write_text("kept")
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    url = f"s3://{s3_bucket}/in/{name}"
+
+    assert not VectorSource(f"s3://{s3_bucket}/in/other.gpkg", storage_options=s3_options).exists()
+    with VectorSource(url, storage_options=s3_options) as source:
+        assert source.exists()
+        assert "32642" in str(source.crs())
+        assert sorted(source.read((250, 10, 420, 20)).field_id) == ["002", "003", "004"]
+        copies = [p for p in scratch.iterdir() if p.name.startswith("harvest-vector-")]
+        assert len(copies) == (0 if name.endswith(".parquet") else 1)
+        if copies:  # the next windows come from the copy: the object is not read again
+            fs.rm_file(f"{s3_bucket}/in/{name}")
+            assert sorted(source.read((0, 0, 150, 90)).field_id) == ["000", "001"]
+    assert sorted(p.name for p in scratch.iterdir()) == ["someone-elses.txt"]

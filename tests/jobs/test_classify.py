@@ -86,7 +86,8 @@ def test_classify__a_pixel_and_its_table_rows_give_identical_features(demo: dict
     assert from_table.names == from_cube.names
 
 
-def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.CaptureFixture[str], s3_bucket: str,
+                                                 s3_endpoint: str) -> None:
     store = demo["ingest"]["store"]
     cfg_path = Path(demo["root"]) / "classify.yaml"
     cfg_path.write_text(yaml.safe_dump({**demo["classify"], "train": {
@@ -132,6 +133,7 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     found = verify_store(store)
     assert found.ok and "classify" in found.jobs, found.summary()
     _each_parcel_has_one_class(predict, raw, prob)
+    _parcels_on_object_storage_give_the_same_map(predict, raw, s3_bucket, s3_endpoint)
     _features_written_are_the_ones_classified(predict, model_dir, meta)
 
     agg = AggregateConfig.model_validate(demo["aggregate"])
@@ -171,6 +173,28 @@ def _each_parcel_has_one_class(predict: PredictConfig, crop: np.ndarray, prob: n
     assert (per_part["cls"] == 1).all() and (per_part["prob"] == 1).all()
     # the map is not a per-pixel one any more: parcels of more than one class exist
     assert frame.groupby("parcel")["cls"].first().nunique() >= 4
+
+
+def _parcels_on_object_storage_give_the_same_map(predict: PredictConfig, crop: np.ndarray, bucket: str,
+                                                 endpoint: str) -> None:
+    """The parcel layer on S3 (as on a cluster, where a driver's local file is not on the
+    workers): each actor fetches the GeoPackage once and maps the same classes."""
+    import s3fs
+
+    assert predict.parcels is not None
+    storage = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+    s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, key="testing", secret="testing").put_file(
+        predict.parcels.path, f"{bucket}/lpis/parcels.gpkg")
+    copy = str(Path(predict.store).with_name("parcels-on-s3.zarr"))
+    shutil.copytree(predict.store, copy)
+    shutil.copytree(cstore.meta_url(predict.store), cstore.meta_url(copy))
+    remote = {**predict.model_dump(), "store": copy, "storage": storage}
+    report = run_predict(PredictConfig.model_validate({**remote, "parcels": {
+        "path": f"s3://{bucket}/lpis/parcels.gpkg"}}))
+    assert report.ok and report.tiles_skipped == 0, report.summary()
+    np.testing.assert_array_equal(cstore.open_group(copy, mode="r")["crop_type"][:], crop)
+    with pytest.raises(ConfigError, match=r"parcels file 's3://.*/lpis/none.gpkg' does not exist"):
+        run_predict(PredictConfig.model_validate({**remote, "parcels": {"path": f"s3://{bucket}/lpis/none.gpkg"}}))
 
 
 def _features_written_are_the_ones_classified(predict: PredictConfig, model_dir: Path, meta: dict) -> None:
