@@ -194,7 +194,7 @@ def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str
     t0 = time.perf_counter()
     so = config.storage.to_fsspec()
     if config.table is not None:
-        loaded = load_samples(config.table, config.mapping)
+        loaded = load_samples(config.table, config.mapping, so)
         frame, issues = loaded.frame, list(loaded.issues)
         source: dict[str, Any] = {"table": config.table.model_dump(mode="json")}
     else:

@@ -37,8 +37,8 @@ reported, never silently dropped; ``unmapped="error"`` refuses them instead.
 :func:`cluster.classify.features.season_features`, like a ``(time, y, x)`` cube tile
 flattened to ``(time, pixel)``.
 
-Paths are local files (globs allowed); a table on object storage is copied locally first
-(this module has no storage options to reach it with).
+Paths are local files or object-storage URLs (globs allowed in both), the latter reached with
+the job's ``storage`` settings; a Parquet file's columns are read without its rows.
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ class SampleTableConfig(StrictModel):
 
     paths: list[str] = Field(min_length=1)
     """Parquet/GeoParquet (``.parquet``, ``.geoparquet``, ``.pq``) or CSV files; globs
-    allowed (``data/*.parquet``). Relative paths are relative to the current directory.
+    allowed (``data/*.parquet``), local or on object storage (``s3://bucket/rdm/*.parquet``,
+    reached with the job's ``storage``). Relative paths are relative to the current directory.
     GeoParquet is read as plain Parquet (the geometry column is not needed)."""
     layout: Literal["long", "wide"]
     """``long``: one row per (sample, date); ``wide``: one row per sample, dates in the
@@ -361,12 +362,14 @@ class SampleSet:
 # --- public functions --------------------------------------------------------------------
 
 
-def load_samples(table: SampleTableConfig, labels: LabelMapping) -> SampleSet:
+def load_samples(table: SampleTableConfig, labels: LabelMapping,
+                 storage_options: Mapping[str, Any] | None = None) -> SampleSet:
     """Read a labelled sample table and normalise it to the one long layout.
 
     Args:
         table: The files, their layout and where each field is.
         labels: How source labels map to project classes.
+        storage_options: fsspec options (a job's ``storage``) for files on object storage.
 
     Returns:
         The samples; ``frame`` holds only mapped samples and rows with at least one valid
@@ -380,8 +383,10 @@ def load_samples(table: SampleTableConfig, labels: LabelMapping) -> SampleSet:
             coordinates change between its rows; band values or dates that are not numbers
             or dates; unmapped labels with ``unmapped="error"``; no sample left.
     """
-    files = _resolve_paths(table.paths)
-    parts = [_read_long(path, table) if table.layout == "long" else _read_wide(path, table) for path in files]
+    so = dict(storage_options or {})
+    files = _resolve_paths(table.paths, so)
+    parts = [_read_long(path, table, so) if table.layout == "long" else _read_wide(path, table, so)
+             for path in files]
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     where = repr(files[0]) if len(files) == 1 else f"{len(files)} files ({files[0]!r}, ...)"
     bands = tuple(table.bands)
@@ -549,13 +554,13 @@ def to_arrays(frame: pd.DataFrame, bands: Sequence[str]) -> tuple[np.ndarray, np
 # --- reading -------------------------------------------------------------------------------
 
 
-def _resolve_paths(paths: Sequence[str]) -> list[str]:
+def _resolve_paths(paths: Sequence[str], storage_options: dict[str, Any]) -> list[str]:
     """Expand globs; every entry must name at least one existing file."""
     out: list[str] = []
     for i, p in enumerate(paths):
         if is_remote(p):
-            raise ConfigError(f"paths[{i}] {p!r} is a URL; sample tables are read from local files: copy it "
-                              "locally (e.g. aws s3 cp) and give that path")
+            out.extend(_resolve_remote(i, p, storage_options))
+            continue
         local = os.path.expanduser(local_path(p))
         if glob.has_magic(local):
             found = sorted(glob.glob(local, recursive=True))
@@ -571,6 +576,24 @@ def _resolve_paths(paths: Sequence[str]) -> list[str]:
     return out
 
 
+def _resolve_remote(i: int, url: str, storage_options: dict[str, Any]) -> list[str]:
+    """The URLs of the files ``url`` names on object storage (a glob expanded there)."""
+    import fsspec
+
+    from cluster._retry import retry_storage
+
+    fs, fs_path = fsspec.core.url_to_fs(url, **storage_options)
+    protocol = url.split("://", 1)[0]
+    if glob.has_magic(fs_path):
+        found = sorted(retry_storage(lambda: fs.glob(fs_path), f"cannot list paths[{i}] {url!r}"))
+        if not found:
+            raise ConfigError(f"paths[{i}] {url!r} matches no file; check the bucket, the prefix and the pattern")
+        return [f"{protocol}://{f}" for f in found]
+    if not retry_storage(lambda: fs.isfile(fs_path), f"cannot look for paths[{i}] {url!r}"):
+        raise ConfigError(f"sample file {url!r} does not exist; give the URL of a Parquet or CSV file")
+    return [url]
+
+
 def _format(path: str) -> Literal["parquet", "csv"]:
     low = path.lower()
     if low.endswith(_PARQUET_SUFFIXES):
@@ -581,14 +604,21 @@ def _format(path: str) -> Literal["parquet", "csv"]:
                       f"({', '.join(_PARQUET_SUFFIXES)}) or CSV ({', '.join(_CSV_SUFFIXES)}) file")
 
 
-def _columns(path: str) -> list[str]:
+def _columns(path: str, storage_options: dict[str, Any]) -> list[str]:
     """The file's column names, read without reading its rows."""
+    remote = storage_options if is_remote(path) else None
     try:
         if _format(path) == "parquet":
+            import fsspec
             import pyarrow.parquet as pq
 
-            return [n for n in pq.read_schema(path).names if not n.startswith("__index_level_")]
-        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+            if remote is None:
+                names = pq.read_schema(path).names
+            else:
+                fs, fs_path = fsspec.core.url_to_fs(path, **remote)
+                names = pq.read_schema(fs_path, filesystem=fs).names
+            return [n for n in names if not n.startswith("__index_level_")]
+        return [str(c) for c in pd.read_csv(path, nrows=0, storage_options=remote).columns]
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 — any reader failure (pyarrow, pandas, fsspec types): the file is at fault
@@ -596,14 +626,16 @@ def _columns(path: str) -> list[str]:
                           "a complete Parquet or CSV file") from None
 
 
-def _read(path: str, columns: list[str], text_columns: Iterable[str]) -> pd.DataFrame:
+def _read(path: str, columns: list[str], text_columns: Iterable[str],
+          storage_options: dict[str, Any]) -> pd.DataFrame:
     """Read ``columns`` of the file; ``text_columns`` of a CSV stay text (ids with leading zeros)."""
     columns = list(dict.fromkeys(columns))
+    remote = storage_options if is_remote(path) else None
     try:
         if _format(path) == "parquet":
-            return pd.read_parquet(path, columns=columns)
+            return pd.read_parquet(path, columns=columns, storage_options=remote)
         text = {c: str for c in text_columns if c in columns}
-        return pd.read_csv(path, usecols=columns, dtype=text)
+        return pd.read_csv(path, usecols=columns, dtype=text, storage_options=remote)
     except Exception as e:  # noqa: BLE001 — as in _columns: any reader failure means the file is at fault
         raise ConfigError(f"sample file {path!r} cannot be read ({type(e).__name__}: {e}); check that it is "
                           "a complete Parquet or CSV file") from None
@@ -648,8 +680,8 @@ def _base_frame(raw: pd.DataFrame, table: SampleTableConfig, path: str) -> dict[
     return cols
 
 
-def _read_long(path: str, table: SampleTableConfig) -> pd.DataFrame:
-    available = _columns(path)
+def _read_long(path: str, table: SampleTableConfig, storage_options: dict[str, Any]) -> pd.DataFrame:
+    available = _columns(path, storage_options)
     needed = _per_sample_needed(table)
     needed["time_column"] = table.time_column
     _require(path, available, needed)
@@ -659,7 +691,7 @@ def _read_long(path: str, table: SampleTableConfig) -> pd.DataFrame:
             raise ConfigError(f"band {name!r}: column {band.column!r} is not a column of {path!r}; "
                               f"{_close(band.column, available)}; fix bands.{name}.column")
     read_cols = [c for c in needed.values() if c is not None] + [b.column for b in table.bands.values() if b.column]
-    raw = _read(path, read_cols, (table.id_column, table.label_column))
+    raw = _read(path, read_cols, (table.id_column, table.label_column), storage_options)
     assert table.time_column is not None
     cols = _base_frame(raw, table, path)
     cols["date"] = _dates(raw[table.time_column], table.time_column, path)
@@ -738,8 +770,8 @@ def _match_columns(pattern: _Pattern, columns: Sequence[str], table: SampleTable
     return found, misfit
 
 
-def _read_wide(path: str, table: SampleTableConfig) -> pd.DataFrame:
-    available = _columns(path)
+def _read_wide(path: str, table: SampleTableConfig, storage_options: dict[str, Any]) -> pd.DataFrame:
+    available = _columns(path, storage_options)
     needed = _per_sample_needed(table)
     _require(path, available, needed)
     per_band: dict[str, dict[str, np.datetime64]] = {}
@@ -762,7 +794,7 @@ def _read_wide(path: str, table: SampleTableConfig) -> pd.DataFrame:
         per_band[name] = found
 
     read_cols = [c for c in needed.values() if c is not None] + [c for f in per_band.values() for c in f]
-    raw = _read(path, read_cols, (table.id_column, table.label_column))
+    raw = _read(path, read_cols, (table.id_column, table.label_column), storage_options)
     dates = np.unique(np.concatenate([np.array(list(f.values()), dtype="datetime64[ns]") for f in per_band.values()]))
     n, t = len(raw), dates.size
     base = _base_frame(raw.reset_index(drop=True), table, path)

@@ -563,3 +563,28 @@ def test_load_samples__long_csv_equals_long_parquet(wc_dir: Path, raw: pd.DataFr
     from_csv = load_samples(_table(wc_dir, paths=[str(tmp_path / "some.*v")]), _mapping(wc_dir))  # a glob
     pd.testing.assert_frame_equal(from_csv.frame, from_pq.frame)
     assert from_csv.counts == from_pq.counts and from_pq.n_samples == 40
+
+
+def test_load_samples__tables_on_object_storage_equal_local_ones(wc_dir: Path, raw: pd.DataFrame, tmp_path: Path,
+                                                                 s3_bucket: str, s3_options: dict) -> None:
+    """Public training sets live in buckets: Parquet and CSV files on S3 (the loopback server),
+    named by a glob, read as the same files on disk are; a missing one says so."""
+    import s3fs
+
+    some = raw[raw["sample_id"].isin(raw["sample_id"].unique()[:40])]
+    some.iloc[: len(some) // 2].to_parquet(tmp_path / "part-0.parquet")
+    some.iloc[len(some) // 2:].to_parquet(tmp_path / "part-1.parquet")
+    some.drop(columns=["geometry"]).to_csv(tmp_path / "all.csv", index=False)
+    fs = s3fs.S3FileSystem(**s3_options)
+    for name in ("part-0.parquet", "part-1.parquet", "all.csv"):
+        fs.put_file(str(tmp_path / name), f"{s3_bucket}/rdm/{name}")
+    local = load_samples(_table(wc_dir, paths=[str(tmp_path / "part-*.parquet")]), _mapping(wc_dir))
+    assert local.n_samples == 40
+    for remote in ([f"s3://{s3_bucket}/rdm/part-*.parquet"], [f"s3://{s3_bucket}/rdm/all.csv"]):
+        got = load_samples(_table(wc_dir, paths=remote), _mapping(wc_dir), s3_options)
+        pd.testing.assert_frame_equal(got.frame, local.frame)
+        assert got.counts == local.counts
+    with pytest.raises(ConfigError, match=r"paths\[0\] 's3://.*/rdm/none-\*.parquet' matches no file"):
+        load_samples(_table(wc_dir, paths=[f"s3://{s3_bucket}/rdm/none-*.parquet"]), _mapping(wc_dir), s3_options)
+    with pytest.raises(ConfigError, match=r"sample file 's3://.*/rdm/gone.csv' does not exist"):
+        load_samples(_table(wc_dir, paths=[f"s3://{s3_bucket}/rdm/gone.csv"]), _mapping(wc_dir), s3_options)
