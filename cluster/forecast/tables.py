@@ -423,12 +423,14 @@ def load_inputs(config: ForecastConfig) -> ForecastInputs:
             "trained for it. Fix 'crop', or map the table's crop names with yields.values.crop"
         )
     for name, df in (("series", series), ("calendar", cal)):
-        other = sorted(set(df["crop"].dropna()) - {config.crop})
+        # rows of crops the yield history has are another crop's rows of a shared table: taken
+        # out quietly; a crop it never names may be this crop misnamed ("Wheat", "winter_wheat")
+        other = sorted(set(df["crop"].dropna()) - set(crops_y))
         if other:
             n = int(df["crop"].isin(other).sum())
             log.add(f"{name}_other_crop", name,
                     f"{name}: {n} row(s) are for crop(s) {other!r}, not {config.crop!r} (and never seen in the "
-                    f"yield history for this run); ignored. Map them with {name}.values.crop if they are the same crop",
+                    f"yield history); ignored. Map them with {name}.values.crop if they are the same crop",
                     other)
     y_all = y_all[y_all["crop"] == config.crop].reset_index(drop=True)
     cal = cal[cal["crop"] == config.crop].reset_index(drop=True)

@@ -111,6 +111,22 @@ def test_load_inputs__yields_in_kg_per_ha_are_detected_and_named():
         load_inputs(ForecastConfig(**_frames(rows)))
 
 
+def test_load_inputs__other_crops_of_shared_tables_are_taken_out_and_unknown_ones_reported():
+    """One yield table, calendar and series for every crop (as the demo writes them): the
+    other crops' rows are no data issue; a crop the yield history never names is (misnamed?)."""
+    f = _frames(GOOD)
+    y, cal, s = f["yields"].frame, f["calendar"].frame, f["series"][0].frame
+    f["yields"] = TableInput(frame=pd.concat([y, y.assign(crop="oats", yield_t_ha=2.0)]))
+    f["calendar"] = TableInput(frame=pd.concat([cal, cal.assign(crop="oats"), cal.assign(crop="Wheat")]))
+    f["series"] = (TableInput(frame=pd.concat([s, s.assign(crop="oats", mean=0.1)])),)
+    inputs = load_inputs(ForecastConfig(**f))
+    found = {i.code: i for i in inputs.issues.issues}
+    assert "series_other_crop" not in found
+    assert found["calendar_other_crop"].message.startswith("calendar: 2 row(s) are for crop(s) ['Wheat'], not 'wheat'")
+    assert set(inputs.yields["crop"]) == set(inputs.calendar["crop"]) == set(inputs.series["crop"]) == {"wheat"}
+    assert inputs.series["mean"].min() > 0.1 and len(inputs.yields) == len(GOOD)
+
+
 def test_load_inputs__crop_never_seen_in_training():
     cfg = ForecastConfig(**{**_frames(GOOD), "crop": "oats"})
     with pytest.raises(DataError, match=r"crop 'oats' never appears in the yield history \(crops there: \['wheat'\]\)"):
