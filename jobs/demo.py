@@ -319,7 +319,10 @@ def check_areas(season: DemoSeason, areas: pd.DataFrame) -> pd.DataFrame:
     m = a.merge(t, on=["region_id", "crop"], how="inner")
     m["mapped_error_pct"] = 100 * (m["mapped_area_ha"] / m["true_area_ha"] - 1)
     m["estimated_error_pct"] = 100 * (m["estimated_area_ha"] / m["true_area_ha"] - 1)
-    m["true_inside_ci95"] = (m["ci95_low_ha"] <= m["true_area_ha"]) & (m["true_area_ha"] <= m["ci95_high_ha"])
+    # the truth table's areas are rounded to 0.01 ha: a zero-width interval on the true pixel
+    # count holds the rounded truth within half of that
+    half = 0.005
+    m["true_inside_ci95"] = m["true_area_ha"].between(m["ci95_low_ha"] - half, m["ci95_high_ha"] + half)
     return m[["region_id", "crop", "true_area_ha", "mapped_area_ha", "mapped_error_pct", "estimated_area_ha",
               "ci95_low_ha", "ci95_high_ha", "estimated_error_pct", "true_inside_ci95"]]
 

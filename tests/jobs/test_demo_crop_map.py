@@ -47,6 +47,9 @@ def test_demo_crop_map__meets_the_accuracy_and_area_goals(tmp_path: Path) -> Non
     areas = pd.read_parquet(tmp_path / "statistics_crop_areas.parquet")
     check = demo.check_areas(season, areas).set_index(["region_id", "crop"])
     assert len(check) == 16
+    # an estimate equal to the truth lies inside its interval, even a zero-width one
+    exact = check.estimated_error_pct.abs() < 1e-9
+    assert exact.any() and check.true_inside_ci95[exact].all(), check
     main = check.loc[check.index.get_level_values("crop").isin(["wheat", "maize"])]
     # the area the forecast uses (error-adjusted) within 5 % for wheat and maize in every region
     assert (main.estimated_error_pct.abs() <= 5.0).all(), main
