@@ -23,6 +23,11 @@ is not counted, for the copies either), ``%bw`` divides it by that limit. With `
 arrays (16 MB per band) partly fit in cache, so ``%bw`` can pass 100%; the full
 10980 x 10980 run is the real test.
 
+The goal (NDVI and EVI >= 75 % of the limit) is judged **paired**: over several rounds, each
+running every copy and the kernel once, a kernel's GB/s over that round's fastest copy
+(:func:`paired_fractions`); the median over rounds decides. The table's ``%bw`` divides by a
+limit timed once before every kernel, which this VM's drifting bandwidth can move either way.
+
 Run: ``.venv/bin/python -m benchmarks.kernels [--quick] [--json PATH] [--threads N]``.
 """
 
@@ -42,7 +47,8 @@ os.environ["NUMEXPR_MAX_THREADS"] = str(_THREADS)
 os.environ["NUMEXPR_NUM_THREADS"] = str(_THREADS)
 
 import time  # noqa: E402
-from typing import Callable  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
 
 import numba  # noqa: E402
 import numexpr  # noqa: E402
@@ -68,8 +74,9 @@ def _copy_prange(src: np.ndarray, dst: np.ndarray) -> None:
         dst[i] = src[i]
 
 
-def copy_bandwidth(npx: int, repeat: int) -> list[tuple[str, float, float]]:
-    """(how, seconds, GB/s) for copying 4 B/px: the same bytes NDVI reads and writes.
+@contextmanager
+def copy_ways(npx: int) -> Iterator[list[tuple[str, Callable[[], object]]]]:
+    """The copies of 4 B/px (the same bytes NDVI reads and writes), as (how, call).
 
     Every copy moves the same two buffers (read ``npx * 4`` bytes, write as many); the
     fastest one is the limit, whichever it is on the machine at hand:
@@ -91,24 +98,60 @@ def copy_bandwidth(npx: int, repeat: int) -> list[tuple[str, float, float]]:
     u32 = (src.view(np.uint32), dst.view(np.uint32))
     step = -(-npx // _THREADS)
     slices = [(u32[1][s:s + step], u32[0][s:s + step]) for s in range(0, npx, step)]
-    results = []
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         def split_copy() -> None:
             for f in [pool.submit(np.copyto, d, s) for d, s in slices]:
                 f.result()
 
-        ways: tuple[tuple[str, Callable[[], object]], ...] = (
+        yield [
             (f"prange u64, {_THREADS} thr", lambda: _copy_prange(src[: nbytes // 8 * 8].view(np.uint64),
                                                                  dst[: nbytes // 8 * 8].view(np.uint64))),
             (f"prange f32, {_THREADS} thr", lambda: _copy_prange(src.view(np.float32), dst.view(np.float32))),
             ("np.copyto, 1 thread", lambda: np.copyto(dst, src)),
             (f"np.copyto x {len(slices)} thr", split_copy),
             (f"like ours, {_THREADS} thr", lambda: run_cpu(_copy, npx, [(u32[0], [])], [u32[1]], [])),
-        )
+        ]
+
+
+def copy_bandwidth(npx: int, repeat: int) -> list[tuple[str, float, float]]:
+    """(how, seconds, GB/s) of each of :func:`copy_ways`."""
+    with copy_ways(npx) as ways:
+        results = []
         for how, fn in ways:
             seconds = _time(fn, repeat)
-            results.append((how, seconds, 2 * nbytes / seconds / 1e9))
-    return results
+            results.append((how, seconds, 8 * npx / seconds / 1e9))
+        return results
+
+
+def paired_fractions(npx: int, kernels: dict[str, tuple[Callable[[], object], float]],
+                     rounds: int) -> dict[str, list[float]]:
+    """Per kernel, its GB/s over the fastest copy **of the same round**, for each round.
+
+    This VM's memory bandwidth drifts by up to 1.5x within minutes, so a limit timed once
+    at the start can sit on either side of kernels timed later (a kernel at 129 % of it was
+    seen). Each round runs every copy once and every kernel once, in alternating order, so
+    a kernel and its limit share the moment. ``kernels``: name -> (call, bytes it moves).
+    """
+    out: dict[str, list[float]] = {name: [] for name in kernels}
+    with copy_ways(npx) as ways:
+        for _, fn in ways:
+            fn()
+        for fn, _ in kernels.values():
+            fn()
+        for r in range(rounds):
+            copies, results = 0.0, {}
+            steps: list[tuple[str, Callable[[], object]]] = [*ways, *((k, fn) for k, (fn, _) in kernels.items())]
+            for name, fn in (steps if r % 2 == 0 else steps[::-1]):
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                if name in kernels:
+                    results[name] = kernels[name][1] / dt / 1e9
+                else:
+                    copies = max(copies, 8 * npx / dt / 1e9)
+            for name, gbps in results.items():
+                out[name].append(gbps / copies)
+    return out
 
 
 # -- the competitors ---------------------------------------------------------------------------
@@ -226,8 +269,19 @@ def main(argv: list[str] | None = None) -> int:
                               gbps=gbps, fraction_of_bandwidth=gbps / copy_gbps))
     del out16
 
+    rounds = 5 if args.quick else 11
+    goal_cases = ("ndvi", "evi")
+    goal_out = {n: np.empty((size, size), np.float32) for c in goal_cases for n in CASES[c]}
+    paired = paired_fractions(npx, {
+        case: ((lambda names=CASES[case]: compute(names, {b: bands[b] for b in bands_for(names)}, INFO,
+                                                  out=goal_out)),
+               float((2 * len(bands_for(CASES[case])) + 4 * len(CASES[case])) * npx))
+        for case in goal_cases}, rounds)
+    del goal_out
     emit(records, args.json, meta={"threads": _THREADS, "size_px": size, "repeat": repeat,
-                                   "copy_gbps": copy_gbps, "copy_limit": limit_how, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                   "copy_gbps": copy_gbps, "copy_limit": limit_how,
+                                   "paired_fraction_of_copy": paired, "paired_rounds": rounds,
+                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     for case, out_bytes in (("five (ndvi evi savi ndmi nbr)", 4), (case16, 2)):
         fused = next(r for r in records if r.case == case and r.tool == OURS)
         calls = next(r for r in records if r.case == case and r.tool == f"{OURS} (5 calls)")
@@ -243,9 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         ours = next(r for r in records if r.case == case and r.tool == OURS)
         per_px = 2 * len(bands_for(names)) + 4 * len(names)
         print(f"{case}: {ours.gbps:.1f} GB/s = {100 * ours.fraction_of_bandwidth:.0f} % of the limit "
-              f"({per_px} B/px: uint16 bands read + float32 written)"
-              + (f"; goal >= 75 %: {'met' if ours.fraction_of_bandwidth >= 0.75 else 'NOT met'}"
-                 if case in ("ndvi", "evi") else ""))
+              f"({per_px} B/px: uint16 bands read + float32 written)")
+    for case, fractions in paired.items():
+        median = float(np.median(fractions))
+        print(f"{case}, paired with the copies ({rounds} rounds of every copy and the kernel once, order "
+              f"alternating): median {100 * median:.0f} % of the round's fastest copy (rounds "
+              f"{100 * min(fractions):.0f}-{100 * max(fractions):.0f} %); goal >= 75 %: "
+              f"{'met' if median >= 0.75 else 'NOT met'}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     _check_correct(bands)
     return 0
