@@ -37,7 +37,7 @@ Nothing here imports Ray.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -414,6 +414,15 @@ def _union(arrays: Iterable[np.ndarray]) -> np.ndarray:
     return np.unique(out)
 
 
+def _add_tiles(seen: set[str], tiles: frozenset[str]) -> None:
+    """Add ``tiles`` to ``seen``, refusing any already there (a tile counted twice)."""
+    dup = seen & tiles
+    if dup:
+        raise DataError(f"tile(s) {sorted(dup)!r} are in two partials; each tile must be added once "
+                        "(drop the duplicate result of a retried task)")
+    seen |= tiles
+
+
 def merge_partials(partials: Iterable[TilePartial]) -> TilePartial:
     """Add partials: exact integer addition, so any order and grouping gives the same result.
 
@@ -432,13 +441,7 @@ def merge_partials(partials: Iterable[TilePartial]) -> TilePartial:
         raise DataError(f"partials use different histogram bins {sorted(map(repr, hs))}; use one HistogramSpec")
     seen: set[str] = set()
     for p in parts:
-        dup = seen & p.tiles
-        if dup:
-            raise DataError(
-                f"tile(s) {sorted(dup)!r} are in two partials; each tile must be added once "
-                "(drop the duplicate result of a retried task)"
-            )
-        seen |= p.tiles
+        _add_tiles(seen, p.tiles)
     regions = _union(p.region_ids.astype(str) for p in parts).astype(object)
     crops = _union(p.crops for p in parts).astype(np.int64)
     dates = _union(p.dates for p in parts)
@@ -505,9 +508,14 @@ class PartialMerger:
         self.batch = batch
         self._total: TilePartial | None = None
         self._pending: list[TilePartial] = []
+        self._tiles: set[str] = set()
+        """Every tile added, checked here as each arrives: the batches merge without their
+        tile sets, as copying the running total's set at every merge grew quadratically."""
 
     def add(self, partial: TilePartial) -> None:
-        self._pending.append(partial)
+        """Take one more partial; a tile already added raises :class:`DataError`."""
+        _add_tiles(self._tiles, partial.tiles)
+        self._pending.append(replace(partial, tiles=frozenset()) if partial.tiles else partial)
         if len(self._pending) >= self.batch:
             self._flush()
 
@@ -518,9 +526,9 @@ class PartialMerger:
             self._pending = []
 
     def result(self) -> TilePartial | None:
-        """The merge of everything added so far; None when nothing was."""
+        """The merge of everything added so far (its tiles included); None when nothing was."""
         self._flush()
-        return self._total
+        return None if self._total is None else replace(self._total, tiles=frozenset(self._tiles))
 
 
 # --------------------------------------------------------------------------------------------

@@ -223,7 +223,12 @@ def test_partial_merger__bounded_and_equal_to_one_big_merge():
         merger.add(p)
         held = max(held, len(merger._pending))
     assert held < 64
-    assert merger.result().equals(merge_partials(parts))
+    total = merger.result()
+    assert total.equals(merge_partials(parts)) and total.tiles == frozenset(f"t{k}" for k in range(10_000))
+    # a tile that comes again, batches after its first result, is refused on arrival
+    with pytest.raises(DataError, match=r"\['t17'\] are in two partials"):
+        merger.add(parts[17])
+    assert merger.result().tiles == total.tiles
 
 
 def test_write_statistics__parquet_and_csv_round_trip(tmp_path):
