@@ -29,11 +29,20 @@ __all__ = [
     "load_config",
     "as_config",
     "env_overrides",
+    "ENV_SETTINGS",
     "mask_secrets",
     "SECRET_NAMES",
 ]
 
 ENV_PREFIX = "HARVEST_"
+ENV_SETTINGS = frozenset({
+    "HARVEST_AUTOSCALING", "HARVEST_ACTOR_START_TIMEOUT_S",  # cluster.runtime: how the pool waits
+    "HARVEST_LOG_FORMAT", "HARVEST_LOG_LEVEL",  # cluster.logs
+    "HARVEST_CACHE_DIR",  # cluster.vector: where remote parcel files are cached
+    "HARVEST_BENCH_DIR", "HARVEST_QUICKSTART_OUT",  # benchmarks and the quickstart notebook
+})
+"""``HARVEST_`` variables that set up the process, not a job's config: never config overrides
+(the cluster manifests set ``HARVEST_AUTOSCALING=on`` on the head, where job drivers run)."""
 
 DEFAULT_TILE_SIZE_PX = 512
 """512 x 512 x 2 bytes x 30 dates ~ 16 MB per band per tile: big enough that per-tile
@@ -364,13 +373,16 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Config overrides from ``HARVEST_*`` variables: ``HARVEST_GRID__PIXEL_SIZE=20`` ->
     ``{"grid.pixel_size": "20"}`` (pydantic converts the string).
 
-    >>> env_overrides({"HARVEST_STORE": "s3://b/c.zarr", "HARVEST_GRID__PIXEL_SIZE": "20", "HOME": "/"})
+    The process settings in :data:`ENV_SETTINGS` are not overrides.
+
+    >>> env_overrides({"HARVEST_STORE": "s3://b/c.zarr", "HARVEST_GRID__PIXEL_SIZE": "20", "HOME": "/",
+    ...                "HARVEST_AUTOSCALING": "on"})
     {'store': 's3://b/c.zarr', 'grid.pixel_size': '20'}
     """
     env = os.environ if environ is None else environ
     out: dict[str, Any] = {}
     for name, value in env.items():
-        if name.startswith(ENV_PREFIX) and name != ENV_PREFIX:
+        if name.startswith(ENV_PREFIX) and name != ENV_PREFIX and name not in ENV_SETTINGS:
             out[name[len(ENV_PREFIX):].lower().replace("__", ".")] = value
     return out
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.config import env_overrides, load_config, mask_secrets
+from cluster.config import ENV_SETTINGS, env_overrides, load_config, mask_secrets
 from cluster.errors import ConfigError
 from cluster.ingest import IngestConfig
 
@@ -64,6 +64,42 @@ def test_config__overrides_and_environment(tmp_path: Path) -> None:
     env = env_overrides({"HARVEST_GRID__PIXEL_SIZE": "20", "HARVEST_STORE": "s3://b/c.zarr"})
     cfg = load_config(IngestConfig, path, env)
     assert cfg.grid.pixel_size == 20 and cfg.store == "s3://b/c.zarr"
+
+
+def test_config__process_settings_in_the_environment_are_not_config_keys(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cluster manifests set HARVEST_AUTOSCALING=on on the head, where job drivers run:
+    a job must still read its config there (it failed with 'autoscaling: unknown key')."""
+    import argparse
+
+    from jobs._cli import overrides
+
+    path = tmp_path / "c.yaml"
+    path.write_text("store: x.zarr\nscenes: [a.tif]\nsensor: sentinel2-l2a\n")
+    for name, value in (("HARVEST_AUTOSCALING", "on"), ("HARVEST_LOG_FORMAT", "json"),
+                        ("HARVEST_ACTOR_START_TIMEOUT_S", "60"), ("HARVEST_CACHE_DIR", str(tmp_path))):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HARVEST_GRID__PIXEL_SIZE", "20")
+    cfg = load_config(IngestConfig, path, overrides(argparse.Namespace(overrides=[])))
+    assert cfg.grid.pixel_size == 20
+    monkeypatch.setenv("HARVEST_STORGE", "s3://b/c.zarr")  # a misspelt override still fails
+    with pytest.raises(ConfigError, match=r"storge: unknown key"):
+        load_config(IngestConfig, path, overrides(argparse.Namespace(overrides=[])))
+
+
+def test_config__every_process_setting_read_from_the_environment_is_listed() -> None:
+    """Each HARVEST_ variable the code reads itself is in ENV_SETTINGS, so that it never
+    becomes a config override."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    read = re.compile(r"""(?:environ\.get|getenv|environ\[|setenv)\(?\s*\\?["'](HARVEST_[A-Z0-9_]+)""")
+    found = {m.group(1) for folder in ("cluster", "jobs", "benchmarks", "notebooks", "tests")
+             for f in (root / folder).rglob("*") if f.suffix in (".py", ".ipynb")
+             for m in read.finditer(f.read_text(encoding="utf-8"))}
+    overrides_in_tests = {"HARVEST_GRID__PIXEL_SIZE", "HARVEST_STORGE"}
+    assert {"HARVEST_AUTOSCALING", "HARVEST_CACHE_DIR"} <= found
+    assert found - overrides_in_tests <= ENV_SETTINGS, sorted(found - overrides_in_tests - ENV_SETTINGS)
 
 
 def test_config__secrets_never_shown() -> None:
