@@ -11,13 +11,12 @@ parcels of every tile a classify actor maps) through a :class:`VectorSource`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import posixpath
-import shutil
 import tempfile
-import weakref
 from typing import TYPE_CHECKING, Any, Mapping
 
 from cluster.location import is_remote, local_path
@@ -25,7 +24,7 @@ from cluster.location import is_remote, local_path
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["read_vector", "is_parquet", "vector_crs", "VectorSource"]
+__all__ = ["read_vector", "is_parquet", "vector_crs", "VectorSource", "vector_cache_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -125,19 +124,21 @@ class VectorSource:
     A local file, or a remote GeoParquet file, is read per window as :func:`read_vector`
     reads it (the file's spatial index, or the row groups' bbox statistics over fsspec). Any
     other remote file (GeoPackage, FlatGeobuf, a zipped Shapefile) has no spatial index
-    fsspec can use, so it is fetched once, on first use, into a temporary folder that this
-    source makes and removes again (:meth:`close`, or when the source is collected); its
-    windows then come from the copy's index. So a parcel layer on object storage travels once
-    per tile actor, not once per tile; the actor's local disk must hold it (a national LPIS
-    GeoPackage is a few GB; as GeoParquet with a bbox covering column nothing is copied).
+    fsspec can use, so it is fetched whole, once per node and file version, into a private
+    cache folder (:func:`vector_cache_dir`) under a key made of its URL, size and ETag; its
+    windows then come from the copy's index. Every actor of a node, in this job and later
+    ones, reads the same copy; a changed object has another ETag and is fetched again. The
+    node's disk must hold it (a national LPIS GeoPackage is a few GB; as GeoParquet with a
+    bbox covering column nothing is copied). Copies are kept, as any download cache: remove
+    the folder to free the space.
 
     Example:
         >>> import geopandas as gpd, shapely, tempfile
         >>> path = tempfile.mkdtemp() + "/p.gpkg"
         >>> gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1), shapely.box(5, 5, 6, 6)],
         ...                  crs="EPSG:32642").to_file(path)
-        >>> with VectorSource(path) as source:
-        ...     "32642" in source.crs(), len(source.read((4, 4, 9, 9)))
+        >>> source = VectorSource(path)
+        >>> "32642" in source.crs(), len(source.read((4, 4, 9, 9)))
         (True, 1)
     """
 
@@ -148,13 +149,6 @@ class VectorSource:
         self._options = dict(storage_options or {})
         self._fetch = is_remote(path) and not is_parquet(path)
         self._copy: str | None = None
-        self._cleanup: weakref.finalize[Any, Any] | None = None
-
-    def __enter__(self) -> VectorSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def exists(self) -> bool:
         """Whether the file is there (a remote one asked with the storage options)."""
@@ -182,27 +176,41 @@ class VectorSource:
         return read_vector(local_path(self.path), self.layer, bbox=bbox,
                            storage_options=self._options if is_remote(self.path) else None)
 
-    def close(self) -> None:
-        """Remove the local copy, if this source made one (nothing else is touched)."""
-        if self._cleanup is not None:
-            self._cleanup()
-        self._copy = self._cleanup = None
-
     def _local_copy(self) -> str:
+        """The cached copy of this version of the file, fetched if the node has none."""
         if self._copy is None:
             import fsspec
 
             from cluster._retry import retry_storage
 
-            folder = tempfile.mkdtemp(prefix="harvest-vector-")
-            cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
-            copy = os.path.join(folder, posixpath.basename(self.path))
             fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
-            try:
-                retry_storage(lambda: fs.get_file(fs_path, copy), f"cannot fetch {self.path!r}")
-            except BaseException:
-                cleanup()
-                raise
-            self._copy, self._cleanup = copy, cleanup
-            log.info("fetched %s to %s, read window by window from there", self.path, copy)
+            info = retry_storage(lambda: fs.info(fs_path), f"cannot read {self.path!r}")
+            version = next((str(info[k]) for k in ("ETag", "etag", "LastModified", "mtime") if info.get(k)), "")
+            key = hashlib.sha256(f"{self.path}\0{info.get('size')}\0{version}".encode()).hexdigest()[:24]
+            copy = os.path.join(vector_cache_dir(), key, posixpath.basename(fs_path))
+            if not os.path.exists(copy):
+                os.makedirs(os.path.dirname(copy), exist_ok=True)
+                part = f"{copy}.{os.getpid()}.part"  # actors of one node may fetch at once
+                try:
+                    retry_storage(lambda: fs.get_file(fs_path, part), f"cannot fetch {self.path!r}")
+                    os.replace(part, copy)
+                finally:
+                    if os.path.exists(part):
+                        os.remove(part)
+                log.info("fetched %s to %s, read window by window from there", self.path, copy)
+            self._copy = copy
         return self._copy
+
+
+def vector_cache_dir() -> str:
+    """Where remote vector files are cached: ``$HARVEST_CACHE_DIR/vectors``, else a per-user
+    folder in the system temp dir (node-local, shared by the user's processes: Ray workers).
+    Made private (0700); a folder of another user is refused."""
+    root = os.environ.get("HARVEST_CACHE_DIR")
+    folder = os.path.join(root, "vectors") if root else os.path.join(tempfile.gettempdir(),
+                                                                     f"harvest-cluster-vectors-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    if os.stat(folder).st_uid != os.getuid():
+        raise OSError(f"the vector cache {folder!r} belongs to another user; set HARVEST_CACHE_DIR to a folder "
+                      "of your own")
+    return folder

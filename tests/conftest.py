@@ -66,14 +66,17 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def ray_session(s3_endpoint: str) -> Iterator[dict[str, str]]:
+def ray_session(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One local Ray for the whole test run: 2 CPUs, small object store, loopback only.
 
-    The S3 endpoint reaches the workers through the runtime environment.
+    The S3 endpoint reaches the workers through the runtime environment, and so does a
+    download cache of the run's own (remote parcel files), not the user's.
     """
     import ray
 
+    os.environ["HARVEST_CACHE_DIR"] = str(tmp_path_factory.mktemp("harvest-cache"))
     env = {
+        "HARVEST_CACHE_DIR": os.environ["HARVEST_CACHE_DIR"],
         "AWS_ENDPOINT_URL": s3_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

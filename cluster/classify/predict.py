@@ -67,7 +67,7 @@ class ParcelsConfig(StrictModel):
     read tile by tile through its spatial index. On a cluster give an object-storage URL:
     a local path must exist on every worker node. A remote GeoParquet file with a bbox
     covering column is read per tile in place; any other remote format is fetched once per
-    actor (:class:`cluster.vector.VectorSource`)."""
+    node into a cache (:class:`cluster.vector.VectorSource`)."""
     layer: str | None = None
     """Layer of a multi-layer file (GeoPackage)."""
 
@@ -171,19 +171,20 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
 
 def _check_parcels(cfg: ParcelsConfig | None, storage_options: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The parcels file's path and CRS, after checking it can be read (metadata only; a
-    remote file other than GeoParquet is fetched once for it)."""
+    remote file other than GeoParquet is fetched into the node's cache for it, where the
+    driver node's actors find it)."""
     if cfg is None:
         return None, None
-    with VectorSource(cfg.path, cfg.layer, storage_options) as source:
-        if not source.exists():
-            raise ConfigError(f"parcels file {cfg.path!r} does not exist; fix predict.parcels.path or remove parcels")
-        try:
-            crs = source.crs()
-        except StoreError:
-            raise  # storage did not answer: its own message, not "fix the path"
-        except Exception as e:  # noqa: BLE001 - any reader error becomes one message naming the key
-            raise ConfigError(f"cannot read parcels file {cfg.path!r}: {type(e).__name__}: {e}; "
-                              "fix predict.parcels.path (or .layer)") from None
+    source = VectorSource(cfg.path, cfg.layer, storage_options)
+    if not source.exists():
+        raise ConfigError(f"parcels file {cfg.path!r} does not exist; fix predict.parcels.path or remove parcels")
+    try:
+        crs = source.crs()
+    except StoreError:
+        raise  # storage did not answer: its own message, not "fix the path"
+    except Exception as e:  # noqa: BLE001 - any reader error becomes one message naming the key
+        raise ConfigError(f"cannot read parcels file {cfg.path!r}: {type(e).__name__}: {e}; "
+                          "fix predict.parcels.path (or .layer)") from None
     if crs is None:
         raise ConfigError(f"parcels file {cfg.path!r} declares no CRS; write it with one (e.g. EPSG:4326)")
     return cfg.path, crs

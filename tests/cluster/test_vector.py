@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -42,7 +41,7 @@ def test_vector_source__reads_windows_of_a_file_on_object_storage(
         squares: gpd.GeoDataFrame, tmp_path: Path, name: str, s3_bucket: str, s3_options: dict,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Parcels on S3 (the loopback server), read tile by tile: a GeoPackage is fetched once
-    into a folder the source makes and removes; a GeoParquet file is read in place."""
+    per node and version into the cache; a GeoParquet file is read in place."""
     import s3fs
 
     local = tmp_path / name
@@ -52,20 +51,29 @@ def test_vector_source__reads_windows_of_a_file_on_object_storage(
         squares.to_file(local)
     fs = s3fs.S3FileSystem(**s3_options)
     fs.put_file(str(local), f"{s3_bucket}/in/{name}")
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    (scratch / "someone-elses.txt").write_text("kept")
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("HARVEST_CACHE_DIR", str(tmp_path / "cache"))
     url = f"s3://{s3_bucket}/in/{name}"
 
     assert not VectorSource(f"s3://{s3_bucket}/in/other.gpkg", storage_options=s3_options).exists()
-    with VectorSource(url, storage_options=s3_options) as source:
-        assert source.exists()
-        assert "32642" in str(source.crs())
-        assert sorted(source.read((250, 10, 420, 20)).field_id) == ["002", "003", "004"]
-        copies = [p for p in scratch.iterdir() if p.name.startswith("harvest-vector-")]
-        assert len(copies) == (0 if name.endswith(".parquet") else 1)
-        if copies:  # the next windows come from the copy: the object is not read again
-            fs.rm_file(f"{s3_bucket}/in/{name}")
-            assert sorted(source.read((0, 0, 150, 90)).field_id) == ["000", "001"]
-    assert sorted(p.name for p in scratch.iterdir()) == ["someone-elses.txt"]
+    source = VectorSource(url, storage_options=s3_options)
+    assert source.exists()
+    assert "32642" in str(source.crs())
+    assert sorted(source.read((250, 10, 420, 20)).field_id) == ["002", "003", "004"]
+    copies = sorted((tmp_path / "cache").rglob(f"*{Path(name).suffix}"))
+    if name.endswith(".parquet"):
+        assert copies == []
+        return
+    assert len(copies) == 1 and not list((tmp_path / "cache").rglob("*.part"))
+    # a second source (another actor of the node) reads the same copy: nothing is fetched
+    stamp = copies[0].stat().st_mtime_ns
+    again = VectorSource(url, storage_options=s3_options)
+    assert sorted(again.read((0, 0, 150, 90)).field_id) == ["000", "001"]
+    assert sorted((tmp_path / "cache").rglob("*.gpkg")) == copies and copies[0].stat().st_mtime_ns == stamp
+    # a changed object is another version: fetched again, beside the old copy
+    squares.iloc[:3].to_file(local)
+    fs.put_file(str(local), f"{s3_bucket}/in/{name}")
+    assert len(VectorSource(url, storage_options=s3_options).read()) == 3
+    assert len(list((tmp_path / "cache").rglob("*.gpkg"))) == 2
+    # the first source keeps reading its own version, even once the object is gone
+    fs.rm_file(f"{s3_bucket}/in/{name}")
+    assert len(source.read()) == 10
