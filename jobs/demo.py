@@ -243,6 +243,10 @@ def _run(out: Path, spec: DemoSpec, address: str | None) -> int:
     area_check = check_areas(season, areas)
     print("\ncrop area per region, last season: mapped and error-adjusted (95 % CI) against the true area:")
     print(area_check.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+    flat = area_check[area_check["ci95_low_ha"] == area_check["ci95_high_ha"]]
+    if len(flat):
+        print(f"  zero-width intervals ({', '.join(sorted(set(flat['crop'])))}): the validation saw no error for "
+              "these classes, so the estimator has none to propagate; their real uncertainty is larger")
     area_check.to_csv(out / "crop_area_check.csv", index=False)
 
     from cluster.forecast import run_forecast

@@ -21,10 +21,17 @@ import pandas as pd
 from cluster.classify.accuracy import error_adjusted_area
 from cluster.errors import DataError
 
-__all__ = ["crop_areas", "AREA_COLUMNS"]
+__all__ = ["crop_areas", "AREA_COLUMNS", "ZERO_WIDTH"]
 
 AREA_COLUMNS = ["region_id", "season_year", "crop", "mapped_area_ha", "estimated_area_ha", "se_area_ha",
                 "ci95_low_ha", "ci95_high_ha", "users_accuracy", "producers_accuracy", "note"]
+
+
+ZERO_WIDTH = ("zero-width interval: the validation saw no error in the strata that hold this class, so "
+              "the estimator has none to propagate; the true uncertainty is larger (more reference samples "
+              "of it would show it)")
+"""The note of a class whose interval has no width (Olofsson et al.'s variance is 0 when every
+stratum's sample proportion of the class is 0 or 1)."""
 
 
 def crop_areas(stats: pd.DataFrame, crop_attrs: Mapping[str, Any]) -> pd.DataFrame:
@@ -70,5 +77,7 @@ def crop_areas(stats: pd.DataFrame, crop_attrs: Mapping[str, Any]) -> pd.DataFra
                                ci95_low_ha=float(r["ci_low_clipped"]), ci95_high_ha=float(r["ci_high"]),
                                users_accuracy=float(r["users_accuracy"]),
                                producers_accuracy=float(r["producers_accuracy"]))
+                    if row["se_area_ha"] == 0 and row["estimated_area_ha"] > 0:
+                        row["note"] = ZERO_WIDTH
                 rows.append(row)
     return pd.DataFrame(rows, columns=AREA_COLUMNS)

@@ -450,3 +450,18 @@ def test_accuracy_report__bad_input_raises(
         accuracy_report(y_true, y_pred, labels, names)
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+def test_crop_areas__a_class_the_validation_never_got_wrong_says_its_interval_is_not_informative() -> None:
+    """Rye never confused in validation: its interval has zero width, and the table says why
+    instead of presenting it as certainty; wheat and oats, confused with each other, do not."""
+    from cluster.classify.areas import ZERO_WIDTH, crop_areas
+
+    confusion = [[40, 6, 0], [5, 30, 0], [0, 0, 20]]  # rows = map class: wheat, oats, rye
+    stats = pd.DataFrame({"region_id": "KZ-01", "crop": ["wheat", "oats", "rye"], "date": "2025-06-01",
+                          "index": "ndvi", "area_ha": [1000.0, 250.0, 200.0]})
+    areas = crop_areas(stats, {"flag_meanings": "wheat oats rye", "confusion_counts": confusion,
+                               "season_dates": {"2025": ["2025-04-01", "2025-10-31"]}}).set_index("crop")
+    assert areas.loc["rye", "se_area_ha"] == 0 and areas.loc["rye", "ci95_low_ha"] == areas.loc["rye", "ci95_high_ha"]
+    assert areas.loc["rye", "note"] == ZERO_WIDTH
+    assert (areas.loc[["wheat", "oats"], "se_area_ha"] > 0).all() and (areas.loc[["wheat", "oats"], "note"] == "").all()
