@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from cluster import store as cstore
-from cluster.classify.features import FeatureConfig, season_features
+from cluster.classify.features import FeatureConfig, FeatureMatrix, season_features
 from cluster.classify.labels import (LabelsConfig, SampledRows, SampleWorker, load_labels, plan_sampling,
                                      samples_frame)
 from cluster.classify.model import CropModel, LightGBMParams
@@ -30,7 +30,7 @@ from cluster.location import StoreLocation
 from cluster.report import JobReport
 from cluster.records import TileResult, plan_for_workers
 
-__all__ = ["TrainConfig", "TrainResult", "run_train", "run_predict", "sample_cube"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingSet", "training_set", "run_train", "run_predict", "sample_cube"]
 
 
 class TrainConfig(StrictModel):
@@ -186,12 +186,26 @@ def _groups(frame: pd.DataFrame, validation: ValidationConfig) -> np.ndarray:
     return groups
 
 
-def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str | None = None) -> TrainResult:
-    """Samples -> features -> cross-validated booster (and baseline) -> model folder.
+@dataclass
+class TrainingSet:
+    """The samples as the model sees them: one feature row, class and group per sample."""
 
-    ``config``: a :class:`TrainConfig`, a dict as the YAML section holds, or a file's path."""
-    config = as_config(TrainConfig, config)
-    t0 = time.perf_counter()
+    features: FeatureMatrix
+    y: np.ndarray
+    """Class index per sample, into :attr:`classes`."""
+    groups: np.ndarray
+    """The validation group of each sample (``validation.group``)."""
+    classes: list[str]
+    """The configured classes that have samples, in the mapping's order."""
+    per_sample: pd.DataFrame
+    """One row per sample (indexed by sample id): label, class, field and group columns."""
+    issues: list[str]
+    source: dict[str, Any]
+    """Where the samples came from (recorded in the model)."""
+
+
+def training_set(config: TrainConfig, address: str | None = None) -> TrainingSet:
+    """Samples (from the table, or sampled from the cube at the labels) -> season features."""
     so = config.storage.to_fsspec()
     if config.table is not None:
         loaded = load_samples(config.table, config.mapping, so)
@@ -217,9 +231,20 @@ def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str
     fm = season_features(values, dates, config.features, config.year)
     code = {c: i for i, c in enumerate(present)}
     y = per["class"].map(code).to_numpy().astype(np.int64)
-    groups = _groups(frame, config.validation)
-    meta = {"trained_on": {**source, "year": config.year, "n_samples": int(len(y)),
-                           "class_counts": {c: int((y == i).sum()) for c, i in code.items()}},
+    return TrainingSet(fm, y, _groups(frame, config.validation), present, per, issues, source)
+
+
+def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str | None = None) -> TrainResult:
+    """Samples -> features -> cross-validated booster (and baseline) -> model folder.
+
+    ``config``: a :class:`TrainConfig`, a dict as the YAML section holds, or a file's path."""
+    config = as_config(TrainConfig, config)
+    t0 = time.perf_counter()
+    so = config.storage.to_fsspec()
+    data = training_set(config, address)
+    fm, y, groups, present, per = data.features, data.y, data.groups, data.classes, data.per_sample
+    meta = {"trained_on": {**data.source, "year": config.year, "n_samples": int(len(y)),
+                           "class_counts": {c: int((y == i).sum()) for i, c in enumerate(present)}},
             "season_year": config.year}
     fields = per["field_id"].astype(str).to_numpy() if "field_id" in per else None
     model, cv = train_model(fm, y, groups, present, config.features, config.lightgbm, config.validation,
@@ -227,9 +252,9 @@ def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str
     report = cv.report(config.validation.group)
     model.save(config.model, so, extra_files=report_files(report, f"crop-type model, season {config.year}"))
     wall = time.perf_counter() - t0
-    table = pd.DataFrame({"sample_id": ids, "group": groups, "label": per["label"].to_numpy(),
+    table = pd.DataFrame({"sample_id": per.index.to_numpy(), "group": groups, "label": per["label"].to_numpy(),
                           "class": per["class"].to_numpy()})
-    return TrainResult(model, report, cv, table, issues,
+    return TrainResult(model, report, cv, table, data.issues,
                        {"model": f"{config.model}/model.txt (+ model.json)",
                         "report": f"{config.model}/report.json (+ report.md, confusion.png)"}, wall)
 
