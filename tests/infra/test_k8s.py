@@ -176,6 +176,28 @@ def test_rayjob__runs_the_pipeline_and_cleans_up():
     assert spec["ttlSecondsAfterFinished"] > 0
 
 
+def test_rayjob__its_config_loads_with_the_environment_the_manifests_set(tmp_path, monkeypatch):
+    """The entrypoint reads run-config.yaml with every HARVEST_ variable the pods set (the
+    head's HARVEST_AUTOSCALING=on once broke every job: 'autoscaling: unknown key')."""
+    import argparse
+
+    from cluster.config import load_config
+    from jobs._cli import overrides
+    from jobs.run import RunConfig
+
+    (config_map,) = [d for d in MANIFESTS if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "harvest-run-config"]
+    path = tmp_path / "run.yaml"
+    path.write_text(config_map["data"]["run.yaml"])
+    env = {e["name"]: e["value"] for _, spec in CLUSTER_SPECS for _, group in _groups(spec)
+           for c in group["template"]["spec"]["containers"] for e in c.get("env", [])
+           if e["name"].startswith("HARVEST_") and "value" in e}
+    assert env.get("HARVEST_AUTOSCALING") == "on"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(RunConfig, path, overrides(argparse.Namespace(overrides=[])))
+    assert config.store.startswith("s3://")
+
+
 def test_docker__base_images_pin_the_ray_version():
     pinned = pinned_ray_version()
     cpu = (INFRA / "docker" / "Dockerfile").read_text()
