@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import posixpath
+import socket
 import tempfile
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -190,7 +191,7 @@ class VectorSource:
             copy = os.path.join(vector_cache_dir(), key, posixpath.basename(fs_path))
             if not os.path.exists(copy):
                 os.makedirs(os.path.dirname(copy), exist_ok=True)
-                part = f"{copy}.{os.getpid()}.part"  # actors of one node may fetch at once
+                part = f"{copy}.{socket.gethostname()}.{os.getpid()}.part"  # others may fetch at once
                 try:
                     retry_storage(lambda: fs.get_file(fs_path, part), f"cannot fetch {self.path!r}")
                     os.replace(part, copy)
