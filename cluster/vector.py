@@ -54,14 +54,7 @@ def read_vector(path: str, layer: str | None = None,
     if storage_options is not None and is_remote(path):
         return _read_remote(path, layer, bbox, storage_options)
     if is_parquet(path):
-        if bbox is None:
-            return gpd.read_parquet(path)
-        try:
-            return gpd.read_parquet(path, bbox=bbox)
-        except ValueError as e:  # no bbox covering column
-            log.info("%s: %s; reading the whole file and filtering by %s", path, e, bbox)
-            whole = gpd.read_parquet(path)
-            return whole.cx[bbox[0]:bbox[2], bbox[1]:bbox[3]]
+        return _read_parquet(path, bbox)
     kwargs: dict[str, object] = {}
     if layer is not None:
         kwargs["layer"] = layer
@@ -79,8 +72,7 @@ def _read_remote(path: str, layer: str | None, bbox: tuple[float, float, float, 
 
     fs, fs_path = fsspec.core.url_to_fs(path, **dict(storage_options))
     if is_parquet(path):
-        frame: gpd.GeoDataFrame = gpd.read_parquet(fs_path, filesystem=fs, bbox=bbox)
-        return frame
+        return _read_parquet(fs_path, bbox, fs)
     data = retry_storage(lambda: fs.cat_file(fs_path), f"cannot read {path!r}")
     kwargs: dict[str, object] = {}
     if layer is not None:
@@ -88,6 +80,39 @@ def _read_remote(path: str, layer: str | None, bbox: tuple[float, float, float, 
     if bbox is not None:
         kwargs["bbox"] = bbox
     return gpd.read_file(io.BytesIO(data), **kwargs)
+
+
+def _read_parquet(path: str, bbox: tuple[float, float, float, float] | None,
+                  filesystem: Any = None) -> "gpd.GeoDataFrame":
+    """A GeoParquet file, by ``bbox`` through its covering column; without one, read whole and
+    filtered (logged)."""
+    import geopandas as gpd
+
+    try:
+        frame: gpd.GeoDataFrame = gpd.read_parquet(path, filesystem=filesystem, bbox=bbox)
+        return frame
+    except ValueError as e:  # no bbox covering column
+        if bbox is None:
+            raise
+        log.info("%s: %s; reading the whole file and filtering by %s", path, e, bbox)
+        whole = gpd.read_parquet(path, filesystem=filesystem)
+        return whole.cx[bbox[0]:bbox[2], bbox[1]:bbox[3]]
+
+
+def _geo_metadata(path: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``geo`` metadata of a GeoParquet file's schema (no rows read)."""
+    import json
+
+    import fsspec
+    import pyarrow.parquet as pq
+
+    if storage_options is not None and is_remote(path):
+        fs, fs_path = fsspec.core.url_to_fs(path, **dict(storage_options))
+        schema = pq.read_schema(fs_path, filesystem=fs)
+    else:
+        schema = pq.read_schema(path)
+    geo: dict[str, Any] = json.loads((schema.metadata or {}).get(b"geo", b"{}"))
+    return geo
 
 
 def vector_crs(path: str, layer: str | None = None,
@@ -98,15 +123,7 @@ def vector_crs(path: str, layer: str | None = None,
     if is_parquet(path):
         import json
 
-        import fsspec
-        import pyarrow.parquet as pq
-
-        if storage_options is not None and is_remote(path):
-            fs, fs_path = fsspec.core.url_to_fs(path, **dict(storage_options))
-            schema = pq.read_schema(fs_path, filesystem=fs)
-        else:
-            schema = pq.read_schema(path)
-        geo = json.loads((schema.metadata or {}).get(b"geo", b"{}"))
+        geo = _geo_metadata(path, storage_options)
         col = geo.get("primary_column")
         if not col:
             return None
@@ -122,10 +139,11 @@ class VectorSource:
     """One vector file read window by window, many times: the parcels of every tile an actor
     maps.
 
-    A local file, or a remote GeoParquet file, is read per window as :func:`read_vector`
-    reads it (the file's spatial index, or the row groups' bbox statistics over fsspec). Any
-    other remote file (GeoPackage, FlatGeobuf, a zipped Shapefile) has no spatial index
-    fsspec can use, so it is fetched whole, once per node and file version, into a private
+    A local file, or a remote GeoParquet file with a bbox covering column, is read per window
+    as :func:`read_vector` reads it (the file's spatial index, or the row groups' bbox
+    statistics over fsspec). Any other remote file (GeoPackage, FlatGeobuf, a zipped
+    Shapefile, GeoParquet without that column) has no index fsspec can use, so it is fetched
+    whole, once per node and file version, into a private
     cache folder (:func:`vector_cache_dir`) under a key made of its URL, size and ETag; its
     windows then come from the copy's index. Every actor of a node, in this job and later
     ones, reads the same copy; a changed object has another ETag and is fetched again. The
@@ -148,8 +166,19 @@ class VectorSource:
         self.path = path
         self.layer = layer
         self._options = dict(storage_options or {})
-        self._fetch = is_remote(path) and not is_parquet(path)
+        self._fetch_flag: bool | None = None if is_remote(path) and is_parquet(path) else is_remote(path)
         self._copy: str | None = None
+
+    @property
+    def _fetch(self) -> bool:
+        """Whether windows come from a local copy (a remote file fsspec cannot read by window)."""
+        if self._fetch_flag is None:
+            from cluster._retry import retry_storage
+
+            geo = retry_storage(lambda: _geo_metadata(self.path, self._options), f"cannot read {self.path!r}")
+            column = geo.get("columns", {}).get(geo.get("primary_column"), {})
+            self._fetch_flag = "covering" not in column
+        return self._fetch_flag
 
     def exists(self) -> bool:
         """Whether the file is there (a remote one asked with the storage options)."""

@@ -66,7 +66,7 @@ class ParcelsConfig(StrictModel):
     """The parcels file, local or on object storage (reached with the job's ``storage``),
     read tile by tile through its spatial index. On a cluster give an object-storage URL:
     a local path must exist on every worker node. A remote GeoParquet file with a bbox
-    covering column is read per tile in place; any other remote format is fetched once per
+    covering column is read per tile in place; any other remote file is fetched once per
     node into a cache (:class:`cluster.vector.VectorSource`)."""
     layer: str | None = None
     """Layer of a multi-layer file (GeoPackage)."""

@@ -36,17 +36,18 @@ def test_read_vector__bbox_keeps_the_features_that_meet_it(squares: gpd.GeoDataF
     assert len(read_vector(path)) == 10
 
 
-@pytest.mark.parametrize("name", ["p.gpkg", "p-covering.parquet"])
+@pytest.mark.parametrize("name", ["p.gpkg", "p-covering.parquet", "p.parquet"])
 def test_vector_source__reads_windows_of_a_file_on_object_storage(
         squares: gpd.GeoDataFrame, tmp_path: Path, name: str, s3_bucket: str, s3_options: dict,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parcels on S3 (the loopback server), read tile by tile: a GeoPackage is fetched once
-    per node and version into the cache; a GeoParquet file is read in place."""
+    """Parcels on S3 (the loopback server), read tile by tile: a GeoPackage, or a GeoParquet
+    file without a bbox covering column, is fetched once per node and version into the cache;
+    a GeoParquet file with one is read in place."""
     import s3fs
 
     local = tmp_path / name
     if name.endswith(".parquet"):
-        squares.to_parquet(local, write_covering_bbox=True)
+        squares.to_parquet(local, write_covering_bbox="covering" in name)
     else:
         squares.to_file(local)
     fs = s3fs.S3FileSystem(**s3_options)
@@ -59,8 +60,9 @@ def test_vector_source__reads_windows_of_a_file_on_object_storage(
     assert source.exists()
     assert "32642" in str(source.crs())
     assert sorted(source.read((250, 10, 420, 20)).field_id) == ["002", "003", "004"]
-    copies = sorted((tmp_path / "cache").rglob(f"*{Path(name).suffix}"))
-    if name.endswith(".parquet"):
+    suffix = f"*{Path(name).suffix}"
+    copies = sorted((tmp_path / "cache").rglob(suffix))
+    if "covering" in name:
         assert copies == []
         return
     assert len(copies) == 1 and not list((tmp_path / "cache").rglob("*.part"))
@@ -68,12 +70,15 @@ def test_vector_source__reads_windows_of_a_file_on_object_storage(
     stamp = copies[0].stat().st_mtime_ns
     again = VectorSource(url, storage_options=s3_options)
     assert sorted(again.read((0, 0, 150, 90)).field_id) == ["000", "001"]
-    assert sorted((tmp_path / "cache").rglob("*.gpkg")) == copies and copies[0].stat().st_mtime_ns == stamp
+    assert sorted((tmp_path / "cache").rglob(suffix)) == copies and copies[0].stat().st_mtime_ns == stamp
     # a changed object is another version: fetched again, beside the old copy
-    squares.iloc[:3].to_file(local)
+    if name.endswith(".parquet"):
+        squares.iloc[:3].to_parquet(local)
+    else:
+        squares.iloc[:3].to_file(local)
     fs.put_file(str(local), f"{s3_bucket}/in/{name}")
     assert len(VectorSource(url, storage_options=s3_options).read()) == 3
-    assert len(list((tmp_path / "cache").rglob("*.gpkg"))) == 2
+    assert len(list((tmp_path / "cache").rglob(suffix))) == 2
     # the first source keeps reading its own version, even once the object is gone
     fs.rm_file(f"{s3_bucket}/in/{name}")
     assert len(source.read()) == 10
