@@ -134,13 +134,11 @@ def paired_fractions(npx: int, kernels: dict[str, tuple[Callable[[], object], fl
     """
     out: dict[str, list[float]] = {name: [] for name in kernels}
     with copy_ways(npx) as ways:
-        for _, fn in ways:
-            fn()
-        for fn, _ in kernels.values():
+        steps: list[tuple[str, Callable[[], object]]] = [*ways, *((k, fn) for k, (fn, _) in kernels.items())]
+        for _, fn in steps:  # warm-up
             fn()
         for r in range(rounds):
             copies, results = 0.0, {}
-            steps: list[tuple[str, Callable[[], object]]] = [*ways, *((k, fn) for k, (fn, _) in kernels.items())]
             for name, fn in (steps if r % 2 == 0 else steps[::-1]):
                 t0 = time.perf_counter()
                 fn()
