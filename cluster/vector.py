@@ -20,6 +20,7 @@ import socket
 import tempfile
 from typing import TYPE_CHECKING, Any, Mapping
 
+from cluster.errors import DataError
 from cluster.location import is_remote, local_path
 
 if TYPE_CHECKING:
@@ -162,9 +163,11 @@ class VectorSource:
     """
 
     def __init__(self, path: str, layer: str | None = None,
-                 storage_options: Mapping[str, Any] | None = None) -> None:
+                 storage_options: Mapping[str, Any] | None = None, version: str | None = None) -> None:
         self.path = path
         self.layer = layer
+        self.pinned = version
+        """A :meth:`version` every read must find (a job's plan pins the file it was made with)."""
         self._options = dict(storage_options or {})
         self._fetch_flag: bool | None = None if is_remote(path) and is_parquet(path) else is_remote(path)
         self._copy: str | None = None
@@ -192,6 +195,28 @@ class VectorSource:
         found: bool = retry_storage(lambda: fs.exists(fs_path), f"cannot look for {self.path!r}")
         return found
 
+    def version(self) -> str:
+        """The file's version now: its size and modification time, or on object storage its
+        size and ETag. A changed file has another version."""
+        if not is_remote(self.path):
+            st = os.stat(local_path(self.path))
+            return f"{st.st_size}:{st.st_mtime_ns}"
+        import fsspec
+
+        from cluster._retry import retry_storage
+
+        fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
+        fs.invalidate_cache(fs_path)  # the object now, not a listing cached earlier
+        info = retry_storage(lambda: fs.info(fs_path), f"cannot read {self.path!r}")
+        stamp = next((str(info[k]) for k in ("ETag", "etag", "LastModified", "mtime") if info.get(k)), "")
+        return f"{info.get('size')}:{stamp}"
+
+    def _check_pinned(self, version: str) -> None:
+        if self.pinned is not None and version != self.pinned:
+            raise DataError(f"the vector file {self.path!r} changed after this job was planned (version "
+                            f"{self.pinned}, now {version}): rerun the job; its plan changes with the file, "
+                            "so every tile is done again with the new file rather than with two versions")
+
     def crs(self) -> str | None:
         """The file's CRS (None if it declares none); a remote file other than GeoParquet is
         fetched for it."""
@@ -203,6 +228,8 @@ class VectorSource:
         """The features whose bounds meet ``bbox`` (in the file's CRS); all without it."""
         if self._fetch:
             return read_vector(self._local_copy(), self.layer, bbox=bbox)
+        if self.pinned is not None:
+            self._check_pinned(self.version())
         return read_vector(local_path(self.path), self.layer, bbox=bbox,
                            storage_options=self._options if is_remote(self.path) else None)
 
@@ -213,10 +240,10 @@ class VectorSource:
 
             from cluster._retry import retry_storage
 
+            version = self.version()
+            self._check_pinned(version)  # a copy once made is that version: later reads need no check
             fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
-            info = retry_storage(lambda: fs.info(fs_path), f"cannot read {self.path!r}")
-            version = next((str(info[k]) for k in ("ETag", "etag", "LastModified", "mtime") if info.get(k)), "")
-            key = hashlib.sha256(f"{self.path}\0{info.get('size')}\0{version}".encode()).hexdigest()[:24]
+            key = hashlib.sha256(f"{self.path}\0{version}".encode()).hexdigest()[:24]
             copy = os.path.join(vector_cache_dir(), key, posixpath.basename(fs_path))
             if not os.path.exists(copy):
                 os.makedirs(os.path.dirname(copy), exist_ok=True)

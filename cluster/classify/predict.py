@@ -67,7 +67,9 @@ class ParcelsConfig(StrictModel):
     read tile by tile through its spatial index. On a cluster give an object-storage URL:
     a local path must exist on every worker node. A remote GeoParquet file with a bbox
     covering column is read per tile in place; any other remote file is fetched once per
-    node into a cache (:class:`cluster.vector.VectorSource`)."""
+    node into a cache (:class:`cluster.vector.VectorSource`). The file's version (size and
+    modification time, or ETag) is part of the plan: after a change a rerun maps every tile
+    again, and a tile that finds the file changed while the job runs fails and says so."""
     layer: str | None = None
     """Layer of a multi-layer file (GeoPackage)."""
 
@@ -96,6 +98,19 @@ class PredictConfig(TileJobConfig):
 
 
 @dataclass(frozen=True)
+class PlanParcels:
+    """The parcels file a plan was made with: every actor reads this version or fails."""
+
+    path: str
+    layer: str | None
+    crs: str
+    version: str
+
+    def source(self, storage_options: Mapping[str, Any]) -> VectorSource:
+        return VectorSource(self.path, self.layer, storage_options, version=self.version)
+
+
+@dataclass(frozen=True)
 class PredictPlan:
     store: StoreLocation
     """The cube, without credentials (the plan travels to workers); the model folder is
@@ -112,9 +127,7 @@ class PredictPlan:
     """Every tile of the cube."""
     hash: str
     smooth_px: int = 0
-    parcels: str | None = None
-    parcels_layer: str | None = None
-    parcels_crs: str | None = None
+    parcels: PlanParcels | None = None
     n_features: int = 0
     """Length of the feature vectors written per pixel and season (0: none written)."""
 
@@ -155,26 +168,27 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
             raise ConfigError(f"the cube {config.store!r} has no date in the {y} season ({s} to {e}); "
                               f"drop {y} from years")
         steps.append(idx)
+    parcels = _check_parcels(config.parcels, cube.storage_options)
     h = hashlib.sha256(json.dumps({
         "ingest": str(dict(group.attrs.get("harvest") or {}).get("plan_hash", "")),  # type: ignore[arg-type]
         "model": model.meta.get("created_at"), "model_classes": list(model.classes),
         "model_features": list(model.feature_names), "years": list(years), "bands": bands,
         "smooth_px": config.smooth_px, "features": config.features,
         "parcels": config.parcels.model_dump() if config.parcels else None,
+        "parcels_version": parcels.version if parcels else None,  # a changed file is a new plan
     }, sort_keys=True, default=str).encode()).hexdigest()[:16]
     n_features = len(model.feature_names) if config.features == "write" else 0
-    parcels, parcels_crs = _check_parcels(config.parcels, cube.storage_options)
     return PredictPlan(cube.for_workers(), config.model, extent, tuple(years), tuple(steps),
                        tuple(str(t) for t in times), bands, model.classes, GridTasks(extent), h, config.smooth_px,
-                       parcels, config.parcels.layer if config.parcels else None, parcels_crs, n_features)
+                       parcels, n_features)
 
 
-def _check_parcels(cfg: ParcelsConfig | None, storage_options: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """The parcels file's path and CRS, after checking it can be read (metadata only; a
-    remote file other than GeoParquet is fetched into the node's cache for it, where the
-    driver node's actors find it)."""
+def _check_parcels(cfg: ParcelsConfig | None, storage_options: Mapping[str, Any]) -> PlanParcels | None:
+    """The parcels file's path, CRS and version, after checking it can be read (metadata
+    only; a remote file other than GeoParquet is fetched into the node's cache for it, where
+    the driver node's actors find it)."""
     if cfg is None:
-        return None, None
+        return None
     source = VectorSource(cfg.path, cfg.layer, storage_options)
     if not source.exists():
         raise ConfigError(f"parcels file {cfg.path!r} does not exist; fix predict.parcels.path or remove parcels")
@@ -187,7 +201,7 @@ def _check_parcels(cfg: ParcelsConfig | None, storage_options: Mapping[str, Any]
                           "fix predict.parcels.path (or .layer)") from None
     if crs is None:
         raise ConfigError(f"parcels file {cfg.path!r} declares no CRS; write it with one (e.g. EPSG:4326)")
-    return cfg.path, crs
+    return PlanParcels(cfg.path, cfg.layer, crs, source.version())
 
 
 def prepare_predict(plan: PredictPlan, config: PredictConfig, model: CropModel) -> cstore.Manifest:
@@ -247,7 +261,7 @@ def _smooth(probs: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
 def _parcel_codes(plan: PredictPlan, parcels_file: VectorSource | None, task: TileTask,
                   shape: tuple[int, int]) -> np.ndarray | None:
     """Per pixel of the tile, the row of its parcel among those read for it (-1: none)."""
-    if parcels_file is None or plan.parcels_crs is None:
+    if parcels_file is None or plan.parcels is None:
         return None
     from pyproj import Transformer
 
@@ -257,7 +271,7 @@ def _parcel_codes(plan: PredictPlan, parcels_file: VectorSource | None, task: Ti
     transform = grid.tile_transform(task.tile)
     left, top = transform.c, transform.f
     right, bottom = left + shape[1] * transform.a, top + shape[0] * transform.e
-    to_file = Transformer.from_crs(grid.pyproj_crs, plan.parcels_crs, always_xy=True)
+    to_file = Transformer.from_crs(grid.pyproj_crs, plan.parcels.crs, always_xy=True)
     bbox = to_file.transform_bounds(left, bottom, right, top, densify_pts=21)
     parcels = parcels_file.read(bbox)
     if parcels.empty:
@@ -287,8 +301,7 @@ class PredictWorker:
     def __init__(self, plan: PredictPlan) -> None:
         self.plan = plan
         self.model = CropModel.load(plan.model, plan.store.storage_options)
-        self.parcels = (VectorSource(plan.parcels, plan.parcels_layer, plan.store.storage_options)
-                        if plan.parcels else None)
+        self.parcels = plan.parcels.source(plan.store.storage_options) if plan.parcels else None
         self._group: zarr.Group | None = None
         threads = os.environ.get("OMP_NUM_THREADS")  # Ray sets it to the actor's num_cpus
         self.threads = int(threads) if threads and threads.isdigit() else 0

@@ -82,3 +82,37 @@ def test_vector_source__reads_windows_of_a_file_on_object_storage(
     # the first source keeps reading its own version, even once the object is gone
     fs.rm_file(f"{s3_bucket}/in/{name}")
     assert len(source.read()) == 10
+
+
+@pytest.mark.parametrize("where", ["local.gpkg", "s3:p.gpkg", "s3:p-covering.parquet"])
+def test_vector_source__a_source_pinned_to_a_version_refuses_a_changed_file(
+        squares: gpd.GeoDataFrame, tmp_path: Path, where: str, s3_bucket: str, s3_options: dict,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job plans with the parcels' version; an actor that later finds another file (replaced
+    locally or on S3, fetched or read in place) stops the tile instead of mixing versions."""
+    import s3fs
+
+    from cluster.errors import DataError
+
+    monkeypatch.setenv("HARVEST_CACHE_DIR", str(tmp_path / "cache"))
+    name = where.removeprefix("s3:")
+    local = tmp_path / name
+
+    def write(frame: gpd.GeoDataFrame) -> None:
+        if name.endswith(".parquet"):
+            frame.to_parquet(local, write_covering_bbox=True)
+        else:
+            frame.to_file(local)
+        if where.startswith("s3:"):
+            s3fs.S3FileSystem(**s3_options).put_file(str(local), f"{s3_bucket}/in/{name}")
+
+    write(squares)
+    url = f"s3://{s3_bucket}/in/{name}" if where.startswith("s3:") else str(local)
+    options = s3_options if where.startswith("s3:") else None
+    planned = VectorSource(url, storage_options=options).version()
+    assert VectorSource(url, storage_options=options).version() == planned  # stable while unchanged
+    assert len(VectorSource(url, storage_options=options, version=planned).read((0, 0, 150, 90))) == 2
+    write(squares.iloc[:3])
+    assert VectorSource(url, storage_options=options).version() != planned
+    with pytest.raises(DataError, match=r"changed after this job was planned.*rerun the job"):
+        VectorSource(url, storage_options=options, version=planned).read((0, 0, 150, 90))

@@ -8,6 +8,7 @@ error-adjusted areas, and the bad inputs the issue lists.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cluster import store as cstore
 from cluster.aggregate import AggregateConfig
 from cluster.classify.features import season_features
 from cluster.classify.model import CropModel
-from cluster.classify.predict import PredictConfig, label_features
+from cluster.classify.predict import PredictConfig, label_features, plan_predict
 from cluster.classify.run import TrainConfig, run_predict, run_train
 from cluster.classify.samples import LabelMapping, SampleTableConfig, load_samples, to_arrays
 from cluster.demo import make_demo_season
@@ -130,6 +131,7 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     predict = classify_job.ClassifyConfig.model_validate(demo["classify"]).section("predict")
     again = run_predict(predict)
     assert again.ok and again.tiles_skipped == again.tiles_total
+    _a_changed_parcels_file_is_a_new_plan(predict)
     found = verify_store(store)
     assert found.ok and "classify" in found.jobs, found.summary()
     _each_parcel_has_one_class(predict, raw, prob)
@@ -149,6 +151,23 @@ def test_classify__train_predict_resume_aggregate(demo: dict, capsys: pytest.Cap
     # per region, the error-adjusted areas add up to the mapped total (a re-allocation)
     for _, g in ok.groupby(["region_id", "season_year"]):
         assert g.estimated_area_ha.sum() == pytest.approx(g.mapped_area_ha.sum(), rel=1e-6)
+
+
+def _a_changed_parcels_file_is_a_new_plan(predict: PredictConfig) -> None:
+    """A rerun after the parcels file changed maps every tile again (a new plan), rather than
+    resuming a map made with the old boundaries."""
+    assert predict.parcels is not None
+    model = CropModel.load(predict.model)
+    before = plan_predict(predict, model)
+    assert before.parcels is not None and plan_predict(predict, model).hash == before.hash
+    path = predict.parcels.path
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        assert plan_predict(predict, model).hash != before.hash
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert plan_predict(predict, model).hash == before.hash
 
 
 def _each_parcel_has_one_class(predict: PredictConfig, crop: np.ndarray, prob: np.ndarray) -> None:
