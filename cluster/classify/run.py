@@ -213,7 +213,7 @@ def training_set(config: TrainConfig, address: str | None = None) -> TrainingSet
         source: dict[str, Any] = {"table": config.table.model_dump(mode="json")}
     else:
         frame, issues = sample_cube(config, address)
-        classes, unmapped = map_labels(frame.groupby("sample_id", sort=True)["label"].first(), config.mapping)
+        classes, unmapped = map_labels(frame.groupby("sample_id", sort=True)["label"].first(), config.mapping, so)
         frame["class"] = frame["sample_id"].map(classes)
         if unmapped:
             issues.append("unmapped labels left out: " + ", ".join(f"{k!r} ({v} samples)" for k, v in

@@ -292,7 +292,7 @@ class LegendConfig(StrictModel):
     ``{legend_name: {code_as_text: name}}``."""
 
     path: str
-    """The JSON file."""
+    """The JSON file, local or on object storage (reached with the job's ``storage``)."""
     name: str
     """Which legend of the file, e.g. ``CROPTYPE28``."""
 
@@ -423,15 +423,17 @@ def load_samples(table: SampleTableConfig, labels: LabelMapping,
 
     # labels: one per sample, mapped once per distinct label
     per = frame.groupby("sample_id", sort=True)["label"].first()
-    classes, unmapped = map_labels(per, labels)
+    legend = _load_legend(labels.legend, so) if labels.legend is not None else None
+    classes, unmapped = _map_labels(per, labels, legend)
     if unmapped:
         n = sum(unmapped.values())
-        issues.append(f"{n} sample(s) with unmapped labels were left out: {_unmapped_text(unmapped, labels)}")
+        issues.append(f"{n} sample(s) with unmapped labels were left out: "
+                      f"{_unmapped_text(unmapped, labels, legend)}")
     frame = frame.assign(**{"class": frame["sample_id"].map(classes)})
     frame = frame[frame["class"].notna()]
     if frame.empty:
         raise DataError(f"no sample of {where} has a label that the mapping maps to a class "
-                        f"({_unmapped_text(unmapped, labels)}); add label rules for these labels")
+                        f"({_unmapped_text(unmapped, labels, legend)}); add label rules for these labels")
 
     cols = ["sample_id", "date", *bands, "label", "class", *table.group_columns]
     if table.lon_column:
@@ -453,7 +455,8 @@ def load_samples(table: SampleTableConfig, labels: LabelMapping,
                      unmapped=unmapped, issues=issues)
 
 
-def map_labels(labels: pd.Series | Sequence[Any], mapping: LabelMapping) -> tuple[pd.Series, dict[str, int]]:
+def map_labels(labels: pd.Series | Sequence[Any], mapping: LabelMapping,
+               storage_options: Mapping[str, Any] | None = None) -> tuple[pd.Series, dict[str, int]]:
     """Map source labels (one per sample) to project classes.
 
     Each distinct label is turned into text (integer-valued floats lose their ``.0``), then
@@ -462,6 +465,7 @@ def map_labels(labels: pd.Series | Sequence[Any], mapping: LabelMapping) -> tupl
     Args:
         labels: One label per sample (codes or names, any dtype); a Series keeps its index.
         mapping: The classes, legend and rules.
+        storage_options: fsspec options (a job's ``storage``) for a legend on object storage.
 
     Returns:
         ``(classes, unmapped)``: the class of each sample (same index; NaN where no rule
@@ -478,10 +482,16 @@ def map_labels(labels: pd.Series | Sequence[Any], mapping: LabelMapping) -> tupl
         >>> classes.tolist(), unmapped
         (['wheat', 'wheat', nan], {'2001020022': 1})
     """
+    legend = _load_legend(mapping.legend, storage_options) if mapping.legend is not None else None
+    return _map_labels(labels, mapping, legend)
+
+
+def _map_labels(labels: pd.Series | Sequence[Any], mapping: LabelMapping,
+                legend: Mapping[str, str | None] | None) -> tuple[pd.Series, dict[str, int]]:
+    """:func:`map_labels` with the legend already read."""
     series = labels if isinstance(labels, pd.Series) else pd.Series(list(labels))
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     texts = [_text(u) for u in uniques]
-    legend = _load_legend(mapping.legend) if mapping.legend is not None else None
     matched = [_match(t, legend, mapping) for t in texts]
     out = np.array([matched[c] if c >= 0 and matched[c] is not None else np.nan for c in codes], dtype=object)
     classes = pd.Series(out, index=series.index, dtype=object)
@@ -939,15 +949,30 @@ def _check_constant(frame: pd.DataFrame, columns: list[str], table: SampleTableC
 # --- labels --------------------------------------------------------------------------------
 
 
-def _load_legend(cfg: LegendConfig) -> dict[str, str | None]:
-    """Code text -> legend name (None for ``ignore``)."""
-    path = Path(cfg.path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"legend file {cfg.path!r} does not exist (from {os.getcwd()!r}); give the path of a "
-                          "JSON legend like WorldCereal's class_mappings.json")
+def _load_legend(cfg: LegendConfig, storage_options: Mapping[str, Any] | None = None) -> dict[str, str | None]:
+    """Code text -> legend name (None for ``ignore``); the file local or on object storage."""
+    if is_remote(cfg.path):
+        import fsspec
+
+        from cluster._retry import retry_storage
+
+        fs, fs_path = fsspec.core.url_to_fs(cfg.path, **dict(storage_options or {}))
+        if not retry_storage(lambda: fs.isfile(fs_path), f"cannot look for legend file {cfg.path!r}"):
+            raise ConfigError(f"legend file {cfg.path!r} does not exist; give the URL of a JSON legend like "
+                              "WorldCereal's class_mappings.json")
+        raw: bytes = retry_storage(lambda: fs.cat_file(fs_path), f"cannot read legend file {cfg.path!r}")
+    else:
+        path = Path(local_path(cfg.path)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"legend file {cfg.path!r} does not exist (from {os.getcwd()!r}); give the path of a "
+                              "JSON legend like WorldCereal's class_mappings.json")
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"legend file {cfg.path!r} cannot be read ({e}); check its permissions") from None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
         raise ConfigError(f"legend file {cfg.path!r} cannot be read as JSON ({e}); give a JSON file "
                           "{legend_name: {code: name}}") from None
     if not isinstance(data, dict) or cfg.name not in data:
@@ -981,13 +1006,8 @@ def _match(text: str, legend: Mapping[str, str | None] | None, mapping: LabelMap
 
 
 def _unmapped_text(unmapped: Mapping[str, int], mapping: LabelMapping,
-                   legend: Mapping[str, str | None] | None = None) -> str:
+                   legend: Mapping[str, str | None] | None) -> str:
     """``'1115000000' (29 samples, CROPTYPE28: no name), ...`` for messages, largest first."""
-    if mapping.legend is not None and legend is None:
-        try:
-            legend = _load_legend(mapping.legend)
-        except ConfigError:
-            legend = None
     items = sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))
     parts = []
     for text, n in items[:10]:

@@ -584,6 +584,15 @@ def test_load_samples__tables_on_object_storage_equal_local_ones(wc_dir: Path, r
         got = load_samples(_table(wc_dir, paths=remote), _mapping(wc_dir), s3_options)
         pd.testing.assert_frame_equal(got.frame, local.frame)
         assert got.counts == local.counts
+    # the legend may live beside the tables
+    fs.put_file(str(wc_dir / LEGEND), f"{s3_bucket}/rdm/legend.json")
+    both = load_samples(_table(wc_dir, paths=[f"s3://{s3_bucket}/rdm/part-*.parquet"]), _mapping(
+        wc_dir, legend={"path": f"s3://{s3_bucket}/rdm/legend.json", "name": "CROPTYPE28"}), s3_options)
+    pd.testing.assert_frame_equal(both.frame, local.frame)
+    assert both.issues == local.issues
+    with pytest.raises(ConfigError, match=r"legend file 's3://.*/rdm/gone.json' does not exist"):
+        load_samples(_table(wc_dir, paths=[f"s3://{s3_bucket}/rdm/all.csv"]), _mapping(
+            wc_dir, legend={"path": f"s3://{s3_bucket}/rdm/gone.json", "name": "CROPTYPE28"}), s3_options)
     with pytest.raises(ConfigError, match=r"paths\[0\] 's3://.*/rdm/none-\*.parquet' matches no file"):
         load_samples(_table(wc_dir, paths=[f"s3://{s3_bucket}/rdm/none-*.parquet"]), _mapping(wc_dir), s3_options)
     with pytest.raises(ConfigError, match=r"sample file 's3://.*/rdm/gone.csv' does not exist"):
