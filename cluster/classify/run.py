@@ -163,6 +163,14 @@ def sample_cube(config: TrainConfig, address: str | None = None) -> tuple[pd.Dat
     return frame, issues
 
 
+def _with_group(validation: ValidationConfig, frame: pd.DataFrame) -> ValidationConfig:
+    """``validation`` with its group decided: ``field_id`` where the samples have it (pixels
+    of labelled fields), else ``sample_id``."""
+    if validation.group is not None:
+        return validation
+    return validation.model_copy(update={"group": "field_id" if "field_id" in frame.columns else "sample_id"})
+
+
 def _groups(frame: pd.DataFrame, validation: ValidationConfig) -> np.ndarray:
     """The validation group of each sample (one value per sample_id, in sample order)."""
     per = frame.groupby("sample_id", sort=True).first()
@@ -195,6 +203,8 @@ class TrainingSet:
     """Class index per sample, into :attr:`classes`."""
     groups: np.ndarray
     """The validation group of each sample (``validation.group``)."""
+    validation: ValidationConfig
+    """The configured validation, its group decided (:func:`_with_group`)."""
     classes: list[str]
     """The configured classes that have samples, in the mapping's order."""
     per_sample: pd.DataFrame
@@ -231,7 +241,8 @@ def training_set(config: TrainConfig, address: str | None = None) -> TrainingSet
     fm = season_features(values, dates, config.features, config.year)
     code = {c: i for i, c in enumerate(present)}
     y = per["class"].map(code).to_numpy().astype(np.int64)
-    return TrainingSet(fm, y, _groups(frame, config.validation), present, per, issues, source)
+    validation = _with_group(config.validation, frame)
+    return TrainingSet(fm, y, _groups(frame, validation), validation, present, per, issues, source)
 
 
 def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str | None = None) -> TrainResult:
@@ -247,14 +258,14 @@ def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str
                            "class_counts": {c: int((y == i).sum()) for i, c in enumerate(present)}},
             "season_year": config.year}
     fields = per["field_id"].astype(str).to_numpy() if "field_id" in per else None
-    model, cv = train_model(fm, y, groups, present, config.features, config.lightgbm, config.validation,
+    model, cv = train_model(fm, y, groups, present, config.features, config.lightgbm, data.validation,
                             meta, threads=config.threads, fields=fields)
-    report = cv.report(config.validation.group)
+    report = cv.report(str(data.validation.group))
     model.save(config.model, so, extra_files=report_files(report, f"crop-type model, season {config.year}"))
     wall = time.perf_counter() - t0
     table = pd.DataFrame({"sample_id": per.index.to_numpy(), "group": groups, "label": per["label"].to_numpy(),
                           "class": per["class"].to_numpy()})
-    return TrainResult(model, report, cv, table, data.issues,
+    return TrainResult(model, report, cv, table, data.issues + cv.notes,
                        {"model": f"{config.model}/model.txt (+ model.json)",
                         "report": f"{config.model}/report.json (+ report.md, confusion.png)"}, wall)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,9 +39,11 @@ class ValidationConfig(StrictModel):
     """Grouped folds; fewer groups than folds gives one fold per group (leave one group out)."""
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     """One fold assignment and one booster/forest seed per entry: the report gives the spread."""
-    group: str = "sample_id"
+    group: str | None = None
     """The sample column that groups samples which must stay on one side of a split (a field
-    id, ``tile``, ``h3_l3_cell``, or ``block`` for spatial blocks of ``block_m``)."""
+    id, ``tile``, ``h3_l3_cell``, or ``block`` for spatial blocks of ``block_m``). Default:
+    ``field_id`` where samples have it (pixels sampled from the cube at the labels: every
+    pixel of a field on one side), else ``sample_id`` (a table: one sample per field)."""
     block_m: float = Field(default=2000.0, gt=0)
     """Side of the spatial blocks when ``group: block`` (grid units, metres on the default grid)."""
     baseline: bool = True
@@ -61,6 +63,8 @@ class CrossValidation:
     """model name (``booster``, ``baseline``) -> per seed the (N,) out-of-fold predictions."""
     fold_of: list[np.ndarray]
     """Per seed, the fold of each sample."""
+    notes: list[str] = field(default_factory=list)
+    """What limits the validation (classes with few groups), for the report."""
 
     def _metrics(self, model: str) -> dict[str, Any]:
         labels = list(range(len(self.classes)))
@@ -109,6 +113,8 @@ class CrossValidation:
                       "note": "metrics are of out-of-fold predictions pooled per seed, averaged over "
                               "seeds; spread is over folds x seeds (per fold) and over seeds (pooled)"},
         })
+        if self.notes:
+            rep["notes"] = list(self.notes)
         if "baseline" in self.oof:
             base = self._metrics("baseline")
             rep["baseline"] = {"method": "random forest, 500 trees, on raw per-period band values "
@@ -164,11 +170,7 @@ def cross_validate(fm: FeatureMatrix, y: np.ndarray, groups: np.ndarray, classes
         raise DataError(f"validation needs samples from at least 2 groups ({validation.group!r}); all "
                         f"{len(y)} samples are in one. Use a finer group, or more samples")
     k = min(validation.folds, n_groups)
-    counts = np.bincount(y, minlength=len(classes))
-    scarce = [classes[i] for i in range(len(classes)) if 0 < counts[i] < 2]
-    if scarce:
-        raise DataError(f"class(es) {scarce!r} have fewer than 2 samples: they cannot be both trained on "
-                        "and validated. Add samples, merge them into another class, or drop them")
+    notes = _scarce_classes(y, groups, classes, k, validation.group)
     raw = raw_band_columns(fm.names, features.bands)
     oof: dict[str, list[np.ndarray]] = {"booster": []}
     if validation.baseline:
@@ -191,7 +193,26 @@ def cross_validate(fm: FeatureMatrix, y: np.ndarray, groups: np.ndarray, classes
         for m in oof:
             oof[m].append(pred[m])
         folds_of.append(fold_of)
-    return CrossValidation(tuple(classes), y, groups, k, tuple(validation.seeds), oof, folds_of)
+    return CrossValidation(tuple(classes), y, groups, k, tuple(validation.seeds), oof, folds_of, notes)
+
+
+def _scarce_classes(y: np.ndarray, groups: np.ndarray, classes: Sequence[str], k: int,
+                    group_by: str | None) -> list[str]:
+    """Folds split groups, so a class needs groups (fields, tiles), not just samples: with
+    fewer than 2 it cannot be trained on and validated (an error); with fewer than ``k`` some
+    folds never test it (a note for the report)."""
+    per_class = pd.DataFrame({"y": y, "g": groups}).groupby("y")["g"].nunique()
+    n = {classes[int(c)]: int(v) for c, v in per_class.items()}
+    scarce = {c: v for c, v in n.items() if v < 2}
+    if scarce:
+        raise DataError(f"class(es) {sorted(scarce)!r} have fewer than 2 validation groups (by {group_by!r}: "
+                        f"{scarce}): the folds split groups, so such a class cannot be both trained on and "
+                        "validated. Add labelled fields of it, merge it into another class, or drop it")
+    few = {c: v for c, v in n.items() if v < k}
+    if not few:
+        return []
+    return [f"class(es) {sorted(few)!r} have fewer validation groups (by {group_by!r}: {few}) than the {k} "
+            "folds: each is tested in that many folds only, and its scores are the least certain"]
 
 
 def train_model(fm: FeatureMatrix, y: np.ndarray, groups: np.ndarray, classes: Sequence[str],
@@ -203,7 +224,7 @@ def train_model(fm: FeatureMatrix, y: np.ndarray, groups: np.ndarray, classes: S
     cv = cross_validate(fm, y, groups, classes, features, params, validation, threads)
     booster = fit_booster(fm.values, y, len(classes), params, seed=validation.seeds[0], threads=threads,
                           feature_names=[n.replace(" ", "_") for n in fm.names])
-    rep = cv.report(validation.group)
+    rep = cv.report(str(validation.group))
     model = CropModel(booster, tuple(classes), features, fm.names,
                       {**meta, "validation": {k: rep[k] for k in ("overall_accuracy", "balanced_accuracy",
                                                                    "kappa", "n_samples", "n_groups", "folds")},

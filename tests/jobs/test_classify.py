@@ -292,8 +292,20 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
     src = gpd.read_file(demo["season"].field_labels)
     one_maize = pd.concat([src[src.crop_surveyed == "wheat"].head(6), src[src.crop_surveyed == "maize"].head(1)])
     one_maize.to_file(fm_labels)
-    cfg = _train_config(demo, labels={**_train_config(demo).labels.model_dump(), "path": str(fm_labels),
-                                                    "max_pixels_per_field": 1},
-                        validation={"folds": 2, "seeds": [0], "group": "sample_id", "baseline": False})
-    with pytest.raises(DataError, match=r"class\(es\) \['maize'\] have fewer than 2 samples"):
+    # ... however many pixels it has: folds split fields (the default group of sampled labels)
+    cfg = _train_config(demo, labels={**_train_config(demo).labels.model_dump(), "path": str(fm_labels)},
+                        validation={"folds": 2, "seeds": [0], "baseline": False})
+    with pytest.raises(DataError, match=r"class\(es\) \['maize'\] have fewer than 2 validation groups "
+                                        r"\(by 'field_id': \{'maize': 1\}\)"):
         run_train(cfg)
+    # by default the folds split the sampled labels by field, never a field's pixels
+    fields = tmp_path / "fields.gpkg"
+    pd.concat([src[src.crop_surveyed == c].head(6) for c in ("wheat", "maize")]).to_file(fields)
+    result = run_train(_train_config(demo, model=str(tmp_path / "m"),
+                                     labels={**_train_config(demo).labels.model_dump(), "path": str(fields)},
+                                     validation={"folds": 3, "seeds": [0], "baseline": False}))
+    field_of = result.samples["sample_id"].str.split("@").str[0].to_numpy()
+    assert result.report["split"]["by"] == "field_id" and result.report["n_groups"] == len(set(field_of)) >= 10
+    assert len(field_of) > 5 * len(set(field_of))  # many pixels per field
+    fold = pd.Series(result.cv.fold_of[0])
+    assert (fold.groupby(field_of).nunique() == 1).all() and fold.nunique() == 3
