@@ -39,7 +39,8 @@ import zarr
 from pydantic import Field
 
 from cluster import store as cstore
-from cluster.classify.features import FeatureConfig, check_bands, feature_definitions, season_features
+from cluster.classify.features import (FeatureConfig, check_bands, feature_definitions, season_features,
+                                      season_periods)
 from cluster.classify.model import CropModel
 from cluster.config import StrictModel, TileJobConfig
 from cluster.errors import ConfigError, StoreError
@@ -80,7 +81,9 @@ class PredictConfig(TileJobConfig):
     model: str
     """The model folder written by ``harvest classify train`` (local or s3://)."""
     years: list[int] | None = None
-    """Harvest years to map; default: every season the cube's dates cover."""
+    """Harvest years to map; default: every season the cube's dates cover. A season whose
+    dates stop short of periods the model learnt from observations is left out (noted in the
+    report); named here, it is an error."""
     band_names: dict[str, str] = Field(default_factory=dict)
     """Feature band name -> cube array name, when they differ (e.g. nir: B08)."""
     smooth_px: int = Field(default=0, ge=0)
@@ -130,6 +133,8 @@ class PredictPlan:
     parcels: PlanParcels | None = None
     n_features: int = 0
     """Length of the feature vectors written per pixel and season (0: none written)."""
+    notes: tuple[str, ...] = ()
+    """Seasons left out, and why (into the job report)."""
 
 
 def _covered_years(features: FeatureConfig, dates: np.ndarray) -> list[int]:
@@ -154,12 +159,20 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
     bands = {b: config.band_names.get(b, b) for b in model.features.bands}
     check_bands(model.features, [b for b, a in bands.items() if a in arrays], f"the cube {config.store!r}")
     times = cstore.open_cube(cube).time.values
+    d = times.astype("datetime64[D]")
     years = config.years or _covered_years(model.features, times)
+    short = {y: why for y in years if (why := _season_shortfall(model, y, d))}
+    if short and config.years:
+        y, why = next(iter(short.items()))
+        raise ConfigError(f"the cube {config.store!r} {why}: their features would be guessed by holding the "
+                          f"nearest values. Ingest those dates, drop {y} from years, or train a model on the "
+                          "part of the season the cube has (features.season.start/end)")
+    notes = tuple(f"season {y} not mapped: the cube {why}" for y, why in short.items())
+    years = [y for y in years if y not in short]
     if not years:
         raise ConfigError(f"the cube {config.store!r} covers no whole season {model.features.season.start} to "
-                          f"{model.features.season.end} (dates {str(times.min())[:10]} to {str(times.max())[:10]}); "
-                          "set years, or train with a season the cube covers")
-    d = times.astype("datetime64[D]")
+                          f"{model.features.season.end} (dates {str(times.min())[:10]} to {str(times.max())[:10]})"
+                          + (f"; {notes[0]}" if notes else "") + "; set years, or train with a season the cube covers")
     steps = []
     for y in years:
         s, e = model.features.season.bounds(y)
@@ -180,7 +193,35 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
     n_features = len(model.feature_names) if config.features == "write" else 0
     return PredictPlan(cube.for_workers(), config.model, extent, tuple(years), tuple(steps),
                        tuple(str(t) for t in times), bands, model.classes, GridTasks(extent), h, config.smooth_px,
-                       parcels, n_features)
+                       parcels, n_features, notes)
+
+
+def _season_shortfall(model: CropModel, year: int, dates: np.ndarray) -> str | None:
+    """Why the cube's dates lack periods of the ``year`` season that the model learnt from
+    observations (None if they do not). Inside the cube's dates a period without one is a gap,
+    interpolated as in training; beyond its first or last date in the season, the features
+    would be extrapolated. That counts only where the cube stops short of the season by more
+    than its own longest gap between dates, and for periods observed in at least half of the
+    model's training samples (``period_observed_share``; every period for older models)."""
+    start, end = (np.datetime64(b, "D") for b in model.features.season.bounds(year))
+    inside = np.sort(dates[(dates >= start) & (dates <= end)])
+    if inside.size == 0:
+        return None  # no date at all: plan_predict's own message
+    first, last = inside[0], inside[-1]
+    longest = int(np.diff(inside).astype(int).max()) if inside.size > 1 else 0
+    share = model.meta.get("period_observed_share")
+    lacking = []
+    for i, (a, b) in enumerate(season_periods(model.features.season, year)):
+        seen = share[i] if isinstance(share, list) and i < len(share) else 1.0
+        before = np.datetime64(b, "D") < first and (first - start).astype(int) > longest
+        after = np.datetime64(a, "D") > last and (end - last).astype(int) > longest
+        if (before or after) and seen >= 0.5:
+            lacking.append(f"{a}..{b}")
+    if not lacking:
+        return None
+    return (f"has no date in {len(lacking)} period(s) of the {year} season that the model learnt from "
+            f"observations ({', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''}); its dates in that "
+            f"season run {first} to {last}, {longest} days apart at most")
 
 
 def _check_parcels(cfg: ParcelsConfig | None, storage_options: Mapping[str, Any]) -> PlanParcels | None:

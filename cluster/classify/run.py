@@ -256,7 +256,9 @@ def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str
     fm, y, groups, present, per = data.features, data.y, data.groups, data.classes, data.per_sample
     meta = {"trained_on": {**data.source, "year": config.year, "n_samples": int(len(y)),
                            "class_counts": {c: int((y == i).sum()) for i, c in enumerate(present)}},
-            "season_year": config.year}
+            "season_year": config.year,
+            # per period, the share of samples with an observation in it (prediction checks the cube has them)
+            "period_observed_share": [round(float(v), 3) for v in 1 - fm.gap_filled.mean(axis=1)]}
     fields = per["field_id"].astype(str).to_numpy() if "field_id" in per else None
     model, cv = train_model(fm, y, groups, present, config.features, config.lightgbm, data.validation,
                             meta, threads=config.threads, fields=fields)
@@ -283,6 +285,7 @@ def run_predict(config: PredictConfig | Mapping[str, Any] | str | Path, address:
     report = run_tile_job("classify", config, plan.hash, plan.tiles,
                           functools.partial(PredictWorker, plan_for_workers(plan)), address,
                           prepare=lambda: prepare_predict(plan, config, model), on_result=progress)
+    report.warnings.extend(plan.notes)
     report.store_bytes = sum(cstore.store_bytes(cube.array(a)) for a in ("crop_type", "crop_probability"))
     write_report(report, config, t0, cube=cube.shown, arrays="crop_type, crop_probability",
                  years=", ".join(map(str, plan.years)), classes=", ".join(plan.classes))

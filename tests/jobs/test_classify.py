@@ -278,6 +278,18 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
     # a season the cube does not cover
     with pytest.raises(ConfigError, match=r"has no date in the 2019 season"):
         run_predict(PredictConfig(store=store, model=str(model_dir), years=[2019]))
+    # a model whose season runs two months past the cube's dates: those periods would be guessed
+    longer = tmp_path / "longer-model"
+    shutil.copytree(model_dir, longer)
+    meta_longer = json.loads((longer / "model.json").read_text())
+    meta_longer["features"]["season"]["end"] = "12-20"
+    (longer / "model.json").write_text(json.dumps(meta_longer))
+    last = demo["season"].spec.years[-1]
+    with pytest.raises(ConfigError, match=rf"has no date in \d+ period\(s\) of the {last} season that the model "
+                                          r"learnt from observations .*Ingest those dates, drop"):
+        run_predict(PredictConfig(store=store, model=str(longer), years=[last]))
+    with pytest.raises(ConfigError, match=r"covers no whole season .*season \d+ not mapped: the cube has no date"):
+        run_predict(PredictConfig(store=store, model=str(longer)))
     # labels that all lie outside the cube
     import geopandas as gpd
     from shapely.geometry import box
