@@ -3,7 +3,8 @@
 Each section is the config of that step's job; a section left out is skipped. Top-level
 ``store``, ``storage``, ``max_actors`` and ``resources`` are defaults for every section.
 ``classify`` is the predict step (``harvest classify predict``: a trained model maps every
-season of the cube); train the model first with ``harvest classify train``. ``forecast``
+season of the cube); train the model first with ``harvest classify train``. With it, the
+aggregate step reads its map (``crop_map: crop_type``) unless its section sets ``crop_map``. ``forecast``
 forecasts each of its ``crops`` from the aggregate step's statistics (that crop's own series
 and area with a crop map, all-cropland series without) plus the yield history and crop
 calendar it names; any ``harvest forecast`` key applies to every crop, each crop writes to
@@ -77,7 +78,11 @@ class RunConfig(StrictModel):
 
             out.append(("classify", self.section("classify", PredictConfig)))
         if self.aggregate is not None:
-            out.append(("aggregate", self.section("aggregate", AggregateConfig)))
+            aggregate = self.section("aggregate", AggregateConfig)
+            if self.classify is not None and "crop_map" not in self.aggregate:
+                # the map the classify step writes: per-crop statistics unless crop_map: null says otherwise
+                aggregate = aggregate.model_copy(update={"crop_map": "crop_type"})
+            out.append(("aggregate", aggregate))
         return out
 
     def forecasts(self) -> list[Any]:

@@ -38,6 +38,19 @@ def test_run__a_typo_in_a_later_step_fails_before_any_work() -> None:
         cfg.steps()
 
 
+def test_run__with_a_classify_step_aggregate_reads_its_crop_map_unless_told_otherwise() -> None:
+    aggregate = {"regions": {"path": "r.gpkg", "id_column": "id"}}
+    classify = {"model": "m"}
+
+    def crop_map(data: dict) -> str | None:
+        return dict(parse_config(RunConfig, {"store": "c.zarr", **data}).steps())["aggregate"].crop_map
+
+    assert crop_map({"classify": classify, "aggregate": aggregate}) == "crop_type"
+    assert crop_map({"classify": classify, "aggregate": {**aggregate, "crop_map": None}}) is None
+    assert crop_map({"classify": classify, "aggregate": {**aggregate, "crop_map": "my_map"}}) == "my_map"
+    assert crop_map({"aggregate": aggregate}) is None
+
+
 def _forecast_section(**extra: object) -> dict:
     return {"crops": ["wheat", "maize"], "yields": {"paths": ["y.csv"]}, "calendar": {"paths": ["c.csv"]},
             "as_of": "2025-07-15", "out_dir": "out/fc", **extra}
