@@ -84,8 +84,9 @@ class PredictConfig(TileJobConfig):
     """Harvest years to map; default: every season the cube's dates cover. A season whose
     dates stop short of periods the model learnt from observations is left out (noted in the
     report); named here, it is an error."""
-    band_names: dict[str, str] = Field(default_factory=dict)
-    """Feature band name -> cube array name, when they differ (e.g. nir: B08)."""
+    band_names: dict[str, str] | None = None
+    """Feature band name -> cube array name, when they differ (e.g. nir: B08); default: the
+    names the model was trained with on its cube (``trained_on.band_names``), if any."""
     smooth_px: int = Field(default=0, ge=0)
     """Average the class probabilities over a ``smooth_px`` x ``smooth_px`` window before
     picking the class (0: off). Removes the salt-and-pepper errors of per-pixel maps inside
@@ -156,8 +157,13 @@ def plan_predict(config: PredictConfig, model: CropModel) -> PredictPlan:
     group = cstore.open_group(cube, mode="r")
     extent = cstore.extent_of(group)
     arrays = set(group.array_keys())
-    bands = {b: config.band_names.get(b, b) for b in model.features.bands}
-    check_bands(model.features, [b for b, a in bands.items() if a in arrays], f"the cube {config.store!r}")
+    trained = dict(model.meta.get("trained_on") or {}).get("band_names") or {}
+    names = config.band_names if config.band_names is not None else trained
+    bands = {b: names.get(b, b) for b in model.features.bands}
+    renamed = {b: a for b, a in bands.items() if a != b}
+    source = "predict.band_names" if config.band_names is not None else "the model's training band_names"
+    check_bands(model.features, [b for b, a in bands.items() if a in arrays],
+                f"the cube {config.store!r}" + (f" (read as {renamed} by {source})" if renamed else ""))
     times = cstore.open_cube(cube).time.values
     d = times.astype("datetime64[D]")
     years = config.years or _covered_years(model.features, times)

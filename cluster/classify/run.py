@@ -230,7 +230,7 @@ def training_set(config: TrainConfig, address: str | None = None) -> TrainingSet
                                                                   sorted(unmapped.items())))
         frame = frame[frame["class"].notna()]
         source = {"labels": config.labels.model_dump(mode="json") if config.labels else None,
-                  "store": config.store}
+                  "store": config.store, "band_names": config.band_names}
     per = frame.groupby("sample_id", sort=True).first()
     present = [c for c in config.mapping.classes if c in set(per["class"])]
     if len(present) < 2:
@@ -257,6 +257,7 @@ def run_train(config: TrainConfig | Mapping[str, Any] | str | Path, address: str
     meta = {"trained_on": {**data.source, "year": config.year, "n_samples": int(len(y)),
                            "class_counts": {c: int((y == i).sum()) for i, c in enumerate(present)}},
             "season_year": config.year,
+            "periods": [[str(a), str(b)] for a, b in fm.periods],
             # per period, the share of samples with an observation in it (prediction checks the cube has them)
             "period_observed_share": [round(float(v), 3) for v in 1 - fm.gap_filled.mean(axis=1)]}
     fields = per["field_id"].astype(str).to_numpy() if "field_id" in per else None

@@ -234,6 +234,8 @@ def _features_written_are_the_ones_classified(predict: PredictConfig, model_dir:
     year = int(feats.season.values[-1])
     definition = feats.attrs["feature_definitions"][str(year)]
     assert definition["names"] == meta["feature_names"] and len(definition["periods"]) > 1
+    if year == meta["season_year"]:  # the model's own record of its periods
+        assert meta["periods"] == definition["periods"]
     model = CropModel.load(str(model_dir))
     in_season = (pd.DatetimeIndex(ds.time.values) >= pd.Timestamp(model.features.season.bounds(year)[0])) & \
                 (pd.DatetimeIndex(ds.time.values) <= pd.Timestamp(model.features.season.bounds(year)[1]))
@@ -272,6 +274,17 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
     # a cube that lacks a band the model was trained on
     with pytest.raises(ConfigError, match=r"lacks band\(s\) \['nir'\].*ingest them"):
         run_predict(PredictConfig(store=store, model=str(model_dir), band_names={"nir": "nir_missing"}))
+    # ... also when the model was trained on a cube of other names, and predict does not rename
+    renamed = tmp_path / "renamed-model"
+    shutil.copytree(model_dir, renamed)
+    meta_renamed = json.loads((renamed / "model.json").read_text())
+    meta_renamed["trained_on"]["band_names"] = {"nir": "B08"}
+    (renamed / "model.json").write_text(json.dumps(meta_renamed))
+    with pytest.raises(ConfigError, match=r"\(read as \{'nir': 'B08'\} by the model's training band_names\) "
+                                          r"lacks band\(s\) \['nir'\]"):
+        plan_predict(PredictConfig(store=store, model=str(renamed)), CropModel.load(str(renamed)))
+    assert plan_predict(PredictConfig(store=store, model=str(renamed), band_names={}),
+                        CropModel.load(str(renamed))).bands["nir"] == "nir"
     # a parcels file that is not there
     with pytest.raises(ConfigError, match=r"parcels file '.*nowhere.gpkg' does not exist; fix predict.parcels.path"):
         run_predict(PredictConfig(store=store, model=str(model_dir), parcels={"path": str(tmp_path / "nowhere.gpkg")}))
