@@ -334,3 +334,26 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
     assert len(field_of) > 5 * len(set(field_of))  # many pixels per field
     fold = pd.Series(result.cv.fold_of[0])
     assert (fold.groupby(field_of).nunique() == 1).all() and fold.nunique() == 3
+
+
+def test_classify__the_prediction_benchmark_runs_on_a_cube_and_model(demo: dict, tmp_path: Path) -> None:
+    """``benchmarks/classify.py`` (our tile worker against LightGBM's predict on the same rows)
+    on the demo's cube and model, two tiles: it must keep running as the worker changes."""
+    import subprocess
+    import sys
+
+    model_dir = Path(demo["classify"]["model"])
+    if not (model_dir / "model.json").exists():
+        run_train(_train_config(demo, validation={"folds": 2, "seeds": [0], "group": "block", "baseline": False}))
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.classify", "--quick", "--model", str(model_dir),
+                           "--store", demo["ingest"]["store"], "--json", str(out)],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    records = json.loads(out.read_text())["records"]
+    assert {r["tool"] for r in records} == {"harvest-cluster", "lightgbm-predict"}
+    for r in records:
+        assert r["extra"]["pixels"] > 1000 and r["extra"]["px_per_s_per_core"] > 0
+        assert r["extra"]["kazakhstan_core_hours"] == pytest.approx(2.5e9 / r["extra"]["px_per_s_per_core"] / 3600)
+    assert "core-hours" in proc.stdout

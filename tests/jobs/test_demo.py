@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,13 @@ def test_demo__runs_end_to_end_and_recovers_the_season(tmp_path: Path, capsys: p
     assert demo.run(tmp_path, demo.SIZES["small"]) == 0
     out = capsys.readouterr().out
     assert "harvest demo: done" in out and "self-check against the demo's true yields" in out
+    # what the crop map adds: its accuracy on fields never trained on, the areas against the
+    # truth, and each crop's forecast error with and without the map, side by side
+    assert re.search(r"crop map \d{4} on the \d+ fields the survey left out .* overall accuracy 0\.\d{3}", out)
+    assert re.search(r"F1: .*wheat \d\.\d\d.*maize \d\.\d\d", out)
+    assert "crop area per region, last season: mapped and error-adjusted (95 % CI) against the true area" in out
+    check_cols = pd.read_csv(tmp_path / "forecast" / "truth_check.csv").columns
+    assert {"nrmse_pct", "nrmse_pct_all_cropland", "production_nrmse_pct_all_cropland"} <= set(check_cols)
     # one pass delivered in two UTM zones overlaps by design: a mosaic, not a duplicate to warn of
     assert "share the date" not in out
     for name in ("ingest", "indices", "aggregate"):
