@@ -312,6 +312,9 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
                      geometry=[box(10, 10, 10.01, 10.01)], crs="EPSG:4326").to_file(far)
     with pytest.raises(DataError, match=r"none of the 1 labels lies inside the cube"):
         run_train(_train_config(demo, labels={**_train_config(demo).labels.model_dump(), "path": str(far)}))
+    # labels of a season the cube does not hold
+    with pytest.raises(DataError, match=r"no observation falls in the 2019 season .*pick a covered year"):
+        run_train(_train_config(demo, year=2019))
     # a class with fewer samples than the folds need
     fm_labels = tmp_path / "two.gpkg"
     src = gpd.read_file(demo["season"].field_labels)
