@@ -73,6 +73,24 @@ def test_features__median_composite_ignores_a_missed_cloud_and_gaps_interpolate(
     assert fm.gap_filled[1, 0] and fm.gap_filled[2, 0] and not fm.gap_filled[0, 0]
 
 
+def test_features__extra_columns_join_the_vector_and_sum_bands_are_summed_per_period():
+    # daily precipitation (a weather column) and radar backscatter beside the optical bands:
+    # precipitation is a period total (missing days skipped), VH a median like the bands
+    dates = np.array(["2025-04-02", "2025-04-05", "2025-04-08", "2025-04-12"], "datetime64[D]")
+    red = np.array([[0.10], [0.12], [0.11], [0.20]], np.float32)
+    nir = np.array([[0.30], [0.32], [0.31], [0.40]], np.float32)
+    precip = np.array([[2.0], [np.nan], [5.5], [1.0]], np.float32)
+    vh = np.array([[-18.0], [-15.0], [-16.0], [-14.0]], np.float32)
+    cfg = FeatureConfig.model_validate({**CFG.model_dump(), "bands": ["red", "nir", "precip", "vh"],
+                                        "sum_bands": ["precip"]})
+    fm = season_features({"red": red, "nir": nir, "precip": precip, "vh": vh}, dates, cfg, 2025)
+    col = {n: fm.values[0, i] for i, n in enumerate(fm.names)}
+    assert col["precip_p00"] == pytest.approx(7.5) and col["precip_p01"] == pytest.approx(1.0)
+    assert col["vh_p00"] == pytest.approx(-16.0) and col["vh_p01"] == pytest.approx(-14.0)
+    assert [n for n in fm.names if n.startswith("red_")] == [n.replace("precip", "red") for n in fm.names
+                                                             if n.startswith("precip_")]
+
+
 @settings(max_examples=25, deadline=None)
 @given(t1=st.floats(120, 170), width=st.floats(50, 90), r=st.floats(0.06, 0.2))
 def test_phenology__matches_the_curve_it_was_made_from(t1, width, r):
