@@ -171,6 +171,7 @@ class VectorSource:
         self._options = dict(storage_options or {})
         self._fetch_flag: bool | None = None if is_remote(path) and is_parquet(path) else is_remote(path)
         self._copy: str | None = None
+        self._hashed: tuple[tuple[int, int], str] | None = None
 
     @property
     def _fetch(self) -> bool:
@@ -196,11 +197,16 @@ class VectorSource:
         return found
 
     def version(self) -> str:
-        """The file's version now: its size and modification time, or on object storage its
-        size and ETag. A changed file has another version."""
+        """The file's version now: its size and the XXH3 hash of its bytes, or on object
+        storage its size and ETag. A changed file has another version; copies of one file on
+        several nodes (a Ray working dir, unpacked with new modification times) have the same.
+        A local file is hashed again only when its size or modification time changes."""
         if not is_remote(self.path):
             st = os.stat(local_path(self.path))
-            return f"{st.st_size}:{st.st_mtime_ns}"
+            stamp = (st.st_size, st.st_mtime_ns)
+            if self._hashed is None or self._hashed[0] != stamp:
+                self._hashed = (stamp, _file_hash(local_path(self.path)))
+            return f"{st.st_size}:xxh3:{self._hashed[1]}"
         import fsspec
 
         from cluster._retry import retry_storage
@@ -257,6 +263,17 @@ class VectorSource:
                 log.info("fetched %s to %s, read window by window from there", self.path, copy)
             self._copy = copy
         return self._copy
+
+
+def _file_hash(path: str) -> str:
+    """XXH3-64 of a file's bytes, read in 8 MiB blocks (a few GB in about a second)."""
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def vector_cache_dir() -> str:

@@ -69,7 +69,7 @@ class ParcelsConfig(StrictModel):
     a local path must exist on every worker node. A remote GeoParquet file with a bbox
     covering column is read per tile in place; any other remote file is fetched once per
     node into a cache (:class:`cluster.vector.VectorSource`). The file's version (size and
-    modification time, or ETag) is part of the plan: after a change a rerun maps every tile
+    content hash, or ETag) is part of the plan: after a change a rerun maps every tile
     again, and a tile that finds the file changed while the job runs fails and says so."""
     layer: str | None = None
     """Layer of a multi-layer file (GeoPackage)."""
