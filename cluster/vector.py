@@ -203,9 +203,9 @@ class VectorSource:
         A local file is hashed again only when its size or modification time changes."""
         if not is_remote(self.path):
             st = os.stat(local_path(self.path))
-            stamp = (st.st_size, st.st_mtime_ns)
-            if self._hashed is None or self._hashed[0] != stamp:
-                self._hashed = (stamp, _file_hash(local_path(self.path)))
+            seen = (st.st_size, st.st_mtime_ns)
+            if self._hashed is None or self._hashed[0] != seen:
+                self._hashed = (seen, _file_hash(local_path(self.path)))
             return f"{st.st_size}:xxh3:{self._hashed[1]}"
         import fsspec
 
