@@ -334,7 +334,9 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
         run_train(cfg)
     # by default the folds split the sampled labels by field, never a field's pixels
     fields = tmp_path / "fields.gpkg"
-    pd.concat([src[src.crop_surveyed == c].head(6) for c in ("wheat", "maize")]).to_file(fields)
+    far_field = gpd.GeoDataFrame({"field_id": ["far-away"], "crop_surveyed": ["wheat"]},
+                                 geometry=[box(10, 10, 10.01, 10.01)], crs="EPSG:4326").to_crs(src.crs)
+    pd.concat([*(src[src.crop_surveyed == c].head(6) for c in ("wheat", "maize")), far_field]).to_file(fields)
     result = run_train(_train_config(demo, model=str(tmp_path / "m"),
                                      labels={**_train_config(demo).labels.model_dump(), "path": str(fields)},
                                      validation={"folds": 3, "seeds": [0], "baseline": False}))
@@ -343,6 +345,9 @@ def test_classify__bad_inputs_say_what_and_what_to_do(demo: dict, tmp_path: Path
     assert len(field_of) > 5 * len(set(field_of))  # many pixels per field
     fold = pd.Series(result.cv.fold_of[0])
     assert (fold.groupby(field_of).nunique() == 1).all() and fold.nunique() == 3
+    # a label off the cube is left out and named, the rest trains
+    assert any("1 label(s) lie outside the cube and were not sampled (e.g. ['far-away'])" in i
+               for i in result.issues), result.issues
 
 
 def test_classify__the_prediction_benchmark_runs_on_a_cube_and_model(demo: dict, tmp_path: Path) -> None:
