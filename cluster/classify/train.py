@@ -207,7 +207,8 @@ def _scarce_classes(y: np.ndarray, groups: np.ndarray, classes: Sequence[str], k
     if scarce:
         raise DataError(f"class(es) {sorted(scarce)!r} have fewer than 2 validation groups (by {group_by!r}: "
                         f"{scarce}): the folds split groups, so such a class cannot be both trained on and "
-                        "validated. Add labelled fields of it, merge it into another class, or drop it")
+                        "validated. Add labelled fields of it, merge it into another class, drop it, or "
+                        "group by something finer (validation.group)")
     few = {c: v for c, v in n.items() if v < k}
     if not few:
         return []
