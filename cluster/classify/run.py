@@ -286,7 +286,7 @@ def run_predict(config: PredictConfig | Mapping[str, Any] | str | Path, address:
     report = run_tile_job("classify", config, plan.hash, plan.tiles,
                           functools.partial(PredictWorker, plan_for_workers(plan)), address,
                           prepare=lambda: prepare_predict(plan, config, model), on_result=progress)
-    report.warnings.extend(plan.notes)
+    report.warnings[:0] = plan.notes  # before tile warnings: the summary shows the first few
     report.store_bytes = sum(cstore.store_bytes(cube.array(a)) for a in ("crop_type", "crop_probability"))
     write_report(report, config, t0, cube=cube.shown, arrays="crop_type, crop_probability",
                  years=", ".join(map(str, plan.years)), classes=", ".join(plan.classes))
