@@ -188,11 +188,9 @@ class VectorSource:
         """Whether the file is there (a remote one asked with the storage options)."""
         if not is_remote(self.path):
             return os.path.exists(local_path(self.path))
-        import fsspec
-
         from cluster._retry import retry_storage
 
-        fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
+        fs, fs_path = self._remote()
         found: bool = retry_storage(lambda: fs.exists(fs_path), f"cannot look for {self.path!r}")
         return found
 
@@ -207,15 +205,20 @@ class VectorSource:
             if self._hashed is None or self._hashed[0] != seen:
                 self._hashed = (seen, _file_hash(local_path(self.path)))
             return f"{st.st_size}:xxh3:{self._hashed[1]}"
-        import fsspec
-
         from cluster._retry import retry_storage
 
-        fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
+        fs, fs_path = self._remote()
         fs.invalidate_cache(fs_path)  # the object now, not a listing cached earlier
         info = retry_storage(lambda: fs.info(fs_path), f"cannot read {self.path!r}")
         stamp = next((str(info[k]) for k in ("ETag", "etag", "LastModified", "mtime") if info.get(k)), "")
         return f"{info.get('size')}:{stamp}"
+
+    def _remote(self) -> tuple[Any, str]:
+        """The fsspec filesystem of the remote file, with the storage options, and its path there."""
+        import fsspec
+
+        fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
+        return fs, fs_path
 
     def _check_pinned(self, version: str) -> None:
         if self.pinned is not None and version != self.pinned:
@@ -242,13 +245,11 @@ class VectorSource:
     def _local_copy(self) -> str:
         """The cached copy of this version of the file, fetched if the node has none."""
         if self._copy is None:
-            import fsspec
-
             from cluster._retry import retry_storage
 
             version = self.version()
             self._check_pinned(version)  # a copy once made is that version: later reads need no check
-            fs, fs_path = fsspec.core.url_to_fs(self.path, **self._options)
+            fs, fs_path = self._remote()
             key = hashlib.sha256(f"{self.path}\0{version}".encode()).hexdigest()[:24]
             copy = os.path.join(vector_cache_dir(), key, posixpath.basename(fs_path))
             if not os.path.exists(copy):
